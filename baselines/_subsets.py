@@ -1,0 +1,63 @@
+"""Shared by the subset searches (``mcts``, ``greedy``): the candidate pool and a cached set objective."""
+
+from __future__ import annotations
+
+from deeprobe_bench.api import BudgetExhausted, DiscoveryContext
+from deeprobe_bench.baselines.sae import latent_features, rank_latents
+
+
+class SetObjective:
+    """The task objective of a set of SAE latents, cached per set (FUSE's transposition table).
+
+    A cached set costs no objective call. ``exhausted`` turns True once the budget is spent.
+
+    Attributes:
+        pool: ``list[int]`` candidate latents, most frequent first.
+        prior: ``dict[int, float]`` activation frequency of each candidate at the task positions.
+        cache: ``{frozenset: reward}``; ``best`` / ``best_set``: the best reward seen and its set.
+    """
+
+    def __init__(self, ctx: DiscoveryContext, method: str, pool_size: int) -> None:
+        order, freq = rank_latents(ctx, method)
+        self.ctx = ctx
+        self.pool = [int(i) for i in order[:pool_size]]
+        self.prior = {i: float(freq[i]) for i in self.pool}
+        self.cache: dict[frozenset, float] = {}
+        self.best = float("-inf")
+        self.best_set: tuple[int, ...] = ()
+        self.exhausted = False
+        self.hits = 0
+
+    def __call__(self, latents) -> float | None:
+        """Reward of the set ``latents`` (ordered), or None when the budget is spent."""
+        key = frozenset(latents)
+        if key in self.cache:
+            self.hits += 1
+            return self.cache[key]
+        if self.exhausted:
+            return None
+        try:
+            reward = self.ctx.objective(latent_features(self.ctx.sae, self.ctx.hook_name, sorted(key)))
+        except BudgetExhausted:
+            self.exhausted = True
+            return None
+        self.cache[key] = reward
+        if reward > self.best:
+            self.best, self.best_set = reward, tuple(latents)
+        return reward
+
+    def result(self, ranked: list[int], scores: list[float], meta: dict):
+        """The FeatureSet: the best set first (``selected``), then ``ranked`` candidates outside it."""
+        pos = {a: r for r, a in enumerate(ranked)}
+        best = sorted(self.best_set, key=lambda a: pos.get(a, len(pos)))
+        order = best + [i for i in ranked if i not in self.best_set]
+        n = len(order)
+        return latent_features(
+            self.ctx.sae,
+            self.ctx.hook_name,
+            order,
+            scores=[float(n - r) for r in range(n)],
+            selected=len(self.best_set),
+            meta={"best_reward": self.best, "objective_cache_hits": self.hits, "pool": self.pool, **meta,
+                  "rank_scores": scores},  # fmt: skip
+        )

@@ -1,0 +1,165 @@
+"""``mcts``: Monte-Carlo tree search over subsets of SAE latents (FUSE, Gaudel & Sebag 2010).
+
+Feature selection as a one-player game (REFERENCE.md section 4):
+
+- a state is a set of latents from the candidate pool (the ``pool`` most frequent latents at the task
+  positions); an action adds one latent, or *stops* (the set's size is unknown in advance);
+- a transposition table keys nodes by the set, so the order latents were added in does not matter;
+- selection by UCT, ``Q + c sqrt(ln N_parent / N_child)``, or PUCT, ``Q + c P sqrt(N_parent) / (1 +
+  N_child)`` with P the normalised activation frequency; both blended with RAVE (all-moves-as-first)
+  values, ``(1 - beta) Q + beta AMAF`` with ``beta = sqrt(k / (3 N + k))``, which suits order-invariant
+  sets; progressive widening admits ``ceil(widen_c * N^widen_alpha)`` children, in prior order;
+- a new node's set is scored by the task objective (by default as it is: ``rollout_stop=1``; below 1,
+  a rollout first adds prior-weighted random latents, stopping with that probability after each) (``faithfulness - size_penalty *
+  |S|`` on a fixed train subsample), cached per set: only new sets cost an objective call.
+
+The search spends at most ``budget`` objective calls. It returns the best set evaluated first
+(``selected``), then the other candidates by RAVE value, so the faithfulness curve continues past it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method
+from deeprobe_bench.baselines._subsets import SetObjective
+
+
+@dataclass
+class MCTSConfig:
+    """Options of ``mcts``.
+
+    Attributes:
+        budget: objective calls allowed (the same default as ``greedy``).
+        pool: candidate latents (most frequent at the task positions).
+        max_size: largest set considered.
+        policy: ``uct`` or ``puct`` (prior = activation frequency).
+        c: exploration constant.
+        rave_k: RAVE equivalence parameter (0 disables RAVE).
+        widen_c, widen_alpha: progressive widening ``ceil(widen_c * N ** widen_alpha)`` children.
+        rollout_stop: probability of stopping after each random addition in a rollout.
+        max_iterations: cap on simulations (cached sets cost no call, so the budget alone may not end it).
+    """
+
+    budget: int = 400
+    pool: int = 48
+    max_size: int = 16
+    policy: Literal["uct", "puct"] = "uct"
+    c: float = 0.2
+    rave_k: float = 50.0
+    widen_c: float = 2.0
+    widen_alpha: float = 0.5
+    rollout_stop: float = 1.0
+    max_iterations: int = 20000
+
+    def __post_init__(self) -> None:
+        if self.budget < 1 or self.pool < 1 or self.max_size < 1:
+            raise ValueError("budget, pool and max_size must be >= 1")
+        if not 0 < self.rollout_stop <= 1:
+            raise ValueError("rollout_stop must be in (0, 1]")
+        if self.c < 0 or self.rave_k < 0 or self.widen_c <= 0:
+            raise ValueError("c and rave_k must be >= 0, widen_c > 0")
+
+
+STOP = -1
+
+
+class MCTS(Method):
+    name = "mcts"
+    description = "Monte-Carlo tree search over subsets of SAE latents on the task objective (FUSE-style)"
+    supervision = "objective"
+    Config = MCTSConfig
+
+    def discover(self, ctx: DiscoveryContext) -> FeatureSet:
+        cfg = self.config
+        rng = random.Random(ctx.seed)
+        obj = SetObjective(ctx, self.name, cfg.pool)
+        pool = obj.pool
+        total = sum(obj.prior.values()) or 1.0
+        prior = {a: (obj.prior[a] / total if total else 1 / len(pool)) for a in pool}
+        visits: dict[frozenset, int] = {}
+        value_sum: dict[frozenset, float] = {}
+        amaf_n = dict.fromkeys(pool, 0)
+        amaf_w = dict.fromkeys(pool, 0.0)
+
+        def q(state: frozenset) -> float:
+            return value_sum[state] / visits[state]
+
+        def score(state: frozenset, action: int) -> float:
+            child = state if action == STOP else state | {action}
+            n_parent = visits.get(state, 0) + 1
+            n_child = visits.get(child, 0) if action != STOP else stop_visits.get(state, 0)
+            if n_child == 0:
+                if cfg.policy == "uct":
+                    return float("inf")
+                # First-play urgency: an unvisited child is valued at its parent's mean reward.
+                value = q(state) if visits.get(state) else 0.0
+            elif action == STOP:
+                value = stop_value[state] / n_child
+            else:
+                value = q(child)
+            if action != STOP and n_child and cfg.rave_k > 0 and amaf_n[action]:
+                beta = math.sqrt(cfg.rave_k / (3 * n_child + cfg.rave_k))
+                value = (1 - beta) * value + beta * amaf_w[action] / amaf_n[action]
+            if cfg.policy == "uct":
+                return value + cfg.c * math.sqrt(math.log(n_parent) / n_child)
+            p = prior.get(action, 1.0 / (len(pool) + 1))  # STOP: a uniform share
+            return value + cfg.c * p * math.sqrt(n_parent) / (1 + n_child)
+
+        stop_visits: dict[frozenset, int] = {}
+        stop_value: dict[frozenset, float] = {}
+
+        def rollout(state: frozenset) -> list[int]:
+            chosen = list(state)
+            rest = [a for a in pool if a not in state]
+            while rest and len(chosen) < cfg.max_size and rng.random() > cfg.rollout_stop:
+                a = rng.choices(rest, weights=[prior[x] + 1e-6 for x in rest])[0]
+                rest.remove(a)
+                chosen.append(a)
+            return chosen
+
+        iterations = 0
+        bar = ctx.progress(total=cfg.budget, desc="mcts")
+        calls_before = ctx.budget.objective_calls
+        root: frozenset = frozenset()
+        while not obj.exhausted and iterations < cfg.max_iterations:
+            iterations += 1
+            state, path, stopped = root, [root], False
+            while True:
+                n_state = visits.get(state, 0)
+                children = [a for a in pool if a not in state]
+                width = math.ceil(cfg.widen_c * max(n_state, 1) ** cfg.widen_alpha)
+                actions = [STOP] + (children[:width] if len(state) < cfg.max_size else [])
+                action = max(actions, key=lambda a: (score(state, a), -actions.index(a)))
+                if action == STOP:
+                    stopped = True
+                    break
+                state = state | {action}
+                path.append(state)
+                if visits.get(state, 0) == 0:
+                    break
+            final = sorted(state) if stopped else rollout(state)
+            reward = obj(final)
+            if reward is None:
+                break
+            bar.update(ctx.budget.objective_calls - calls_before - bar.n)
+            for s in path:
+                visits[s] = visits.get(s, 0) + 1
+                value_sum[s] = value_sum.get(s, 0.0) + reward
+            if stopped:
+                stop_visits[state] = stop_visits.get(state, 0) + 1
+                stop_value[state] = stop_value.get(state, 0.0) + reward
+            for a in final:
+                amaf_n[a] += 1
+                amaf_w[a] += reward
+        bar.close()
+        rave = {a: (amaf_w[a] / amaf_n[a] if amaf_n[a] else float("-inf")) for a in pool}
+        ranked = sorted(pool, key=lambda a: (-rave[a], -prior[a]))
+        return obj.result(
+            ranked,
+            [rave[a] for a in ranked],
+            {"iterations": iterations, "tree_nodes": len(visits), "policy": cfg.policy},
+        )

@@ -1,0 +1,79 @@
+"""``sae``: SAE latents ranked without supervision, by activation frequency at the task positions.
+
+The unsupervised baseline of the benchmark: the subject's SAE at the task's hook, its latents ordered by
+how often they fire (activation > 0) on the train split at the positions the task intervenes at
+(``ctx.extra["site_acts"]`` when the task gives them, else ``ctx.train_acts``). The ``n`` most frequent
+latents are returned, their decoder rows as directions and their SAE activations as encoder.
+The same ranking is the prior and candidate pool of the ``mcts`` and ``greedy`` searches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method
+
+
+def latent_frequency(sae, acts):
+    """``Float[Tensor, "d_sae"]``: fraction of rows of ``acts`` (``"n d_model"``) where each latent is > 0."""
+    import torch
+
+    with torch.no_grad():
+        return (sae.encode(acts.float()) > 0).float().mean(0)
+
+
+def rank_latents(ctx: DiscoveryContext, method: str):
+    """``(order, frequency)``: all latents by descending frequency at the task positions (ties: index)."""
+    import torch
+
+    sae = ctx.require_sae(method)
+    freq = latent_frequency(sae, ctx.extra.get("site_acts", ctx.train_acts))
+    order = sorted(range(len(freq)), key=lambda i: (-float(freq[i]), i))
+    return torch.tensor(order), freq
+
+
+def latent_features(sae, hook_name: str, latents, scores=None, selected=None, meta=None) -> FeatureSet:
+    """A FeatureSet of SAE latents: decoder rows as directions, ``sae.encode`` restricted as encoder."""
+    import torch
+
+    idx = torch.as_tensor(latents, dtype=torch.long)
+
+    def encoder(x):
+        with torch.no_grad():
+            return sae.encode(x.float())[..., idx]
+
+    return FeatureSet(
+        hook_name=hook_name,
+        directions=sae.W_dec.detach()[idx].float(),
+        encoder=encoder,
+        scores=None if scores is None else torch.as_tensor(scores, dtype=torch.float32),
+        selected=selected,
+        meta={"latents": idx.tolist(), **(meta or {})},
+    )
+
+
+@dataclass
+class SAEConfig:
+    """Options of ``sae``.
+
+    Attributes:
+        n: how many of the most frequent latents to return.
+    """
+
+    n: int = 50
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError("n must be >= 1")
+
+
+class SAELatents(Method):
+    name = "sae"
+    description = "SAE latents ranked by activation frequency at the task positions (no supervision)"
+    supervision = "none"
+    Config = SAEConfig
+
+    def discover(self, ctx: DiscoveryContext) -> FeatureSet:
+        order, freq = rank_latents(ctx, self.name)
+        top = order[: self.config.n]
+        return latent_features(ctx.sae, ctx.hook_name, top, scores=freq[top], meta={"ranking": "frequency"})

@@ -1,0 +1,126 @@
+"""Activations computed once per (model, data, hook) and reused from a disk cache.
+
+The cache key is a SHA-256 of the model's weights (its fingerprint), the token ids and the hook name,
+so any change of model or data misses, and workers on a shared filesystem reuse each other's files.
+Files are written to a temporary name and renamed, so a killed run never leaves a half-written entry.
+
+The cache directory is ``$DEEPROBE_CACHE/activations`` (default ``~/.cache/deeprobe_bench``); set
+``DEEPROBE_CACHE=off`` to disable it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from deeprobe_bench.api import UserError
+
+logger = logging.getLogger(__name__)
+
+STATS = {"hits": 0, "misses": 0}
+
+
+def cache_dir() -> Path | None:
+    """The activation cache directory, or None when caching is off."""
+    root = os.environ.get("DEEPROBE_CACHE", str(Path.home() / ".cache" / "deeprobe_bench"))
+    if root.lower() in ("off", "0", "none", ""):
+        return None
+    return Path(root) / "activations"
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's parameters and buffers (names, shapes, bytes); memoised on the model."""
+    fp = getattr(model, "_deeprobe_fingerprint", None)
+    if fp is None:
+        h = hashlib.sha256()
+        for name, t in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        fp = h.hexdigest()
+        model._deeprobe_fingerprint = fp
+    return fp
+
+
+def key(model: torch.nn.Module, tokens: Tensor, hook_name: str) -> str:
+    h = hashlib.sha256()
+    h.update(fingerprint(model).encode())
+    h.update(hook_name.encode())
+    h.update(str(tuple(tokens.shape)).encode())
+    h.update(tokens.to(torch.int64).contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+@torch.no_grad()
+def compute(
+    model, tokens: Int[Tensor, "batch pos"], hook_name: str, batch_size: int = 256, progress=None
+) -> Float[Tensor, "batch pos d"]:
+    """Run ``model`` on ``tokens`` and return the activations at ``hook_name`` (stops after its layer)."""
+    layer = layer_of(hook_name, model.cfg.n_layers)
+    out = []
+    batches = range(0, tokens.shape[0], batch_size)
+    if progress is not None:
+        batches = progress(batches, desc=f"activations {hook_name}", total=len(batches))
+    for i in batches:
+        _, cache = model.run_with_cache(
+            tokens[i : i + batch_size], names_filter=hook_name, stop_at_layer=layer + 1, return_type=None
+        )
+        out.append(cache[hook_name].detach().float())
+    acts = torch.cat(out) if out else torch.zeros(0)
+    if not torch.isfinite(acts).all():
+        raise UserError(f"non-finite (NaN or inf) activations at {hook_name}: the model or its inputs are broken")
+    return acts
+
+
+def get(
+    model, tokens: Int[Tensor, "batch pos"], hook_name: str, batch_size: int = 256, progress=None
+) -> Float[Tensor, "batch pos d"]:
+    """Activations at ``hook_name`` for ``tokens``, from the disk cache when present.
+
+    Raises:
+        UserError: the activations contain NaN or inf (from the model, or a corrupted cache entry).
+    """
+    directory = cache_dir()
+    path = directory / f"{key(model, tokens, hook_name)}.pt" if directory is not None else None
+    if path is not None and path.exists():
+        try:
+            acts = torch.load(path, weights_only=True)
+            if acts.shape[:2] == tokens.shape and torch.isfinite(acts).all():
+                STATS["hits"] += 1
+                logger.debug("activation cache hit %s", path.name)
+                return acts
+            logger.warning("activation cache entry %s is invalid; recomputing", path)
+        except Exception as e:  # a truncated or foreign file: recompute, never crash
+            logger.warning("activation cache entry %s unreadable (%s); recomputing", path, type(e).__name__)
+    STATS["misses"] += 1
+    acts = compute(model, tokens, hook_name, batch_size, progress)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(acts, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return acts
+
+
+def layer_of(hook_name: str, n_layers: int) -> int:
+    """The block index a hook point belongs to (``hook_embed`` and friends: -1)."""
+    parts = hook_name.split(".")
+    if parts[0] == "blocks" and len(parts) > 1 and parts[1].isdigit():
+        layer = int(parts[1])
+        if layer >= n_layers:
+            raise UserError(f"hook {hook_name} is beyond the model's {n_layers} layers")
+        return layer
+    return -1
+

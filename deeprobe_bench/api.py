@@ -1,0 +1,382 @@
+"""The contracts every task and method is written against (DESIGN.md, "Contracts").
+
+A *method* (a feature-discovery algorithm) turns a :class:`DiscoveryContext` into a
+:class:`FeatureSet`; a *task* prepares data with ground truth, gives search methods an
+objective on its train split, and scores any FeatureSet on its held-out split. The core
+(runner, CLI, leaderboard) knows nothing more about either than what is written here.
+
+This module imports torch only for type annotations and tensors handed around; it is
+imported by ``deeprobe-bench ls`` through the registry only lazily.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+Supervision = Literal["none", "labels", "objective", "judge"]
+SUPERVISIONS: tuple[str, ...] = typing.get_args(Supervision)
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for (bad name, bad option, bad file).
+
+    The CLI prints its message on one line and exits with status 2; no traceback.
+    """
+
+
+class ConfigError(UserError):
+    """A ``-M`` / ``-T`` option that names no field of the config or has the wrong type."""
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def _convert(value: str, tp: Any, key: str) -> Any:
+    """Convert the string ``value`` of option ``key`` to the annotated type ``tp``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and value.lower() in ("none", "null", ""):
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"bad value {value!r} for {key}")
+    if origin is Literal:
+        for choice in args:
+            if str(choice) == value:
+                return choice
+        raise ConfigError(f"{key}={value!r}: expected one of {', '.join(map(str, args))}")
+    if origin in (tuple, list):
+        inner = args[0] if args else str
+        parts = [p for p in value.split(",") if p != ""]
+        conv = [_convert(p, inner, key) for p in parts]
+        return tuple(conv) if origin is tuple else conv
+    if tp is bool:
+        low = value.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}={value!r}: expected a boolean (true/false)")
+    if tp in (int, float, str):
+        try:
+            out = tp(value)
+        except ValueError:
+            raise ConfigError(f"{key}={value!r}: expected {tp.__name__}") from None
+        if tp is float and not math.isfinite(out):
+            raise ConfigError(f"{key}={value!r}: expected a finite number")
+        return out
+    raise ConfigError(f"{key}: options of type {tp!r} cannot be set from the command line")
+
+
+def parse_config(cls: type, options: dict[str, str] | None, what: str = "option") -> Any:
+    """Build the config dataclass ``cls`` from ``key=value`` strings, type-checked.
+
+    Args:
+        cls: a dataclass whose fields all have defaults.
+        options: ``{"budget": "200", ...}`` as given by ``-M`` / ``-T``; values already of the
+            right Python type (from a JSON config) are accepted as they are.
+        what: how to name the options in errors (``"-M option of mcts"``).
+
+    Returns:
+        An instance of ``cls``; its ``__post_init__`` validation runs.
+
+    Raises:
+        ConfigError: unknown key (with the valid keys), or a value of the wrong type.
+    """
+    options = dict(options or {})
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, raw in options.items():
+        if key not in fields:
+            valid = ", ".join(sorted(fields)) or "(none)"
+            raise ConfigError(f"unknown {what} {key!r}; valid keys: {valid}")
+        kwargs[key] = _convert(raw, hints[key], key) if isinstance(raw, str) else raw
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{what}: {e}") from None
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return json_ready(dataclasses.asdict(cfg)) if cfg is not None else {}
+
+
+def json_ready(obj: Any) -> Any:
+    """Recursively turn tuples, numpy and torch scalars into plain JSON types."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_ready(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 0) == 0:
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+@dataclass
+class EmptyConfig:
+    """A config with no options."""
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One scored number.
+
+    Attributes:
+        value: the metric's value (its range and unit are in the task README).
+        higher_is_better: direction, shown as an arrow in tables.
+        stderr: standard error over the evaluation examples, where it applies.
+    """
+
+    value: float
+    higher_is_better: bool = True
+    stderr: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_ready(dataclasses.asdict(self))
+
+
+# --------------------------------------------------------------------------- features
+
+
+@dataclass
+class FeatureSet:
+    """What a method found: ``n`` features at one hook point of the subject.
+
+    Attributes:
+        hook_name: TransformerLens hook point, e.g. ``"blocks.1.hook_resid_post"``.
+        directions: ``Float[Tensor, "n d_model"]``, the write direction of each feature (an SAE
+            decoder row, a probe weight, a steering vector). Not required to be unit norm.
+        encoder: maps activations ``Float[Tensor, "... d_model"]`` to feature activations
+            ``Float[Tensor, "... n"]`` (an SAE restricted to these latents, a probe's
+            probabilities, a projection). Used by the threshold-sweep metrics, which read an
+            activation as "on" where it exceeds a fraction of its maximum, so encoders should
+            return non-negative values where they can.
+        labels: the concept each feature claims (supervised methods), or None.
+        scores: ``Float[Tensor, "n"]``, the method's importance, higher is better; the order of
+            the faithfulness curve. None means the given order.
+        selected: how many of the top-ranked features form the method's chosen set (a search returns
+            its best set first and ranks the rest after it); None means all ``n``.
+        meta: free JSON-ready details (latent indices, search statistics ...), stored in the result.
+    """
+
+    hook_name: str
+    directions: Any
+    encoder: Callable[[Any], Any]
+    labels: list[str] | None = None
+    scores: Any | None = None
+    selected: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.directions.ndim != 2:
+            raise ValueError(f"directions must be 2-D (n, d_model), got shape {tuple(self.directions.shape)}")
+        n = self.directions.shape[0]
+        if self.labels is not None and len(self.labels) != n:
+            raise ValueError(f"{len(self.labels)} labels for {n} features")
+        if self.scores is not None and tuple(self.scores.shape) != (n,):
+            raise ValueError(f"scores must have shape ({n},), got {tuple(self.scores.shape)}")
+        if self.selected is not None and not 0 <= self.selected <= n:
+            raise ValueError(f"selected={self.selected} is not in [0, {n}]")
+
+    def __len__(self) -> int:
+        return int(self.directions.shape[0])
+
+    def ranking(self) -> list[int]:
+        """Feature indices, best first (by ``scores``, ties and no scores: given order)."""
+        n = len(self)
+        if self.scores is None:
+            return list(range(n))
+        s = [float(x) for x in self.scores]
+        return sorted(range(n), key=lambda i: (-s[i], i))
+
+    def chosen(self) -> FeatureSet:
+        """The method's chosen set: the ``selected`` best-ranked features (all when ``selected`` is None)."""
+        rank = self.ranking()
+        return self.subset(rank if self.selected is None else rank[: self.selected])
+
+    def top(self, k: int) -> FeatureSet:
+        """The ``k`` best-ranked features (all of them when ``k >= n``)."""
+        return self.subset(self.ranking()[:k])
+
+    def subset(self, idx: list[int]) -> FeatureSet:
+        """The features ``idx`` (in that order) as a new FeatureSet sharing the encoder."""
+        import torch
+
+        index = torch.as_tensor(idx, dtype=torch.long)
+        enc = self.encoder
+        return FeatureSet(
+            hook_name=self.hook_name,
+            directions=self.directions[index],
+            encoder=lambda x: enc(x)[..., index],
+            labels=[self.labels[i] for i in idx] if self.labels is not None else None,
+            scores=self.scores[index] if self.scores is not None else None,
+            meta={"subset_of": len(self)},
+        )
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+class Budget:
+    """Counts calls of the task objective; raises when a method exceeds its allowance."""
+
+    def __init__(self, max_objective_calls: int | None) -> None:
+        self.max_objective_calls = max_objective_calls
+        self.objective_calls = 0
+
+    @property
+    def remaining(self) -> int | None:
+        if self.max_objective_calls is None:
+            return None
+        return self.max_objective_calls - self.objective_calls
+
+    def charge(self) -> None:
+        if self.max_objective_calls is not None and self.objective_calls >= self.max_objective_calls:
+            raise BudgetExhausted(f"objective budget of {self.max_objective_calls} calls spent")
+        self.objective_calls += 1
+
+
+class BudgetExhausted(RuntimeError):
+    """Raised by the objective when a method calls it beyond its budget."""
+
+
+@dataclass
+class DiscoveryContext:
+    """Everything a method may use, and nothing more (DESIGN.md, "DiscoveryContext").
+
+    Attributes:
+        subject: the model under study (:class:`deeprobe_bench.subject.Subject`).
+        hook_name: the hook point the task studies.
+        train_acts: ``Float[Tensor, "n_train d_model"]``, cached train-split activations at
+            the hook, at the task's positions (one row per example and position).
+        sae: the subject's SAE at the hook (a ``sae_lens.SAE``), or None.
+        seed: the cell's seed; methods seed their own generators from it.
+        supervision: what this context was built for.
+        budget: counts objective calls.
+        progress: ``progress(iterable, desc=..., total=...)``, a tqdm wrapper (silent under --quiet).
+        labels: ``Bool[Tensor, "n_train n_concepts"]`` concept labels of the train rows
+            (supervision ``labels`` only), with ``concepts`` naming the columns.
+        objective: ``objective(FeatureSet) -> float`` on the train split, each call charged to
+            ``budget`` (supervision ``objective`` only).
+        judge: the judge client (supervision ``judge`` only).
+        extra: task-specific, supervision-free helpers (e.g. a contrast split), documented by the task.
+    """
+
+    subject: Any
+    hook_name: str
+    train_acts: Any
+    sae: Any
+    seed: int
+    supervision: str
+    budget: Budget
+    progress: Callable[..., Any]
+    labels: Any | None = None
+    concepts: list[str] | None = None
+    objective: Callable[[FeatureSet], float] | None = None
+    judge: Any | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def require_sae(self, method: str) -> Any:
+        if self.sae is None:
+            raise UserError(f"method {method} needs an SAE at {self.hook_name}, and this subject has none there")
+        return self.sae
+
+
+class Method:
+    """A feature-discovery method. Subclass it, set the class attributes, write ``discover``.
+
+    Class attributes:
+        name: the registry name (``mcts``).
+        description: one line, shown by ``deeprobe-bench ls methods``.
+        supervision: ``none`` | ``labels`` | ``objective`` | ``judge``; decides what the
+            :class:`DiscoveryContext` carries and is shown in every table.
+        Config: a dataclass of options, every field with a default, filled from ``-M key=value``.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    supervision: ClassVar[str] = "none"
+    Config: ClassVar[type] = EmptyConfig
+    version: ClassVar[str] = "1"
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    def discover(self, ctx: DiscoveryContext) -> FeatureSet:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class TaskData:
+    """What ``Task.prepare`` returns; opaque to the core except these fields.
+
+    Attributes:
+        hook_name: hook point studied.
+        train_acts: ``Float[Tensor, "n_train d_model"]`` train activations at the task positions.
+        train_labels: ``Bool[Tensor, "n_train n_concepts"]`` or None.
+        concepts: names of the label columns.
+        n_train / n_test: examples in each split (prompts, games ...).
+        extra: anything the task's own objective / evaluate need (never given to methods).
+        context_extra: supervision-free extras handed to methods through ``ctx.extra``.
+        info: JSON-ready facts recorded in the result (ablation, positions, splits ...).
+    """
+
+    hook_name: str
+    train_acts: Any
+    train_labels: Any | None
+    concepts: list[str] | None
+    n_train: int
+    n_test: int
+    extra: dict[str, Any] = field(default_factory=dict)
+    context_extra: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    """A task with ground truth. Subclass it and set the class attributes.
+
+    Class attributes:
+        name, description, version: registry name, one line for ``ls``, bumped when numbers change.
+        Config: options dataclass filled from ``-T key=value``.
+        primary_metric: the metric tables sort by.
+        default_model: the zoo model used when ``--model`` is not given.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    Config: ClassVar[type] = EmptyConfig
+    primary_metric: ClassVar[str] = ""
+    default_model: ClassVar[str] = ""
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    def prepare(self, subject: Any, seed: int, limit: int | None = None) -> TaskData:  # pragma: no cover
+        raise NotImplementedError
+
+    def objective(self, data: TaskData, features: FeatureSet) -> float:  # pragma: no cover
+        raise NotImplementedError
+
+    def evaluate(self, data: TaskData, features: FeatureSet) -> dict[str, Metric]:  # pragma: no cover
+        raise NotImplementedError

@@ -1,0 +1,318 @@
+"""``deeprobe-bench``: the command line.
+
+::
+
+    deeprobe-bench [--plugin FILE_OR_MODULE ...] [-v | -q] COMMAND ...
+
+    run --task T --method M[,M2] [--method M3] [--model NAME] [--seeds 0,1,2 | --seed N]
+        [-T key=value ...] [-M key=value ...] [--results-dir results] [--force] [--limit N]
+    ls tasks|methods|models
+    leaderboard build [--results-dir results] [--out leaderboards] [--include-limited]
+    zoo train NAME [--out DIR] [--seed N]
+    zoo ls
+
+The global options may also follow the command (``deeprobe-bench run --plugin my.py ...``).
+
+Exit status: 0 success; 1 when a cell of ``run`` ended in error (its result records it) or on an
+internal error; 2 for a mistake in what was asked (unknown name, bad option, bad file: one line
+``deeprobe-bench: error: ...`` on stderr; the traceback only with ``--verbose``); 130 on Ctrl-C
+(result files are written atomically, so nothing is left half-written).
+
+This is the one module that prints (tables and paths to stdout); everything else logs. Heavy
+modules (runner, leaderboard: torch, pandas) are imported only by the commands that need them, so
+``ls`` starts fast and never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from deeprobe_bench import api, registry
+from deeprobe_bench.progress import setup_logging
+
+PROG = "deeprobe-bench"
+log = logging.getLogger("deeprobe_bench.cli")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one-line UserErrors (printed and exit 2 by :func:`main`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `--see` must not guess between --seed and --seeds
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        raise api.UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip() != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 0,1,2, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 0,1,2, got {text!r}")
+    return seeds
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def parse_options(items: Sequence[str] | None, flag: str) -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{"k": "v"}``; a later key wins.
+
+    Raises:
+        api.UserError: an item without ``=`` or with an empty key.
+    """
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise api.UserError(f"{flag} {item!r}: expected key=value")
+        out[key.strip()] = value
+    return out
+
+
+def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
+    """The global options; on sub-commands they use other dests (merged in :func:`main`)."""
+    pre = "" if top else "sub_"
+    default = [] if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--plugin",
+        dest=f"{pre}plugins",
+        action="append",
+        default=default,
+        metavar="FILE_OR_MODULE",
+        help="load tasks / methods / models from a .py file or a module (repeatable)",
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-v", "--verbose", dest=f"{pre}verbose", action="store_true",
+        default=False if top else argparse.SUPPRESS, help="debug messages and tracebacks",
+    )
+    group.add_argument(
+        "-q", "--quiet", dest=f"{pre}quiet", action="store_true",
+        default=False if top else argparse.SUPPRESS, help="warnings and errors only, no progress bars",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``deeprobe-bench``."""
+    parser = _Parser(prog=PROG, description="Which feature-discovery method finds the features a model really uses?")
+    _add_common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    run = sub.add_parser("run", help="run methods on a task and record one result per (method, seed)")
+    _add_common(run, top=False)
+    run.add_argument("--task", required=True, help="task name (see `ls tasks`)")
+    run.add_argument("--method", action="append", required=True, metavar="NAME[,NAME]",
+                     help="method name(s) (see `ls methods`); repeatable or comma-separated")
+    run.add_argument("--model", default=None, help="model name (default: the task's own zoo model)")
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,2", help="comma-separated seeds")
+    seeds.add_argument("--seed", type=int, default=None, metavar="N", help="one seed (default 0)")
+    run.add_argument("-T", dest="task_options", action="append", default=[], metavar="KEY=VALUE",
+                     help="task option (repeatable)")
+    run.add_argument("-M", dest="method_options", action="append", default=[], metavar="KEY=VALUE",
+                     help="method option, applied to every --method (repeatable)")
+    run.add_argument("--results-dir", default="results", help="where result JSONs go (default: results)")
+    run.add_argument("--force", action="store_true", help="re-run cells that already have a finished result")
+    run.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                     help="use at most N examples per split (a quick look; recorded, never mixed with full runs)")
+
+    ls = sub.add_parser("ls", help="list tasks, methods or models")
+    _add_common(ls, top=False)
+    ls.add_argument("what", choices=list(registry.KINDS))
+
+    lb = sub.add_parser("leaderboard", help="leaderboard tables from result files")
+    _add_common(lb, top=False)
+    lb_sub = lb.add_subparsers(dest="lb_command", metavar="COMMAND", parser_class=_Parser)
+    lb_sub.required = True
+    build = lb_sub.add_parser("build", help="write <out>/<task>.md and .csv from the results")
+    _add_common(build, top=False)
+    build.add_argument("--results-dir", default="results", help="where the result JSONs are (default: results)")
+    build.add_argument("--out", default="leaderboards", help="output folder (default: leaderboards)")
+    build.add_argument("--include-limited", action="store_true", help="also use --limit runs (marked in the file)")
+
+    zoo = sub.add_parser("zoo", help="the project's own small models")
+    _add_common(zoo, top=False)
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", metavar="COMMAND", parser_class=_Parser)
+    zoo_sub.required = True
+    train = zoo_sub.add_parser("train", help="train a zoo model (and its SAEs) from scratch")
+    _add_common(train, top=False)
+    train.add_argument("name", help="zoo model name (see `zoo ls`)")
+    train.add_argument("--out", default=None, help="output folder (default: the model's shipped location)")
+    train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    zoo_ls = zoo_sub.add_parser("ls", help="same as `ls models`")
+    _add_common(zoo_ls, top=False)
+    return parser
+
+
+def _merge_common(args: argparse.Namespace) -> None:
+    args.plugins = list(args.plugins) + list(getattr(args, "sub_plugins", []))
+    args.verbose = args.verbose or getattr(args, "sub_verbose", False)
+    args.quiet = (args.quiet or getattr(args, "sub_quiet", False)) and not args.verbose
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _split_methods(values: list[str]) -> list[str]:
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    if not names:
+        raise api.UserError("--method: no method name given")
+    return list(dict.fromkeys(names))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from deeprobe_bench.leaderboard import cells_table
+    from deeprobe_bench.runner import run_grid
+
+    seeds = args.seeds if args.seeds is not None else [args.seed if args.seed is not None else 0]
+    results = run_grid(
+        args.task,
+        args.model,
+        _split_methods(args.method),
+        seeds,
+        task_options=parse_options(args.task_options, "-T"),
+        method_options=parse_options(args.method_options, "-M"),
+        results_dir=args.results_dir,
+        force=args.force,
+        limit=args.limit,
+        progress=not args.quiet,
+    )
+    _echo(cells_table(results))
+    failed = [r for r in results if not r.ok]
+    if failed:
+        log.error("%d of %d cells failed; their results record the error (see details.traceback)", len(failed), len(results))
+        return 1
+    return 0
+
+
+def _ls_rows(kind: str) -> tuple[list[dict[str, Any]], int]:
+    entries = registry.list_entries(kind)
+    rows: list[dict[str, Any]] = []
+    broken = 0
+    for e in entries:
+        row: dict[str, Any] = {"name": e.name}
+        if kind == "methods":
+            row["supervision"] = e.supervision or ""
+        if kind == "tasks":
+            row["default model"] = getattr(e.obj, "default_model", "") or ""
+        if e.broken:
+            broken += 1
+            row["description"] = f"BROKEN: {e.error}"
+        else:
+            row["description"] = e.description
+        row["source"] = e.dist or e.source
+        rows.append(row)
+    return rows, broken
+
+
+def cmd_ls(kind: str) -> int:
+    from tabulate import tabulate
+
+    rows, _broken = _ls_rows(kind)
+    if not rows:
+        _echo(f"(no {kind} registered)")
+        return 0
+    _echo(tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True))
+    return 0
+
+
+def cmd_leaderboard_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deeprobe_bench.leaderboard import write_leaderboards
+
+    if not Path(args.results_dir).is_dir():
+        raise api.UserError(f"results folder {args.results_dir} does not exist (run `deeprobe-bench run ...` first)")
+    paths = write_leaderboards(args.results_dir, args.out, include_limited=args.include_limited)
+    if not paths:
+        log.warning("no finished results in %s; no leaderboard written", args.results_dir)
+    for p in paths:
+        _echo(p)
+    return 0
+
+
+def cmd_zoo_train(args: argparse.Namespace) -> int:
+    spec = registry.get_model_spec(args.name)
+    train = getattr(spec, "train", None)
+    if not callable(train):
+        raise api.UserError(f"model {args.name} is not a zoo model: it cannot be trained here (see `deeprobe-bench zoo ls`)")
+    out = train(out_dir=args.out, seed=args.seed)
+    if out is not None:
+        _echo(out)
+    return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "ls":
+        return cmd_ls(args.what)
+    if args.command == "leaderboard":
+        return cmd_leaderboard_build(args)
+    if args.command == "zoo":
+        if args.zoo_command == "train":
+            return cmd_zoo_train(args)
+        return cmd_ls("models")
+    raise api.UserError(f"unknown command {args.command}")  # pragma: no cover - argparse prevents it
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``deeprobe-bench`` with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    verbose = False
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # --help
+            return int(e.code or 0) if not isinstance(e.code, str) else 2
+        _merge_common(args)
+        verbose = args.verbose
+        setup_logging(verbose=args.verbose, quiet=args.quiet)
+        registry.load_plugins(args.plugins)
+        return _dispatch(args)
+    except api.UserError as e:
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        _echo(f"{PROG}: error: {_one_line(str(e))}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        _echo(f"{PROG}: interrupted", err=True)
+        return 130
+    except BrokenPipeError:  # `deeprobe-bench ls methods | head`
+        return 0
+    except Exception as e:
+        traceback.print_exc(file=sys.stderr)
+        _echo(f"{PROG}: internal error: {type(e).__name__}: {_one_line(str(e))} (please report it)", err=True)
+        return 1
+
+
+def _echo(text: Any, err: bool = False) -> None:
+    """Print ``text`` to stdout (or stderr): the CLI is the one place that prints."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(f"{text}\n")
+    stream.flush()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Result files -> leaderboard tables (markdown via tabulate, CSV), and the table ``run`` prints.
+
+Tables are built from the result JSONs and nothing else. Per task:
+
+- only results with status ``ok``; ``--limit`` runs are left out unless asked for, and only the
+  newest task version present is shown (numbers of different versions are not comparable);
+- one row per (method label, model, task options); one column per metric, in the order the task
+  returned them, headed with its direction (``faithfulness_auc ↑``), each cell ``mean ± std``
+  over seeds (sample std, ddof=1; just the mean for one seed), plus ``seeds``, ``supervision``
+  and ``model`` columns;
+- rows sorted by the task's ``primary_metric`` (the first metric when the task cannot be
+  loaded), best first.
+
+The markdown file carries no timestamp, so rebuilding from the same results gives the same file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from deeprobe_bench import registry
+from deeprobe_bench.results import Result, atomic_write_text, load_results, sanitize
+
+log = logging.getLogger(__name__)
+
+GENERATED_BY = "deeprobe-bench leaderboard build"
+
+
+def arrow(higher_is_better: bool | None) -> str:
+    """``↑`` for higher-is-better metrics, ``↓`` otherwise."""
+    return "↑" if higher_is_better is not False else "↓"
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number for a table ('' for None / NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, int | float):
+        if value != 0 and (abs(value) >= 1e4 or abs(value) < 10 ** -digits):
+            return f"{value:.{digits}g}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def metric_order(results: Iterable[Result]) -> tuple[list[str], dict[str, bool]]:
+    """Metric names in first-seen order (the task's order) and each one's direction."""
+    names: list[str] = []
+    higher: dict[str, bool] = {}
+    for r in results:
+        for name, m in r.metrics.items():
+            if name not in higher:
+                names.append(name)
+                higher[name] = bool(m.get("higher_is_better", True))
+    return names, higher
+
+
+def primary_metric(task: str, metric_names: list[str]) -> str | None:
+    """The task's ``primary_metric`` if its class loads and the metric is present, else the first metric."""
+    try:
+        primary = getattr(registry.get_task(task), "primary_metric", "")
+    except Exception as e:  # unknown or broken task: tables still build from the files
+        log.debug("task %s not loadable (%s); sorting by its first metric", task, e)
+        primary = ""
+    if primary in metric_names:
+        return primary
+    return metric_names[0] if metric_names else None
+
+
+def select(results: Iterable[Result], task: str, include_limited: bool = False) -> list[Result]:
+    """The results of ``task`` that belong in its table (see the module docstring)."""
+    chosen = [r for r in results if r.task == task and r.ok and (include_limited or not r.limited)]
+    versions = {str(r.task_version) for r in chosen}
+    if len(versions) > 1:
+        newest = max(versions, key=_version_key)
+        log.warning("task %s: results of versions %s; showing version %s only", task, ", ".join(sorted(versions)), newest)
+        chosen = [r for r in chosen if str(r.task_version) == newest]
+    return chosen
+
+
+def _version_key(v: str) -> tuple[Any, ...]:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in v.replace("-", ".").split("."))
+
+
+def aggregate(results: Iterable[Result], task: str, include_limited: bool = False) -> pd.DataFrame:
+    """Numbers behind the table of ``task``: one row per (method label, model, task options).
+
+    Returns:
+        Columns ``method, model, task_options, supervision, seeds`` then ``<metric>_mean`` and
+        ``<metric>_std`` for each metric (std NaN for one seed), sorted best first by the primary
+        metric. ``df.attrs`` holds ``metrics`` (ordered names), ``higher`` (directions) and
+        ``primary``. Empty when no result qualifies.
+    """
+    chosen = select(results, task, include_limited)
+    names, higher = metric_order(chosen)
+    rows = []
+    for r in chosen:
+        row: dict[str, Any] = {
+            "method": r.method_label or r.method,
+            "model": r.model,
+            "task_options": _options_text(r.task_config),
+            "supervision": r.supervision,
+            "seed": r.seed,
+        }
+        for name in names:
+            value = r.metric(name)
+            row[name] = float(value) if isinstance(value, int | float) else math.nan
+        rows.append(row)
+    primary = primary_metric(task, names)
+    attrs = {"metrics": names, "higher": higher, "primary": primary}
+    keys = ["method", "model", "task_options"]
+    if not rows:
+        df = pd.DataFrame(columns=[*keys, "supervision", "seeds"])
+        df.attrs.update(attrs)
+        return df
+    raw = pd.DataFrame(rows)
+    grouped = raw.groupby(keys, sort=False, dropna=False)
+    out = grouped.agg(supervision=("supervision", "first"), seeds=("seed", "nunique")).reset_index()
+    for name in names:
+        stats = grouped[name].agg(["mean", "std", "count"]).reset_index(drop=True)
+        out[f"{name}_mean"] = stats["mean"].to_numpy()
+        # pandas' std is ddof=1 and NaN for one value: exactly "blank for one seed"
+        out[f"{name}_std"] = stats["std"].to_numpy()
+    if primary is not None:
+        out = out.sort_values(
+            [f"{primary}_mean", "method"], ascending=[not higher[primary], True], na_position="last", kind="mergesort"
+        )
+    out = out.reset_index(drop=True)
+    out.attrs.update(attrs)
+    return out
+
+
+def _options_text(cfg: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((cfg or {}).items()))
+
+
+def build_table(results: Iterable[Result], task: str, include_limited: bool = False) -> pd.DataFrame:
+    """The display table of ``task``: strings ``mean ± std`` under headers like ``recovery ↑``.
+
+    Columns: ``method, model, supervision, seeds``, ``task options`` (only when results with
+    different task options are present), then one column per metric in the task's order.
+    Rows best first by the primary metric. Empty DataFrame when no result qualifies.
+    """
+    agg = aggregate(results, task, include_limited)
+    names, higher = agg.attrs.get("metrics", []), agg.attrs.get("higher", {})
+    table = pd.DataFrame(
+        {
+            "method": agg["method"],
+            "model": agg["model"],
+            "supervision": agg["supervision"],
+            "seeds": agg["seeds"].astype(int) if len(agg) else agg["seeds"],
+        }
+    )
+    if len(agg) and agg["task_options"].nunique() > 1:
+        table["task options"] = agg["task_options"]
+    for name in names:
+        means, stds = agg[f"{name}_mean"], agg[f"{name}_std"]
+        table[f"{name} {arrow(higher[name])}"] = [
+            fmt(m) if (s is None or math.isnan(s)) else f"{fmt(m)} ± {fmt(s)}" for m, s in zip(means, stds, strict=True)
+        ]
+    table.attrs.update(agg.attrs)
+    return table
+
+
+def to_markdown(df: pd.DataFrame, title: str, note: str | None = None) -> str:
+    """``# title``, the note, then ``df`` as a GitHub markdown table (cells kept as given)."""
+    parts = [f"# {title}", ""]
+    if note:
+        parts += [note.rstrip(), ""]
+    if len(df):
+        parts.append(tabulate(df, headers="keys", tablefmt="github", showindex=False, disable_numparse=True))
+    else:
+        parts.append("_No results._")
+    return "\n".join(parts) + "\n"
+
+
+def _header_note(results: list[Result], task: str, df: pd.DataFrame, results_dir: str | os.PathLike[str]) -> str:
+    versions = sorted({str(r.task_version) for r in results})
+    models = sorted({r.model for r in results})
+    seeds = sorted({r.seed for r in results})
+    commits = sorted({(r.git_commit[:12] + (" (dirty)" if r.dirty else "")) if r.git_commit else "unknown"
+                      for r in results})
+    primary = df.attrs.get("primary")
+    lines = [
+        f"- Task: `{task}` (version {', '.join(versions)})",
+        f"- Model(s): {', '.join(f'`{m}`' for m in models)}",
+        f"- Seeds: {', '.join(map(str, seeds))}",
+        f"- Commit(s): {', '.join(commits)}",
+        f"- Sorted by: `{primary}`" if primary else "- Sorted by: (no metrics)",
+        "",
+        "Cells are mean ± std over seeds (sample std; a single value for one seed). "
+        "↑ higher is better, ↓ lower is better. `supervision` is what the method was given.",
+        "",
+        f"Generated by `{GENERATED_BY}` from {len(results)} result files in `{Path(results_dir).as_posix()}`; "
+        "do not edit by hand.",
+    ]
+    if any(r.limited for r in results):
+        lines.append("**Includes `--limit` runs: not comparable with full runs.**")
+    return "\n".join(lines)
+
+
+def write_leaderboards(
+    results_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    include_limited: bool = False,
+) -> list[Path]:
+    """Write ``<out>/<task>.md`` and ``<out>/<task>.csv`` for every task with results, atomically.
+
+    The CSV holds the numbers (``<metric>_mean``, ``<metric>_std`` ...), the markdown the table.
+
+    Returns:
+        The written paths (md, csv per task), in task order. Empty if no results qualify.
+    """
+    results = load_results(results_dir)
+    written: list[Path] = []
+    out = Path(out_dir)
+    for task in sorted({r.task for r in results}):
+        chosen = select(results, task, include_limited)
+        if not chosen:
+            log.info("task %s: no finished full-size results; no table", task)
+            continue
+        table = build_table(chosen, task, include_limited=True)
+        note = _header_note(chosen, task, table, results_dir)
+        md = to_markdown(table, f"Leaderboard: {task}", note)
+        csv = aggregate(chosen, task, include_limited=True).to_csv(index=False, lineterminator="\n")
+        name = sanitize(task)
+        written.append(atomic_write_text(out / f"{name}.md", md))
+        written.append(atomic_write_text(out / f"{name}.csv", csv))
+    return written
+
+
+def cells_table(results: list[Result]) -> str:
+    """The table ``deeprobe-bench run`` prints: one row per cell, primary metric first.
+
+    Columns: method, seed, the primary metric, the other metrics (task order), status (with the
+    error message for failed cells), wall time.
+    """
+    names, higher = metric_order(results)
+    tasks = {r.task for r in results}
+    primary = primary_metric(next(iter(tasks)), names) if len(tasks) == 1 else (names[0] if names else None)
+    ordered = ([primary] if primary else []) + [n for n in names if n != primary]
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {}
+        if len(tasks) > 1:
+            row["task"] = r.task
+        row["method"] = r.method_label or r.method
+        row["seed"] = r.seed
+        for name in ordered:
+            row[f"{name} {arrow(higher[name])}"] = fmt(r.metric(name)) if r.ok else ""
+        status = r.status if r.ok else f"error: {_one_line(r.error)}"
+        if r.limited:
+            status += f" (limit {r.samples.get('limit')})"
+        row["status"] = status
+        row["time"] = f"{r.wall_time_s:.2f} s" if r.wall_time_s is not None else ""
+        rows.append(row)
+    if not rows:
+        return "(no cells)"
+    return tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True)
+
+
+def _one_line(text: str | None, width: int = 80) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+

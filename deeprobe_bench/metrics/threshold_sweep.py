@@ -1,0 +1,163 @@
+"""Threshold-sweep classification metrics of Karvonen et al. 2024 (arXiv 2408.00113).
+
+Code: adamkarvonen/SAE_BoardGameEval. A feature is read as a binary classifier: it is *on* where its
+activation exceeds ``t x`` (its maximum activation), for ``t`` in ``{0.0, 0.1, ..., 1.0}``. Against
+one-hot concept labels (board-state properties, IOI attribute values ...):
+
+- **coverage**: for each ``t``, the mean over concepts of the best single-feature F1; the best ``t``.
+- **reconstruction**: on a *label* split, tag feature ``f`` with concept ``c`` where precision >= 0.95
+  and true positives >= 10; on a *test* split, predict ``c`` wherever an active feature carries tag
+  ``c``; micro-F1 over (example, concept); the best ``t``.
+
+Both are computed with batched matrix products over (threshold, feature, concept) counts, chunked over
+examples; there is no Python loop over features, concepts or thresholds beyond one pass per threshold
+for the reconstruction prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+THRESHOLDS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def _thresholds(thresholds) -> Tensor:
+    return torch.as_tensor(thresholds if thresholds is not None else THRESHOLDS, dtype=torch.float32)
+
+
+def _max_acts(acts: Float[Tensor, "n f"]) -> Float[Tensor, " f"]:
+    return acts.max(dim=0).values if acts.shape[0] else torch.zeros(acts.shape[1])
+
+
+def _on(acts: Float[Tensor, "n f"], max_acts: Float[Tensor, " f"], t: Float[Tensor, " T"]) -> Bool[Tensor, "T n f"]:
+    """On iff activation > t * max; a feature whose max is <= 0 is never on (it never fires)."""
+    live = max_acts > 0
+    return (acts.unsqueeze(0) > t.view(-1, 1, 1) * max_acts.view(1, 1, -1)) & live.view(1, 1, -1)
+
+
+@dataclass
+class SweepCounts:
+    """Counts per (threshold, feature, concept).
+
+    Attributes:
+        tp: ``Float[Tensor, "T f c"]`` true positives.
+        on: ``Float[Tensor, "T f"]`` examples where the feature is on.
+        pos: ``Float[Tensor, " c"]`` examples where the concept holds.
+        n: number of examples.
+    """
+
+    tp: Tensor
+    on: Tensor
+    pos: Tensor
+    n: int
+
+    def precision(self) -> Float[Tensor, "T f c"]:
+        return self.tp / self.on.unsqueeze(-1).clamp(min=1)
+
+    def recall(self) -> Float[Tensor, "T f c"]:
+        return self.tp / self.pos.view(1, 1, -1).clamp(min=1)
+
+    def f1(self) -> Float[Tensor, "T f c"]:
+        # F1 = 2 TP / (on + pos); 0 where both are 0.
+        return 2 * self.tp / (self.on.unsqueeze(-1) + self.pos.view(1, 1, -1)).clamp(min=1)
+
+
+def sweep_counts(
+    acts: Float[Tensor, "n f"],
+    labels: Bool[Tensor, "n c"],
+    thresholds=None,
+    max_acts: Float[Tensor, " f"] | None = None,
+    chunk: int = 2048,
+) -> SweepCounts:
+    """True positives and on-counts for every (threshold, feature, concept), chunked over examples.
+
+    Args:
+        acts: feature activations, one row per example (position).
+        labels: one-hot concept labels of the same rows.
+        thresholds: fractions of the max activation (default ``THRESHOLDS``).
+        max_acts: per-feature maxima; default the maxima over ``acts``.
+        chunk: rows per matrix product (memory: ``T x chunk x f`` booleans).
+
+    Raises:
+        ValueError: row counts differ.
+    """
+    if acts.shape[0] != labels.shape[0]:
+        raise ValueError(f"{acts.shape[0]} activation rows but {labels.shape[0]} label rows")
+    t = _thresholds(thresholds)
+    acts = acts.float()
+    mx = _max_acts(acts) if max_acts is None else max_acts.float()
+    n_t, n_f, n_c = len(t), acts.shape[1], labels.shape[1]
+    tp = torch.zeros(n_t, n_f, n_c)
+    on_count = torch.zeros(n_t, n_f)
+    lab = labels.float()
+    for i in range(0, acts.shape[0], chunk):
+        on = _on(acts[i : i + chunk], mx, t).float()  # T n f
+        tp += torch.einsum("tnf,nc->tfc", on, lab[i : i + chunk])
+        on_count += on.sum(dim=1)
+    return SweepCounts(tp=tp, on=on_count, pos=lab.sum(dim=0), n=acts.shape[0])
+
+
+@dataclass
+class SweepResult:
+    """A swept metric: its value at the best threshold, that threshold, and per-concept values there."""
+
+    value: float
+    threshold: float
+    per_concept: Tensor
+    per_threshold: Tensor
+
+
+def coverage(acts: Float[Tensor, "n f"], labels: Bool[Tensor, "n c"], thresholds=None) -> SweepResult:
+    """Coverage: max over t of the mean over concepts of the best single-feature F1 (range 0..1).
+
+    A perfect feature for every concept scores 1; a feature that is always on scores, for each concept,
+    ``2p / (1 + p)`` with ``p`` the concept's base rate. Concepts with no positive example count as 0.
+    """
+    t = _thresholds(thresholds)
+    if acts.shape[1] == 0 or labels.shape[1] == 0:
+        return SweepResult(0.0, float(t[0]), torch.zeros(labels.shape[1]), torch.zeros(len(t)))
+    best = sweep_counts(acts, labels, t).f1().max(dim=1).values  # T c
+    per_t = best.mean(dim=1)
+    i = int(per_t.argmax())
+    return SweepResult(float(per_t[i]), float(t[i]), best[i], per_t)
+
+
+def reconstruction(
+    label_acts: Float[Tensor, "n f"],
+    label_labels: Bool[Tensor, "n c"],
+    test_acts: Float[Tensor, "m f"],
+    test_labels: Bool[Tensor, "m c"],
+    thresholds=None,
+    min_precision: float = 0.95,
+    min_true_positives: int = 10,
+    chunk: int = 2048,
+) -> SweepResult:
+    """Reconstruction micro-F1 (range 0..1): tag on the label split, predict on the test split.
+
+    The max activation of each feature is taken on the label split and used on both splits.
+    ``per_concept`` holds the per-concept F1 on the test split at the best threshold.
+    """
+    t = _thresholds(thresholds)
+    n_c = label_labels.shape[1]
+    if label_acts.shape[1] == 0 or n_c == 0:
+        return SweepResult(0.0, float(t[0]), torch.zeros(n_c), torch.zeros(len(t)))
+    mx = _max_acts(label_acts.float())
+    counts = sweep_counts(label_acts, label_labels, t, mx, chunk)
+    tags = ((counts.precision() >= min_precision) & (counts.tp >= min_true_positives)).float()  # T f c
+    test_lab = test_labels.float()
+    tp = torch.zeros(len(t), n_c)
+    pred_pos = torch.zeros(len(t), n_c)
+    for i in range(0, test_acts.shape[0], chunk):
+        on = _on(test_acts[i : i + chunk].float(), mx, t).float()  # T m f
+        pred = torch.einsum("tmf,tfc->tmc", on, tags) > 0
+        tp += (pred & (test_lab[i : i + chunk] > 0)).sum(dim=1)
+        pred_pos += pred.sum(dim=1)
+    pos = test_lab.sum(dim=0)
+    micro = 2 * tp.sum(1) / (pred_pos.sum(1) + pos.sum()).clamp(min=1)
+    per_concept = 2 * tp / (pred_pos + pos).clamp(min=1)
+    i = int(micro.argmax())
+    return SweepResult(float(micro[i]), float(t[i]), per_concept[i], micro)

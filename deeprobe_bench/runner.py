@@ -1,0 +1,438 @@
+"""Run cells: one cell = (task, model, method, seed): prepare, discover, evaluate, record.
+
+The flow (DESIGN.md, "The flow of one cell"), for a grid of methods x seeds on one task and model:
+
+1. Resolve the task and every method through the registry and parse every ``-T`` / ``-M`` option
+   before any work starts, so a typo fails in a second, not after an hour (:class:`api.UserError`).
+2. Skip each cell whose result file already holds a finished result of the same task / method
+   versions, options and ``--limit`` (unless ``force``); the stored Result is returned.
+3. Load the subject once per grid, and ``task.prepare(subject, seed, limit)`` once per seed, shared
+   by every method of that seed.
+4. Build the :class:`api.DiscoveryContext` with only what the method's supervision allows, seed
+   ``random`` / numpy / torch, ``method.discover(ctx)``, then ``task.evaluate(data, features)``.
+5. Write the Result atomically. A bug inside prepare / discover / evaluate (any exception that is
+   not a UserError) is recorded as a Result with ``status="error"`` and the traceback in
+   ``details["traceback"]``; the other cells go on. A UserError stops the grid (exit 2).
+
+``task.evaluate`` returns ``{name: api.Metric}`` in the order tables show them, and may add a
+``"_details"`` dict that is copied into ``Result.details``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from deeprobe_bench import api, registry
+from deeprobe_bench import progress as progress_mod
+from deeprobe_bench.results import (
+    Result,
+    config_label,
+    git_info,
+    library_versions,
+    now_iso,
+    read_result,
+    result_path,
+    to_jsonable,
+    write_result,
+)
+
+log = logging.getLogger(__name__)
+
+SubjectLoader = Callable[[str], Any]
+
+#: how many feature labels a result keeps
+MAX_LABELS = 50
+
+
+def default_subject_loader(name: str) -> Any:
+    """``deeprobe_bench.subject.load_subject(name)``, imported only when a cell runs.
+
+    Falls back to the registry's model specs (``registry.get_model_spec(name).load()``) while the
+    subject module does not exist.
+    """
+    try:
+        from deeprobe_bench.subject import load_subject
+    except ModuleNotFoundError as e:
+        if e.name != "deeprobe_bench.subject":
+            raise
+        return registry.get_model_spec(name).load()
+    return load_subject(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed ``random``, numpy and torch (those that are installed) with ``seed``."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def run_cell(
+    task_name: str,
+    model_name: str | None,
+    method_name: str,
+    seed: int,
+    task_options: dict[str, str] | None = None,
+    method_options: dict[str, str] | None = None,
+    results_dir: str = "results",
+    force: bool = False,
+    limit: int | None = None,
+    progress: bool = True,
+    subject_loader: SubjectLoader | None = None,
+) -> Result:
+    """Run (or skip, if finished) one cell and return its Result. See :func:`run_grid`."""
+    return run_grid(
+        task_name,
+        model_name,
+        [method_name],
+        [seed],
+        task_options=task_options,
+        method_options=method_options,
+        results_dir=results_dir,
+        force=force,
+        limit=limit,
+        progress=progress,
+        subject_loader=subject_loader,
+    )[0]
+
+
+def run_grid(
+    task_name: str,
+    model_name: str | None,
+    methods: list[str],
+    seeds: list[int],
+    task_options: dict[str, str] | None = None,
+    method_options: dict[str, str] | None = None,
+    results_dir: str = "results",
+    force: bool = False,
+    limit: int | None = None,
+    progress: bool = True,
+    subject_loader: SubjectLoader | None = None,
+    judge: Any = None,
+) -> list[Result]:
+    """Run every (method, seed) cell of one task on one model.
+
+    Args:
+        task_name: registry name of the task.
+        model_name: the subject; None means the task's ``default_model``.
+        methods: registry names of the methods (duplicates are run once).
+        seeds: the seeds (duplicates are run once).
+        task_options: ``-T`` options, ``{key: value-string}``.
+        method_options: ``-M`` options, applied to every method.
+        results_dir: root of the result files.
+        force: re-run cells that are already finished.
+        limit: cap on examples per split, passed to ``task.prepare``; recorded in the result and
+            in its file name.
+        progress: show progress bars (they also honour ``--quiet``).
+        subject_loader: ``name -> Subject``; default :func:`default_subject_loader`.
+        judge: the judge client for ``judge``-supervised methods (none exists yet).
+
+    Returns:
+        The Results in run order (seeds outer, methods inner), finished ones loaded from disk.
+
+    Raises:
+        api.UserError: unknown names, bad options, a method needing what the task / subject
+            cannot give. Raised before any work where it can be known before.
+    """
+    methods = list(dict.fromkeys(methods))
+    seeds = list(dict.fromkeys(int(s) for s in seeds))
+    if not methods:
+        raise api.UserError("no method given (use --method NAME)")
+    if not seeds:
+        raise api.UserError("no seed given")
+    if limit is not None and limit < 1:
+        raise api.UserError(f"--limit must be a positive integer, got {limit}")
+
+    # 1. resolve and validate everything first
+    task_cls = registry.get_task(task_name)
+    method_classes = {m: registry.get_method(m) for m in methods}
+    task_config = api.parse_config(task_cls.Config, task_options, what=f"-T option of task {task_name}")
+    method_configs = {
+        m: api.parse_config(cls.Config, method_options, what=f"-M option of method {m}")
+        for m, cls in method_classes.items()
+    }
+    for m, cls in method_classes.items():
+        if cls.supervision == "judge" and judge is None:
+            raise api.UserError(
+                f"method {m} needs a judge (supervision 'judge'), and no judge is configured; judges are not supported yet"
+            )
+    model = model_name or task_cls.default_model
+    if not model:
+        raise api.UserError(f"task {task_name} has no default model; pass --model NAME (see `deeprobe-bench ls models`)")
+
+    task = task_cls(task_config)
+    task_cfg_dict = api.config_to_dict(task_config)
+    task_label = config_label(task_name, task_config)
+    loader = subject_loader or default_subject_loader
+    state: dict[str, Any] = {}  # the subject, loaded once
+    prepared: dict[int, tuple[api.TaskData | None, str | None, str | None, float]] = {}
+
+    def get_subject() -> Any:
+        if "subject" not in state:
+            log.debug("loading model %s", model)
+            state["subject"] = loader(model)
+        return state["subject"]
+
+    def get_data(seed: int) -> tuple[api.TaskData | None, str | None, str | None, float]:
+        if seed not in prepared:
+            prepared.clear()  # keep one seed's data in memory at a time
+            subject = get_subject()
+            seed_everything(seed)
+            t0 = time.perf_counter()
+            try:
+                data = task.prepare(subject, seed, limit)
+                prepared[seed] = (data, None, None, time.perf_counter() - t0)
+            except api.UserError:
+                raise
+            except Exception as e:
+                log.error("%s: prepare failed for seed %d: %s: %s", task_name, seed, type(e).__name__, e)
+                prepared[seed] = (None, f"prepare failed: {type(e).__name__}: {e}", traceback.format_exc(), 0.0)
+        return prepared[seed]
+
+    results: list[Result] = []
+    for seed in seeds:
+        for m in methods:
+            cls, cfg = method_classes[m], method_configs[m]
+            label = config_label(m, cfg)
+            path = result_path(results_dir, task_label, model, label, seed, limit)
+            cell = f"{task_label}/{model}/{label}/seed{seed}" + (f" (limit {limit})" if limit is not None else "")
+            expected = {
+                "task_version": str(task_cls.version),
+                "task_config": task_cfg_dict,
+                "method_version": str(cls.version),
+                "method_config": api.config_to_dict(cfg),
+                "limit": limit,
+            }
+            if not force and path.exists():
+                stored, why = _reusable(path, expected)
+                if stored is not None:
+                    log.info("%s: skipped (finished)", cell)
+                    results.append(stored)
+                    continue
+                log.info("%s: re-running: %s", cell, why)
+            get_subject()  # an unknown / unavailable model fails here, before "running"
+            log.info("%s: running", cell)
+            result = _run_one(
+                task=task,
+                task_name=task_name,
+                task_cfg_dict=task_cfg_dict,
+                model=model,
+                method_name=m,
+                method_cls=cls,
+                method_cfg=cfg,
+                label=label,
+                seed=seed,
+                limit=limit,
+                get_subject=get_subject,
+                get_data=get_data,
+                progress=progress,
+                judge=judge,
+            )
+            write_result(result, path)
+            if result.ok:
+                summary = ", ".join(f"{k}={v['value']:.4g}" for k, v in list(result.metrics.items())[:3]
+                                    if isinstance(v.get("value"), int | float))
+                log.info("%s: done in %.1f s%s", cell, result.wall_time_s or 0.0, f": {summary}" if summary else "")
+            else:
+                log.error("%s: error: %s", cell, result.error)
+            log.debug("%s: wrote %s", cell, path)
+            results.append(result)
+    return results
+
+
+def _reusable(path: Any, expected: dict[str, Any]) -> tuple[Result | None, str]:
+    """The stored Result at ``path`` if it is a finished run of the same cell, else (None, why not)."""
+    try:
+        stored = read_result(path)
+    except (OSError, ValueError, TypeError) as e:
+        return None, f"stored result {path} is unreadable ({e})"
+    if not stored.ok:
+        return None, f"stored result has status {stored.status!r}"
+    have = {
+        "task_version": str(stored.task_version),
+        "task_config": stored.task_config,
+        "method_version": str(stored.method_version),
+        "method_config": stored.method_config,
+        "limit": (stored.samples or {}).get("limit"),
+    }
+    diff = [k for k in expected if to_jsonable(expected[k]) != to_jsonable(have[k])]
+    if diff:
+        return None, "stored result differs in " + ", ".join(diff)
+    return stored, ""
+
+
+def _model_info(subject: Any) -> dict[str, Any]:
+    """JSON facts about the subject: its ``info`` / ``card`` dict (called if a method), else {}."""
+    for attr in ("info", "card", "model_card"):
+        value = getattr(subject, attr, None)
+        if callable(value):
+            try:
+                value = value()
+            except Exception:  # a broken card must not fail the cell
+                continue
+        if isinstance(value, dict):
+            return to_jsonable(value)
+    return {}
+
+
+def _forward_passes(subject: Any) -> int | None:
+    value = getattr(subject, "forward_passes", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _run_one(
+    *,
+    task: api.Task,
+    task_name: str,
+    task_cfg_dict: dict[str, Any],
+    model: str,
+    method_name: str,
+    method_cls: type[api.Method],
+    method_cfg: Any,
+    label: str,
+    seed: int,
+    limit: int | None,
+    get_subject: Callable[[], Any],
+    get_data: Callable[[int], tuple[api.TaskData | None, str | None, str | None, float]],
+    progress: bool,
+    judge: Any,
+) -> Result:
+    """Run one cell; a non-user exception becomes a Result with status ``error``."""
+    commit, dirty = git_info()
+    result = Result(
+        task=task_name,
+        task_version=str(task.version),
+        task_config=task_cfg_dict,
+        model=model,
+        method=method_name,
+        method_version=str(method_cls.version),
+        method_config=api.config_to_dict(method_cfg),
+        method_label=label,
+        supervision=method_cls.supervision,
+        seed=seed,
+        samples={"n_train": None, "n_test": None, "limit": limit},
+        versions=library_versions(),
+        git_commit=commit,
+        dirty=dirty,
+        started_at=now_iso(),
+    )
+    subject = get_subject()
+    result.model_info = _model_info(subject)
+    data, prep_error, prep_tb, prep_s = get_data(seed)
+    if data is None:
+        result.status, result.error = "error", prep_error
+        result.details = {"traceback": prep_tb, "stage": "prepare"}
+        result.finished_at = now_iso()
+        result.wall_time_s = 0.0
+        return result
+    result.samples = {"n_train": data.n_train, "n_test": data.n_test, "limit": limit}
+
+    sup = method_cls.supervision
+    budget = api.Budget(getattr(method_cfg, "budget", None))
+    prog = progress_mod.progress if progress else functools.partial(progress_mod.progress, disable=True)
+    sae_for = getattr(subject, "sae_for", None)
+    ctx = api.DiscoveryContext(
+        subject=subject,
+        hook_name=data.hook_name,
+        train_acts=data.train_acts,
+        sae=sae_for(data.hook_name) if callable(sae_for) else None,
+        seed=seed,
+        supervision=sup,
+        budget=budget,
+        progress=prog,
+        extra=dict(data.context_extra),
+    )
+    if sup == "labels":
+        if data.train_labels is None:
+            raise api.UserError(f"method {method_name} needs concept labels, and task {task_name} provides none")
+        ctx.labels, ctx.concepts = data.train_labels, data.concepts
+    elif sup == "objective":
+
+        def objective(features: api.FeatureSet) -> float:
+            budget.charge()
+            return float(task.objective(data, features))
+
+        ctx.objective = objective
+    elif sup == "judge":
+        if judge is None:
+            raise api.UserError(f"method {method_name} needs a judge (supervision 'judge'), and no judge is configured")
+        ctx.judge = judge
+
+    method = method_cls(method_cfg)
+    passes0 = _forward_passes(subject)
+    stage = "discover"
+    timing: dict[str, float] = {"prepare_s": round(prep_s, 4)}
+    t0 = time.perf_counter()
+    try:
+        seed_everything(seed)
+        features = method.discover(ctx)
+        if not isinstance(features, api.FeatureSet):
+            raise TypeError(f"{method_cls.__name__}.discover returned {type(features).__name__}, not a FeatureSet")
+        timing["discover_s"] = round(time.perf_counter() - t0, 4)
+        stage = "evaluate"
+        t1 = time.perf_counter()
+        raw = task.evaluate(data, features)
+        timing["evaluate_s"] = round(time.perf_counter() - t1, 4)
+        metrics, extra_details = _split_metrics(raw, type(task).__name__)
+    except api.UserError:
+        raise
+    except Exception as e:
+        result.status, result.error = "error", f"{stage} failed: {type(e).__name__}: {e}"
+        result.details = {"traceback": traceback.format_exc(), "stage": stage, "task_info": to_jsonable(data.info)}
+        result.objective_calls = budget.objective_calls
+        result.wall_time_s = round(time.perf_counter() - t0, 4)
+        result.finished_at = now_iso()
+        return result
+
+    result.metrics = metrics
+    result.details = {
+        "features": {
+            "n": len(features),
+            "hook_name": features.hook_name,
+            "labels": list(features.labels[:MAX_LABELS]) if features.labels is not None else None,
+            "meta": to_jsonable(features.meta),
+        },
+        "task_info": to_jsonable(data.info),
+        "timing": timing,
+        **to_jsonable(extra_details),
+    }
+    result.objective_calls = budget.objective_calls
+    passes1 = _forward_passes(subject)
+    result.forward_passes = passes1 - passes0 if passes0 is not None and passes1 is not None else None
+    result.judge_tokens = getattr(judge, "tokens_used", None) if judge is not None else None
+    result.wall_time_s = round(time.perf_counter() - t0, 4)
+    result.finished_at = now_iso()
+    return result
+
+
+def _split_metrics(raw: Any, task_cls_name: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """``task.evaluate``'s dict -> (metrics as dicts in the task's order, the ``_details`` dict)."""
+    if not isinstance(raw, dict):
+        raise TypeError(f"{task_cls_name}.evaluate returned {type(raw).__name__}, not a dict of api.Metric")
+    metrics: dict[str, dict[str, Any]] = {}
+    details: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "_details":
+            if not isinstance(value, dict):
+                raise TypeError(f"{task_cls_name}.evaluate: '_details' must be a dict, got {type(value).__name__}")
+            details.update(value)
+        elif isinstance(value, api.Metric):
+            metrics[str(key)] = to_jsonable(value.to_dict())
+        else:
+            raise TypeError(f"{task_cls_name}.evaluate: metric {key!r} is a {type(value).__name__}, not an api.Metric")
+    return metrics, details

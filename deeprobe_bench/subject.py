@@ -1,0 +1,301 @@
+"""The model under study: zoo checkpoints offline, ``from_pretrained`` online, and their SAEs.
+
+A :class:`Subject` bundles a TransformerLens ``HookedTransformer``, its tokenizer, the SAEs trained on
+it (``hook_name -> sae_lens.SAE``) and its model card. Two kinds of models exist:
+
+- **Zoo models** (:class:`ZooModel`), trained by this project and shipped inside a task package as a
+  directory ``zoo/<name>/``::
+
+      card.json            config (HookedTransformerConfig fields), recipe, seed, data size, quality
+      model.safetensors    the HookedTransformer state dict
+      tokenizer.json       a Hugging Face ``tokenizers`` file (word-level for the zoo)
+      saes/<hook_name>/    one sae_lens SAE per hook (``SAE.save_model`` layout)
+
+  Tasks declare them in the entry-point group ``deeprobe_bench.models``.
+- **Pretrained models** (:class:`PretrainedModel`), loaded with ``HookedTransformer.from_pretrained``
+  and ``SAE.from_pretrained`` from a SAELens release. They need the network or a local Hugging Face
+  cache; without either the error says what is missing and how to get it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deeprobe_bench.api import UserError
+
+logger = logging.getLogger(__name__)
+
+CARD = "card.json"
+WEIGHTS = "model.safetensors"
+TOKENIZER = "tokenizer.json"
+SAES = "saes"
+
+
+@dataclass
+class Subject:
+    """A model with its tokenizer, SAEs and card.
+
+    Attributes:
+        name: registry name (``ioi-mini``, ``gpt2-small``).
+        model: the ``transformer_lens.HookedTransformer``, in eval mode, on CPU unless moved.
+        saes: ``{hook_name: sae_lens.SAE}``.
+        card: the model card (JSON-ready dict); for pretrained models, what was loaded from where.
+    """
+
+    name: str
+    model: Any
+    saes: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    def sae_for(self, hook_name: str) -> Any | None:
+        """The SAE trained at ``hook_name``, or None."""
+        return self.saes.get(hook_name)
+
+    def to_tokens(self, texts: list[str]) -> tuple[Any, Any]:
+        """Tokenise with a BOS token, right-padded.
+
+        Returns:
+            ``(tokens Int[Tensor, "batch pos"], lengths Int[Tensor, "batch"])``.
+        """
+        import torch
+
+        rows = [self.model.to_tokens(t, prepend_bos=True)[0] for t in texts]
+        lengths = torch.tensor([len(r) for r in rows])
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        tokens = torch.full((len(rows), int(lengths.max())), pad, dtype=torch.long)
+        for i, r in enumerate(rows):
+            tokens[i, : len(r)] = r
+        return tokens, lengths
+
+    def single_token(self, word: str) -> int:
+        """The token id of ``word`` as it occurs after a space mid-sentence (``" Mary"``).
+
+        Raises:
+            UserError: the word is not exactly one token for this tokenizer.
+        """
+        ids = self.model.to_tokens(" " + word, prepend_bos=False)[0].tolist()
+        unk = self.tokenizer.unk_token_id
+        if len(ids) != 1 or (unk is not None and ids[0] == unk):
+            raise UserError(f"{word!r} is not a single token for model {self.name} (got {len(ids)} tokens)")
+        return int(ids[0])
+
+    def info(self) -> dict[str, Any]:
+        """What identifies this subject in a result: name, architecture, SAEs, card quality figures."""
+        cfg = self.model.cfg
+        return {
+            "name": self.name,
+            "n_layers": cfg.n_layers,
+            "d_model": cfg.d_model,
+            "d_vocab": cfg.d_vocab,
+            "saes": {h: {"architecture": s.cfg.architecture(), "d_sae": s.cfg.d_sae} for h, s in self.saes.items()},
+            "card": {k: v for k, v in self.card.items() if k in ("version", "seed", "quality", "source", "sha256")},
+        }
+
+
+def quiet_hooked_transformer(cfg: Any, tokenizer: Any = None) -> Any:
+    """``HookedTransformer(cfg, tokenizer)`` without its 3.x deprecation warning."""
+    from transformer_lens import HookedTransformer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return HookedTransformer(cfg, tokenizer=tokenizer)
+
+
+def word_level_tokenizer(words: list[str]) -> Any:
+    """A word-level Hugging Face tokenizer over ``words`` (plus ``<pad>``, ``<bos>``, ``<unk>``).
+
+    Text is split on white space and punctuation (``tokenizers`` ``Whitespace``); ids follow the
+    order of ``words`` after the three special tokens (pad 0, bos 1, unk 2).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<bos>", "<unk>"]
+    vocab = {w: i for i, w in enumerate(specials + [w for w in dict.fromkeys(words) if w not in specials])}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<bos>", eos_token="<bos>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+def _load_tokenizer(directory: Path) -> Any:
+    """Load ``tokenizer.json`` as a transformers tokenizer TransformerLens can rebuild offline."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    # TransformerLens re-creates the tokenizer with add_bos_token=True from name_or_path, so it must be
+    # a directory transformers can read: write the config beside tokenizer.json once if it is absent.
+    if not (directory / "tokenizer_config.json").exists():
+        tok = PreTrainedTokenizerFast(
+            tokenizer_file=str(directory / TOKENIZER),
+            bos_token="<bos>",
+            eos_token="<bos>",
+            pad_token="<pad>",
+            unk_token="<unk>",
+        )
+        tok.save_pretrained(str(directory))
+    return AutoTokenizer.from_pretrained(str(directory))
+
+
+def save_zoo_dir(directory: Path, model: Any, card: dict[str, Any], saes: dict[str, Any] | None = None) -> None:
+    """Write a zoo model directory (see the module docstring). The tokenizer is ``model.tokenizer``."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS))
+    model.tokenizer.save_pretrained(str(directory))
+    for hook_name, sae in (saes or {}).items():
+        sae.save_model(directory / SAES / hook_name)
+    tmp = directory / (CARD + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    tmp.replace(directory / CARD)
+
+
+def load_zoo_dir(directory: Path, name: str | None = None, with_saes: bool = True) -> Subject:
+    """Load a zoo model directory written by :func:`save_zoo_dir`.
+
+    Raises:
+        UserError: the directory or one of its files is missing (the message says how to make it).
+    """
+    import torch
+    from safetensors.torch import load_file
+    from transformer_lens import HookedTransformerConfig
+
+    directory = Path(directory)
+    name = name or directory.name
+    missing = [f for f in (CARD, WEIGHTS, TOKENIZER) if not (directory / f).exists()]
+    if missing:
+        raise UserError(
+            f"zoo model {name} is incomplete at {directory} (missing {', '.join(missing)}); "
+            f"run `deeprobe-bench zoo train {name}`"
+        )
+    card = json.loads((directory / CARD).read_text())
+    cfg = HookedTransformerConfig(**card["config"])
+    model = quiet_hooked_transformer(cfg, _load_tokenizer(directory))
+    model.load_state_dict(load_file(str(directory / WEIGHTS)))
+    model.eval()
+    torch.set_grad_enabled(True)
+    saes = {}
+    if with_saes and (directory / SAES).is_dir():
+        from sae_lens import SAE
+
+        for sae_dir in sorted(p for p in (directory / SAES).iterdir() if p.is_dir()):
+            sae = SAE.load_from_disk(sae_dir)
+            sae.eval()
+            saes[sae.cfg.metadata.hook_name or sae_dir.name] = sae
+    return Subject(name=name, model=model, saes=saes, card=card)
+
+
+@dataclass
+class ZooModel:
+    """A model this project trains and ships (entry-point group ``deeprobe_bench.models``).
+
+    Attributes:
+        name: registry name.
+        description: one line for ``deeprobe-bench ls models``.
+        package: the package holding ``zoo/<name>/`` (``deeprobe_bench.tasks.ioi``).
+        trainer: ``"module:function"`` with signature ``train(out_dir: Path, seed: int) -> dict``
+            (returns the card); imported only by :meth:`train`.
+    """
+
+    name: str
+    description: str
+    package: str
+    trainer: str
+    kind: str = "zoo"
+
+    def path(self) -> Path:
+        from importlib.resources import files
+
+        return Path(str(files(self.package))) / "zoo" / self.name
+
+    def load(self) -> Subject:
+        return load_zoo_dir(self.path(), name=self.name)
+
+    def train(self, out_dir: Path | None = None, seed: int = 0) -> Path:
+        """Train from scratch into ``out_dir`` (default: the shipped location) and return it."""
+        import importlib
+
+        module, func = self.trainer.split(":")
+        out = Path(out_dir) if out_dir is not None else self.path()
+        getattr(importlib.import_module(module), func)(out_dir=out, seed=seed)
+        return out
+
+
+@dataclass
+class PretrainedModel:
+    """A model loaded with ``HookedTransformer.from_pretrained`` plus a SAELens release.
+
+    Attributes:
+        name: TransformerLens model name (``gpt2-small``).
+        description: one line for ``ls models``.
+        sae_release: SAELens release (``gpt2-small-res-jb``).
+        sae_ids: ``{hook_name: sae_id}`` to load from the release.
+    """
+
+    name: str
+    description: str
+    sae_release: str
+    sae_ids: dict[str, str]
+    kind: str = "pretrained"
+
+    def load(self) -> Subject:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from transformer_lens import HookedTransformer
+
+                model = HookedTransformer.from_pretrained(self.name, device="cpu")
+        except Exception as e:  # network, cache or hub errors all mean "not available here"
+            raise UserError(
+                f"cannot load {self.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} -- "
+                f"it needs the network or a local Hugging Face cache (run once with network access, or set "
+                f"HF_HOME to a cache holding it)"
+            ) from e
+        model.eval()
+        saes = {}
+        from sae_lens import SAE
+
+        for hook_name, sae_id in self.sae_ids.items():
+            try:
+                saes[hook_name] = SAE.from_pretrained(self.sae_release, sae_id, device="cpu")
+            except Exception as e:
+                raise UserError(
+                    f"cannot load SAE {self.sae_release}/{sae_id} for {self.name}: {type(e).__name__} -- it needs "
+                    f"the network or a local Hugging Face cache holding the SAELens release {self.sae_release}"
+                ) from e
+            saes[hook_name].eval()
+        card = {"source": f"transformer_lens.from_pretrained({self.name!r})", "sae_release": self.sae_release}
+        return Subject(name=self.name, model=model, saes=saes, card=card)
+
+
+GPT2_SMALL = PretrainedModel(
+    name="gpt2-small",
+    description="GPT-2 small (TransformerLens) with the SAELens release gpt2-small-res-jb; needs network or HF cache",
+    sae_release="gpt2-small-res-jb",
+    sae_ids={f"blocks.{layer}.hook_resid_pre": f"blocks.{layer}.hook_resid_pre" for layer in (6, 8)},
+)
+
+
+def load_subject(name: str) -> Subject:
+    """Load the model registered as ``name`` (zoo or pretrained).
+
+    Raises:
+        UserError: unknown name (with the available names), or a model that cannot be loaded here.
+    """
+    from deeprobe_bench import registry
+
+    spec = registry.get_model_spec(name)
+    logger.info("loading model %s", name)
+    return spec.load()

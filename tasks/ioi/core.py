@@ -1,0 +1,224 @@
+"""IOI ground truth and metrics on a subject (the torch side of the ``ioi`` task; definitions in README.md)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from deeprobe_bench import activations
+from deeprobe_bench.api import FeatureSet, UserError
+from deeprobe_bench.interventions import Mode, intervene_at_positions, position_hook, projector
+from deeprobe_bench.metrics import faithfulness as faith
+from deeprobe_bench.tasks.ioi import data as ioi_data
+
+logger = logging.getLogger(__name__)
+
+POSITION_NAMES = ("IO", "S1", "S2", "END")
+
+# Wang et al. 2022 circuit in GPT-2 small (Easy-Transformer ioi_circuit_extraction.py CIRCUIT).
+GPT2_CIRCUIT: dict[str, tuple[tuple[int, int], ...]] = {
+    "name mover": ((9, 9), (9, 6), (10, 0)),
+    "backup name mover": ((9, 0), (9, 7), (10, 1), (10, 2), (10, 6), (10, 10), (11, 2), (11, 9)),
+    "negative name mover": ((10, 7), (11, 10)),
+    "s2 inhibition": ((7, 3), (7, 9), (8, 6), (8, 10)),
+    "induction": ((5, 5), (5, 8), (5, 9), (6, 9)),
+    "duplicate token": ((0, 1), (0, 10), (3, 0)),
+    "previous token": ((2, 2), (4, 11)),
+}
+
+
+def start_layer(hook_name: str, n_layers: int) -> int | None:
+    """The layer a forward pass can start at with the hook's activations as input, if it is a residual hook."""
+    parts = hook_name.split(".")
+    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit():
+        layer = int(parts[1])
+        if parts[2] == "hook_resid_pre":
+            return layer
+        if parts[2] == "hook_resid_post":
+            return layer + 1 if layer + 1 < n_layers else None
+    return None
+
+
+@dataclass
+class Split:
+    """One tokenised IOI split with its clean activations at the hook and ablation means.
+
+    Attributes:
+        name: ``train`` / ``val`` / ``test``.
+        dataset: the ``datasets.Dataset`` of prompts.
+        tokens: ``Int[Tensor, "n pos"]`` BOS + prompt, right-padded.
+        positions: ``{"IO"|"S1"|"S2"|"END": Int[Tensor, "n"]}``.
+        io_tok / s_tok: ``Int[Tensor, "n"]`` token ids of the IO and S names.
+        resid: ``Float[Tensor, "n pos d_model"]`` clean activations at the hook.
+        mean: ``Float[Tensor, "n k d_model"]`` per-template mean of the ABC prompts at the intervened positions.
+        site: ``Int[Tensor, "n k"]`` the intervened positions.
+    """
+
+    name: str
+    dataset: object
+    tokens: Tensor
+    positions: dict[str, Tensor]
+    io_tok: Tensor
+    s_tok: Tensor
+    resid: Tensor
+    mean: Tensor
+    site: Tensor
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def rows(self, idx: Tensor) -> Split:
+        return Split(
+            self.name,
+            self.dataset.select(idx.tolist()),
+            self.tokens[idx],
+            {k: v[idx] for k, v in self.positions.items()},
+            self.io_tok[idx],
+            self.s_tok[idx],
+            self.resid[idx],
+            self.mean[idx],
+            self.site[idx],
+        )
+
+
+def find_positions(tokens: Int[Tensor, "n pos"], lengths, io_tok, s_tok) -> dict[str, Tensor]:
+    """IO = first IO token, S1 = first S token, S2 = last S token, END = last prompt token.
+
+    Raises:
+        UserError: a prompt lacks its IO or two S tokens (the tokenizer splits a name).
+    """
+    n = tokens.shape[0]
+    ar = torch.arange(tokens.shape[1]).expand(n, -1)
+    valid = ar < lengths.unsqueeze(1)
+    is_io = (tokens == io_tok.unsqueeze(1)) & valid
+    is_s = (tokens == s_tok.unsqueeze(1)) & valid
+    if not bool(is_io.any(1).all()) or not bool((is_s.sum(1) >= 2).all()):
+        raise UserError("IOI prompts must hold the IO name once and the S name twice as single tokens")
+    big = tokens.shape[1]
+    first = lambda m: torch.where(m, ar, big).min(1).values  # noqa: E731
+    last = lambda m: torch.where(m, ar, -1).max(1).values  # noqa: E731
+    return {"IO": first(is_io), "S1": first(is_s), "S2": last(is_s), "END": lengths - 1}
+
+
+def build_split(subject, name: str, n: int, seed: int, hook_name: str, sites: tuple[str, ...], progress=None) -> Split:
+    """Generate, tokenise and cache activations for one split (its ABC prompts give the ablation means)."""
+    ds = ioi_data.make_split(name, n, seed)
+    tokens, lengths = subject.to_tokens(ds["prompt"])
+    io_tok = torch.tensor([subject.single_token(w) for w in ds["io"]])
+    s_tok = torch.tensor([subject.single_token(w) for w in ds["s"]])
+    pos = find_positions(tokens, lengths, io_tok, s_tok)
+    abc_tokens, abc_lengths = subject.to_tokens(ds["abc_prompt"])
+    if not torch.equal(abc_lengths, lengths):
+        raise UserError("ABC prompts must tokenise to the length of their IOI prompts (names must be single tokens)")
+    model = subject.model
+    resid = activations.get(model, tokens, hook_name, progress=progress)
+    abc_resid = activations.get(model, abc_tokens, hook_name, progress=progress)
+    site = torch.stack([pos[s] for s in sites], dim=1)  # n k
+    rows = torch.arange(len(ds)).unsqueeze(1).expand_as(site)
+    abc_at_site = abc_resid[rows, site]  # n k d
+    # Per-template mean (Wang et al.): same template and order => same positions.
+    groups = [f"{t}-{o}" for t, o in zip(ds["template"], ds["order"], strict=True)]
+    mean = torch.empty_like(abc_at_site)
+    for g in set(groups):
+        idx = torch.tensor([i for i, x in enumerate(groups) if x == g])
+        mean[idx] = abc_at_site[idx].mean(0, keepdim=True)
+    return Split(name, ds, tokens, pos, io_tok, s_tok, resid, mean, site)
+
+
+@torch.no_grad()
+def logit_diffs(
+    subject,
+    split: Split,
+    hook_name: str,
+    proj: Float[Tensor, "d d"] | None,
+    mode: Mode = "keep",
+    reuse_below_hook: bool = True,
+    batch_size: int = 128,
+) -> Float[Tensor, " n"]:
+    """Per-prompt logit difference ``logit[END, IO] - logit[END, S]`` with the intervention applied.
+
+    ``proj=None`` runs the clean model. With ``reuse_below_hook`` the cached activations at the hook are
+    edited and the forward pass starts there (``start_at_layer``); otherwise the whole model runs with
+    a hook (the same numbers, more compute).
+    """
+    model = subject.model
+    start = start_layer(hook_name, model.cfg.n_layers) if reuse_below_hook else None
+    out = []
+    for i in range(0, len(split), batch_size):
+        sl = slice(i, i + batch_size)
+        site, mean = split.site[sl], split.mean[sl]
+        if start is not None:
+            resid = split.resid[sl]
+            if proj is not None:
+                resid = intervene_at_positions(resid, site, mean, proj, mode)
+            logits = model(resid, start_at_layer=start)
+        elif proj is None:
+            logits = model(split.tokens[sl])
+        else:
+            logits = model.run_with_hooks(
+                split.tokens[sl], fwd_hooks=[(hook_name, position_hook(site, mean, proj, mode))]
+            )
+        end = split.positions["END"][sl]
+        at_end = logits[torch.arange(len(end)), end]  # b vocab
+        ld = at_end.gather(1, split.io_tok[sl].unsqueeze(1)) - at_end.gather(1, split.s_tok[sl].unsqueeze(1))
+        out.append(ld.squeeze(1).float())
+    return torch.cat(out)
+
+
+@dataclass
+class Baseline:
+    """m(all) and m(empty) of a split: the clean and the fully mean-ablated logit difference."""
+
+    m_all: float
+    m_empty: float
+
+
+def baseline(subject, split: Split, hook_name: str) -> Baseline:
+    d = split.resid.shape[-1]
+    m_all = float(logit_diffs(subject, split, hook_name, None).mean())
+    m_empty = float(logit_diffs(subject, split, hook_name, torch.zeros(d, d)).mean())
+    if abs(m_all - m_empty) < 1e-6:
+        raise UserError(f"mean-ablating {hook_name} at the task positions does not change the logit difference")
+    return Baseline(m_all, m_empty)
+
+
+def faithfulness(subject, split: Split, hook_name: str, base: Baseline, fs: FeatureSet, mode: Mode = "keep", **kw):
+    """``(f, stderr)``: normalised faithfulness of ``fs`` (keep) or its necessity (ablate), see README."""
+    ld = logit_diffs(subject, split, hook_name, projector(fs.directions.float()), mode, **kw)
+    denom = base.m_all - base.m_empty
+    se = float(ld.std() / len(ld) ** 0.5 / abs(denom)) if len(ld) > 1 else None
+    if mode == "keep":
+        return faith.normalized(float(ld.mean()), base.m_empty, base.m_all), se
+    return (base.m_all - float(ld.mean())) / denom, se
+
+
+def concept_labels(ds, names: tuple[str, ...]) -> tuple[Bool[Tensor, "n c"], list[str]]:
+    """One-hot attribute labels (Makelov et al. 2024): ``IO=<name>``, ``S=<name>``, ``Pos=ABB|BAB``.
+
+    ABB: the IO comes first in the first clause (ABBA templates); BAB: the S comes first (BABA).
+    """
+    concepts = [f"IO={n}" for n in names] + [f"S={n}" for n in names] + ["Pos=ABB", "Pos=BAB"]
+    col = {c: i for i, c in enumerate(concepts)}
+    lab = torch.zeros(len(ds), len(concepts), dtype=torch.bool)
+    for r, (io, s, order) in enumerate(zip(ds["io"], ds["s"], ds["order"], strict=True)):
+        lab[r, col[f"IO={io}"]] = True
+        lab[r, col[f"S={s}"]] = True
+        lab[r, col["Pos=ABB" if order == "ABBA" else "Pos=BAB"]] = True
+    return lab, concepts
+
+
+def end_acts(split: Split) -> Float[Tensor, "n d"]:
+    """Activations at the END position, one row per prompt."""
+    return split.resid[torch.arange(len(split)), split.positions["END"]]
+
+
+def head_precision_recall(heads: list[tuple[int, int]]) -> tuple[float, float]:
+    """Precision and recall of a set of (layer, head) against the GPT-2 small IOI circuit of Wang et al."""
+    circuit = {h for hs in GPT2_CIRCUIT.values() for h in hs}
+    found = {tuple(h) for h in heads}
+    tp = len(found & circuit)
+    return (tp / len(found) if found else 0.0), tp / len(circuit)

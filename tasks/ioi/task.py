@@ -1,0 +1,160 @@
+"""The ``ioi`` task: indirect object identification (Wang et al. 2022). Definitions: README.md."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IOIConfig:
+    """Options of the ``ioi`` task (``-T key=value``).
+
+    Attributes:
+        hook: hook point studied; default the model card's task hook, else the subject's first SAE hook.
+        positions: where keep / ablate interventions apply (of IO, S1, S2, END).
+        n_train: prompts of the train split (methods see these).
+        n_val: in-distribution prompts scored for attribute coverage.
+        n_test: held-out prompts (held-out names and templates) for faithfulness.
+        objective_batch: train prompts the objective evaluates (a fixed subsample, FUSE's cheap reward).
+        size_penalty: objective = faithfulness - size_penalty * |S|.
+        reuse_below_hook: start forward passes at the hook from cached activations (``start_at_layer``).
+    """
+
+    hook: str | None = None
+    positions: tuple[str, ...] = ("END", "S2")
+    n_train: int = 512
+    n_val: int = 1000
+    n_test: int = 500
+    objective_batch: int = 128
+    size_penalty: float = 0.01
+    reuse_below_hook: bool = True
+
+    def __post_init__(self) -> None:
+        from deeprobe_bench.tasks.ioi.core import POSITION_NAMES
+
+        bad = [p for p in self.positions if p not in POSITION_NAMES]
+        if bad or not self.positions:
+            raise ValueError(f"positions must be a non-empty subset of {POSITION_NAMES}, got {self.positions}")
+        for k in ("n_train", "n_val", "n_test", "objective_batch"):
+            if getattr(self, k) < 2:
+                raise ValueError(f"{k} must be at least 2")
+        if self.size_penalty < 0:
+            raise ValueError("size_penalty must be >= 0")
+
+
+class IOITask(Task):
+    name = "ioi"
+    description = "indirect object identification (Wang et al. 2022): faithfulness + attribute coverage"
+    version = "1"
+    Config = IOIConfig
+    primary_metric = "faithfulness_auc"
+    default_model = "ioi-mini"
+
+    def prepare(self, subject: Any, seed: int, limit: int | None = None) -> TaskData:
+        import torch
+
+        from deeprobe_bench.progress import progress
+        from deeprobe_bench.tasks.ioi import core
+        from deeprobe_bench.tasks.ioi.data import TRAIN_NAMES
+
+        cfg = self.config
+        hook = cfg.hook or subject.card.get("task", {}).get("hook_name") or next(iter(subject.saes), None)
+        if hook is None:
+            raise UserError(f"model {subject.name} names no hook for ioi and has no SAE; pass -T hook=...")
+        sizes = {s: getattr(cfg, f"n_{s}") for s in ("train", "val", "test")}
+        if limit is not None:
+            sizes = {s: min(n, limit) for s, n in sizes.items()}
+        splits = {
+            s: core.build_split(subject, s, n, seed, hook, cfg.positions, progress=progress) for s, n in sizes.items()
+        }
+        gen = torch.Generator().manual_seed(seed)
+        obj_idx = torch.randperm(len(splits["train"]), generator=gen)[: cfg.objective_batch]
+        objective_split = splits["train"].rows(obj_idx)
+        train_labels, concepts = core.concept_labels(splits["train"].dataset, TRAIN_NAMES)
+        val_labels, _ = core.concept_labels(splits["val"].dataset, TRAIN_NAMES)
+        base = {
+            "objective": core.baseline(subject, objective_split, hook),
+            "test": core.baseline(subject, splits["test"], hook),
+        }
+        logger.info(
+            "ioi on %s at %s: test logit diff clean %.3f, empty %.3f",
+            subject.name, hook, base["test"].m_all, base["test"].m_empty,
+        )  # fmt: skip
+        return TaskData(
+            hook_name=hook,
+            train_acts=core.end_acts(splits["train"]),
+            train_labels=train_labels,
+            concepts=concepts,
+            n_train=len(splits["train"]),
+            n_test=len(splits["test"]),
+            extra={"subject": subject, "splits": splits, "objective_split": objective_split, "base": base,
+                   "val_labels": val_labels},  # fmt: skip
+            info={
+                "hook_name": hook,
+                "ablation": "mean over ABC counterfactual prompts, per template and order (Wang et al. 2022)",
+                "intervention": "keep: mean + P_S (x - mean); ablate: x - P_S (x - mean)",
+                "positions": list(cfg.positions),
+                "splits": {s: len(sp) for s, sp in splits.items()},
+                "test_split": "held-out names and templates",
+                "logit_diff_clean_test": base["test"].m_all,
+                "logit_diff_empty_test": base["test"].m_empty,
+            },
+        )
+
+    def objective(self, data: TaskData, features: FeatureSet) -> float:
+        """Faithfulness of the chosen set on the fixed train subsample minus ``size_penalty * |S|``."""
+        from deeprobe_bench.tasks.ioi import core
+
+        chosen = features.chosen()
+        f, _ = core.faithfulness(
+            data.extra["subject"], data.extra["objective_split"], data.hook_name, data.extra["base"]["objective"],
+            chosen, reuse_below_hook=self.config.reuse_below_hook,
+        )  # fmt: skip
+        return f - self.config.size_penalty * len(chosen)
+
+    def evaluate(self, data: TaskData, features: FeatureSet) -> dict[str, Any]:
+        from deeprobe_bench.metrics import faithfulness as faith
+        from deeprobe_bench.metrics.threshold_sweep import coverage
+        from deeprobe_bench.tasks.ioi import core
+
+        subject, test, base = data.extra["subject"], data.extra["splits"]["test"], data.extra["base"]["test"]
+        hook = data.hook_name
+        chosen = features.chosen()
+        f, f_se = core.faithfulness(subject, test, hook, base, chosen)
+        nec, nec_se = core.faithfulness(subject, test, hook, base, chosen, mode="ablate")
+        ks = faith.K_GRID
+        curve = faith.curve(lambda k: core.faithfulness(subject, test, hook, base, features.top(k))[0], len(features), ks)
+        val = data.extra["splits"]["val"]
+        import torch
+
+        with torch.no_grad():
+            val_feature_acts = features.encoder(core.end_acts(val)).float()
+        cov = coverage(val_feature_acts, data.extra["val_labels"])
+        per_attr = {}
+        for attr in ("IO", "S", "Pos"):
+            cols = [i for i, c in enumerate(data.concepts) if c.startswith(attr + "=")]
+            per_attr[attr] = float(cov.per_concept[cols].mean())
+        metrics: dict[str, Any] = {
+            "faithfulness_auc": Metric(faith.area(curve)),
+            "faithfulness": Metric(f, stderr=f_se),
+            "necessity": Metric(nec, stderr=nec_se),
+            "size": Metric(float(len(chosen)), higher_is_better=False),
+            "attribute_coverage": Metric(cov.value),
+        }
+        details: dict[str, Any] = {
+            "faithfulness_curve": {"k": list(ks), "f": curve},
+            "attribute_coverage": {"threshold": cov.threshold, "per_attribute": per_attr, "split": "val"},
+        }
+        heads = features.meta.get("heads")
+        if heads is not None and subject.name == "gpt2-small":
+            p, r = core.head_precision_recall(heads)
+            metrics["head_precision"], metrics["head_recall"] = Metric(p), Metric(r)
+        metrics["_details"] = details
+        return metrics
+
