@@ -45,12 +45,21 @@ class Subject:
         model: the ``transformer_lens.HookedTransformer``, in eval mode, on CPU unless moved.
         saes: ``{hook_name: sae_lens.SAE}``.
         card: the model card (JSON-ready dict); for pretrained models, what was loaded from where.
+        forward_passes: batched forward passes of ``model`` so far (counted by a forward pre-hook).
     """
 
     name: str
     model: Any
     saes: dict[str, Any] = field(default_factory=dict)
     card: dict[str, Any] = field(default_factory=dict)
+    forward_passes: int = 0
+
+    def __post_init__(self) -> None:
+        # Count batched forward passes of the model (read by the runner into each result).
+        def count(module, args):
+            self.forward_passes += 1
+
+        self.model.register_forward_pre_hook(count)
 
     @property
     def tokenizer(self) -> Any:
@@ -129,7 +138,7 @@ def word_level_tokenizer(words: list[str]) -> Any:
     )
 
 
-def _load_tokenizer(directory: Path) -> Any:
+def load_tokenizer(directory: Path) -> Any:
     """Load ``tokenizer.json`` as a transformers tokenizer TransformerLens can rebuild offline."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -182,7 +191,7 @@ def load_zoo_dir(directory: Path, name: str | None = None, with_saes: bool = Tru
         )
     card = json.loads((directory / CARD).read_text())
     cfg = HookedTransformerConfig(**card["config"])
-    model = quiet_hooked_transformer(cfg, _load_tokenizer(directory))
+    model = quiet_hooked_transformer(cfg, load_tokenizer(directory))
     model.load_state_dict(load_file(str(directory / WEIGHTS)))
     model.eval()
     torch.set_grad_enabled(True)
@@ -299,3 +308,6 @@ def load_subject(name: str) -> Subject:
     spec = registry.get_model_spec(name)
     logger.info("loading model %s", name)
     return spec.load()
+
+
+_load_tokenizer = load_tokenizer  # TEMP alias while train.py is being written

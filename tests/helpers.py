@@ -358,3 +358,34 @@ def write_plugin_distribution(root: Path, dist: str = "toyplug") -> Path:
         f"dist-broken = {dist}_missing_module:Nope\n"
     )
     return root
+
+
+# --------------------------------------------------------------------------- a tiny real subject
+
+
+def tiny_ioi_subject(directory: Path, d_model: int = 32, n_layers: int = 2, d_sae: int = 64, k: int = 4):
+    """A random-init word-level HookedTransformer over the IOI vocabulary, with a random TopK SAE.
+
+    Real classes throughout (``subject.Subject``, TransformerLens, sae_lens), so the IOI task, the
+    activation cache and the methods run on it in a second or two; the numbers mean nothing.
+    """
+    import torch
+    from sae_lens import TopKSAE, TopKSAEConfig
+    from transformer_lens import HookedTransformerConfig
+
+    from deeprobe_bench.subject import Subject, load_tokenizer, quiet_hooked_transformer, word_level_tokenizer
+    from deeprobe_bench.tasks.ioi.train import vocabulary
+
+    torch.manual_seed(0)
+    word_level_tokenizer(vocabulary()).save_pretrained(str(directory))
+    tok = load_tokenizer(directory)
+    cfg = HookedTransformerConfig(
+        n_layers=n_layers, d_model=d_model, n_heads=2, d_head=d_model // 2, d_mlp=4 * d_model, n_ctx=64,
+        d_vocab=len(tok), act_fn="gelu", normalization_type="LN", default_prepend_bos=True, seed=0,
+    )  # fmt: skip
+    model = quiet_hooked_transformer(cfg, tok)
+    model.eval()
+    hook = "blocks.0.hook_resid_post"
+    sae = TopKSAE(TopKSAEConfig(d_in=d_model, d_sae=d_sae, k=k))
+    sae.cfg.metadata.hook_name = hook
+    return Subject("tiny", model, {hook: sae}, {"task": {"hook_name": hook}})

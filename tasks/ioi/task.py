@@ -135,10 +135,13 @@ class IOITask(Task):
 
         with torch.no_grad():
             val_feature_acts = features.encoder(core.end_acts(val)).float()
-        cov = coverage(val_feature_acts, data.extra["val_labels"])
+        # Concepts whose value never occurs in val cannot be scored: leave them out.
+        present = data.extra["val_labels"].any(0)
+        concepts = [c for c, p in zip(data.concepts, present.tolist(), strict=True) if p]
+        cov = coverage(val_feature_acts, data.extra["val_labels"][:, present])
         per_attr = {}
         for attr in ("IO", "S", "Pos"):
-            cols = [i for i, c in enumerate(data.concepts) if c.startswith(attr + "=")]
+            cols = [i for i, c in enumerate(concepts) if c.startswith(attr + "=")]
             per_attr[attr] = float(cov.per_concept[cols].mean())
         metrics: dict[str, Any] = {
             "faithfulness_auc": Metric(faith.area(curve)),
@@ -149,7 +152,8 @@ class IOITask(Task):
         }
         details: dict[str, Any] = {
             "faithfulness_curve": {"k": list(ks), "f": curve},
-            "attribute_coverage": {"threshold": cov.threshold, "per_attribute": per_attr, "split": "val"},
+            "attribute_coverage": {"threshold": cov.threshold, "per_attribute": per_attr, "split": "val",
+                                   "concepts_scored": len(concepts)},
         }
         heads = features.meta.get("heads")
         if heads is not None and subject.name == "gpt2-small":
