@@ -41,7 +41,8 @@ class MCTSConfig:
         rave_k: RAVE equivalence parameter (0 disables RAVE).
         widen_c, widen_alpha: progressive widening ``ceil(widen_c * N ** widen_alpha)`` children.
         rollout_stop: probability of stopping after each random addition in a rollout.
-        max_iterations: cap on simulations (cached sets cost no call, so the budget alone may not end it).
+        max_iterations: cap on simulations; 0 means 4 x budget (a simulation that stops at a set already
+            scored costs no objective call, so the budget alone may not end the search).
     """
 
     budget: int = 400
@@ -53,13 +54,15 @@ class MCTSConfig:
     widen_c: float = 2.0
     widen_alpha: float = 0.5
     rollout_stop: float = 1.0
-    max_iterations: int = 20000
+    max_iterations: int = 0
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.pool < 1 or self.max_size < 1:
             raise ValueError("budget, pool and max_size must be >= 1")
         if not 0 < self.rollout_stop <= 1:
             raise ValueError("rollout_stop must be in (0, 1]")
+        if self.max_iterations < 0:
+            raise ValueError("max_iterations must be >= 0")
         if self.c < 0 or self.rave_k < 0 or self.widen_c <= 0:
             raise ValueError("c and rave_k must be >= 0, widen_c > 0")
 
@@ -89,28 +92,31 @@ class MCTS(Method):
             return value_sum[state] / visits[state]
 
         def score(state: frozenset, action: int) -> float:
-            child = state if action == STOP else state | {action}
             n_parent = visits.get(state, 0) + 1
-            n_child = visits.get(child, 0) if action != STOP else stop_visits.get(state, 0)
+            if action == STOP:
+                # Stopping scores the set itself: a deterministic, cached reward, so once known it is
+                # exact and earns no exploration bonus.
+                known = obj.cache.get(state)
+                if known is not None:
+                    return known
+                n_child = 0
+            else:
+                child = state | {action}
+                n_child = visits.get(child, 0)
             if n_child == 0:
                 if cfg.policy == "uct":
                     return float("inf")
                 # First-play urgency: an unvisited child is valued at its parent's mean reward.
                 value = q(state) if visits.get(state) else 0.0
-            elif action == STOP:
-                value = stop_value[state] / n_child
             else:
                 value = q(child)
-            if action != STOP and n_child and cfg.rave_k > 0 and amaf_n[action]:
-                beta = math.sqrt(cfg.rave_k / (3 * n_child + cfg.rave_k))
-                value = (1 - beta) * value + beta * amaf_w[action] / amaf_n[action]
+                if cfg.rave_k > 0 and amaf_n[action]:
+                    beta = math.sqrt(cfg.rave_k / (3 * n_child + cfg.rave_k))
+                    value = (1 - beta) * value + beta * amaf_w[action] / amaf_n[action]
             if cfg.policy == "uct":
                 return value + cfg.c * math.sqrt(math.log(n_parent) / n_child)
             p = prior.get(action, 1.0 / (len(pool) + 1))  # STOP: a uniform share
             return value + cfg.c * p * math.sqrt(n_parent) / (1 + n_child)
-
-        stop_visits: dict[frozenset, int] = {}
-        stop_value: dict[frozenset, float] = {}
 
         def rollout(state: frozenset) -> list[int]:
             chosen = list(state)
@@ -125,7 +131,8 @@ class MCTS(Method):
         bar = ctx.progress(total=cfg.budget, desc="mcts")
         calls_before = ctx.budget.objective_calls
         root: frozenset = frozenset()
-        while not obj.exhausted and iterations < cfg.max_iterations:
+        max_iterations = cfg.max_iterations or 4 * cfg.budget
+        while not obj.exhausted and iterations < max_iterations:
             iterations += 1
             state, path, stopped = root, [root], False
             while True:
@@ -149,9 +156,6 @@ class MCTS(Method):
             for s in path:
                 visits[s] = visits.get(s, 0) + 1
                 value_sum[s] = value_sum.get(s, 0.0) + reward
-            if stopped:
-                stop_visits[state] = stop_visits.get(state, 0) + 1
-                stop_value[state] = stop_value.get(state, 0.0) + reward
             for a in final:
                 amaf_n[a] += 1
                 amaf_w[a] += reward

@@ -70,32 +70,37 @@ class Subject:
         return self.saes.get(hook_name)
 
     def to_tokens(self, texts: list[str]) -> tuple[Any, Any]:
-        """Tokenise with a BOS token, right-padded.
+        """Tokenise with a BOS token, right-padded (one batched tokenizer call).
 
         Returns:
-            ``(tokens Int[Tensor, "batch pos"], lengths Int[Tensor, "batch"])``.
+            ``(tokens Int[Tensor, "batch pos"], lengths Int[Tensor, "batch"])``, lengths counting the BOS.
         """
         import torch
 
-        rows = [self.model.to_tokens(t, prepend_bos=True)[0] for t in texts]
-        lengths = torch.tensor([len(r) for r in rows])
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        tokens = torch.full((len(rows), int(lengths.max())), pad, dtype=torch.long)
-        for i, r in enumerate(rows):
-            tokens[i, : len(r)] = r
+        tok = self.tokenizer
+        ids = tok(list(texts), add_special_tokens=False)["input_ids"]
+        lengths = torch.tensor([len(r) + 1 for r in ids])
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        tokens = torch.full((len(ids), int(lengths.max()) if len(ids) else 1), pad, dtype=torch.long)
+        tokens[:, 0] = tok.bos_token_id
+        for i, r in enumerate(ids):
+            tokens[i, 1 : len(r) + 1] = torch.tensor(r, dtype=torch.long)
         return tokens, lengths
 
     def single_token(self, word: str) -> int:
-        """The token id of ``word`` as it occurs after a space mid-sentence (``" Mary"``).
+        """The token id of ``word`` as it occurs after a space mid-sentence (``" Mary"``); memoised.
 
         Raises:
             UserError: the word is not exactly one token for this tokenizer.
         """
-        ids = self.model.to_tokens(" " + word, prepend_bos=False)[0].tolist()
-        unk = self.tokenizer.unk_token_id
-        if len(ids) != 1 or (unk is not None and ids[0] == unk):
-            raise UserError(f"{word!r} is not a single token for model {self.name} (got {len(ids)} tokens)")
-        return int(ids[0])
+        cache = self.__dict__.setdefault("_single_tokens", {})
+        if word not in cache:
+            ids = self.tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+            unk = self.tokenizer.unk_token_id
+            if len(ids) != 1 or (unk is not None and ids[0] == unk):
+                raise UserError(f"{word!r} is not a single token for model {self.name} (got {len(ids)} tokens)")
+            cache[word] = int(ids[0])
+        return cache[word]
 
     def info(self) -> dict[str, Any]:
         """What identifies this subject in a result: name, architecture, SAEs, card quality figures."""

@@ -107,11 +107,12 @@ def find_positions(tokens: Int[Tensor, "n pos"], lengths, io_tok, s_tok) -> dict
 def build_split(subject, name: str, n: int, seed: int, hook_name: str, sites: tuple[str, ...], progress=None) -> Split:
     """Generate, tokenise and cache activations for one split (its ABC prompts give the ablation means)."""
     ds = ioi_data.make_split(name, n, seed)
-    tokens, lengths = subject.to_tokens(ds["prompt"])
-    io_tok = torch.tensor([subject.single_token(w) for w in ds["io"]])
-    s_tok = torch.tensor([subject.single_token(w) for w in ds["s"]])
+    cols = ds.to_dict()
+    tokens, lengths = subject.to_tokens(cols["prompt"])
+    io_tok = torch.tensor([subject.single_token(w) for w in cols["io"]])
+    s_tok = torch.tensor([subject.single_token(w) for w in cols["s"]])
     pos = find_positions(tokens, lengths, io_tok, s_tok)
-    abc_tokens, abc_lengths = subject.to_tokens(ds["abc_prompt"])
+    abc_tokens, abc_lengths = subject.to_tokens(cols["abc_prompt"])
     if not torch.equal(abc_lengths, lengths):
         raise UserError("ABC prompts must tokenise to the length of their IOI prompts (names must be single tokens)")
     model = subject.model
@@ -121,9 +122,9 @@ def build_split(subject, name: str, n: int, seed: int, hook_name: str, sites: tu
     rows = torch.arange(len(ds)).unsqueeze(1).expand_as(site)
     abc_at_site = abc_resid[rows, site]  # n k d
     # Per-template mean (Wang et al.): same template and order => same positions.
-    groups = [f"{t}-{o}" for t, o in zip(ds["template"], ds["order"], strict=True)]
+    groups = [f"{t}-{o}" for t, o in zip(cols["template"], cols["order"], strict=True)]
     mean = torch.empty_like(abc_at_site)
-    for g in set(groups):
+    for g in sorted(set(groups)):
         idx = torch.tensor([i for i, x in enumerate(groups) if x == g])
         mean[idx] = abc_at_site[idx].mean(0, keepdim=True)
     return Split(name, ds, tokens, pos, io_tok, s_tok, resid, mean, site)
@@ -204,7 +205,8 @@ def concept_labels(ds, names: tuple[str, ...]) -> tuple[Bool[Tensor, "n c"], lis
     concepts = [f"IO={n}" for n in names] + [f"S={n}" for n in names] + ["Pos=ABB", "Pos=BAB"]
     col = {c: i for i, c in enumerate(concepts)}
     lab = torch.zeros(len(ds), len(concepts), dtype=torch.bool)
-    for r, (io, s, order) in enumerate(zip(ds["io"], ds["s"], ds["order"], strict=True)):
+    cols = ds.select_columns(["io", "s", "order"]).to_dict()
+    for r, (io, s, order) in enumerate(zip(cols["io"], cols["s"], cols["order"], strict=True)):
         lab[r, col[f"IO={io}"]] = True
         lab[r, col[f"S={s}"]] = True
         lab[r, col["Pos=ABB" if order == "ABBA" else "Pos=BAB"]] = True
