@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from helpers import tiny_ioi_subject
 
 from deeprobe_bench.api import FeatureSet, UserError, parse_config
 from deeprobe_bench.tasks.ioi import IOITask, core
-from helpers import tiny_ioi_subject
 
 SMALL = {"n_train": "48", "n_val": "64", "n_test": "40", "objective_batch": "24"}
 

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from helpers import tiny_ioi_subject
 
 from deeprobe_bench import activations
 from deeprobe_bench.api import UserError
-from helpers import tiny_ioi_subject
 
 
 @pytest.fixture
