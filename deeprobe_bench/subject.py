@@ -265,26 +265,41 @@ class PretrainedModel:
     kind: str = "pretrained"
 
     def load(self) -> Subject:
+        import contextlib
+        import io
+
+        from huggingface_hub.errors import HfHubHTTPError
+
+        # Not being able to reach or find the files: OSError (transformers, huggingface_hub's
+        # LocalEntryNotFoundError) or an HTTP error of the hub. Anything else is a bug, not the user's.
+        missing = (OSError, HfHubHTTPError)
+        printed = io.StringIO()  # TransformerLens prints "Loaded pretrained model ..." to stdout
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), contextlib.redirect_stdout(printed):
                 warnings.simplefilter("ignore", DeprecationWarning)
                 from transformer_lens import HookedTransformer
 
                 model = HookedTransformer.from_pretrained(self.name, device="cpu")
-        except Exception as e:  # network, cache or hub errors all mean "not available here"
+        except missing as e:
             raise UserError(
                 f"cannot load {self.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} -- "
                 f"it needs the network or a local Hugging Face cache (run once with network access, or set "
                 f"HF_HOME to a cache holding it)"
             ) from e
+        finally:
+            if printed.getvalue().strip():
+                logger.debug(printed.getvalue().strip())
         model.eval()
         saes = {}
         from sae_lens import SAE
 
         for hook_name, sae_id in self.sae_ids.items():
             try:
-                saes[hook_name] = SAE.from_pretrained(self.sae_release, sae_id, device="cpu")
-            except Exception as e:
+                with warnings.catch_warnings():
+                    # The release asks for from_pretrained's default weight processing, which is what we did.
+                    warnings.filterwarnings("ignore", message="(?s).*model_from_pretrained_kwargs")
+                    saes[hook_name] = SAE.from_pretrained(self.sae_release, sae_id, device="cpu")
+            except missing as e:
                 raise UserError(
                     f"cannot load SAE {self.sae_release}/{sae_id} for {self.name}: {type(e).__name__} -- it needs "
                     f"the network or a local Hugging Face cache holding the SAELens release {self.sae_release}"
