@@ -8,9 +8,10 @@ Feature selection as a one-player game (REFERENCE.md section 4):
 - selection by UCT, ``Q + c sqrt(ln N_parent / N_child)``, or PUCT, ``Q + c P sqrt(N_parent) / (1 +
   N_child)`` with P the normalised activation frequency; both blended with RAVE (all-moves-as-first)
   values, ``(1 - beta) Q + beta AMAF`` with ``beta = sqrt(k / (3 N + k))``, which suits order-invariant
-  sets; progressive widening admits ``ceil(widen_c * N^widen_alpha)`` children, in prior order;
-- a new node's set is scored by the task objective (by default as it is: ``rollout_stop=1``; below 1,
-  a rollout first adds prior-weighted random latents, stopping with that probability after each) (``faithfulness - size_penalty *
+  sets; progressive widening admits ``ceil(widen_c * N^widen_alpha)`` children, new ones in order of
+  RAVE value (latents not yet seen in any rollout by prior), as FUSE does;
+- a rollout from a new node adds prior-weighted random latents, stopping with probability
+  ``rollout_stop`` after each (``rollout_stop=1`` scores the node's own set), and the final set is scored (``faithfulness - size_penalty *
   |S|`` on a fixed train subsample), cached per set: only new sets cost an objective call.
 
 The search spends at most ``budget`` objective calls. It returns the best set evaluated first
@@ -37,7 +38,8 @@ class MCTSConfig:
         pool: candidate latents (most frequent at the task positions).
         max_size: largest set considered.
         policy: ``uct`` or ``puct`` (prior = activation frequency).
-        c: exploration constant.
+        c: exploration constant; default 0.2 for UCT, 1.0 for PUCT (whose bonus is scaled by a prior
+            of about 1 / pool).
         rave_k: RAVE equivalence parameter (0 disables RAVE).
         widen_c, widen_alpha: progressive widening ``ceil(widen_c * N ** widen_alpha)`` children.
         rollout_stop: probability of stopping after each random addition in a rollout.
@@ -49,11 +51,11 @@ class MCTSConfig:
     pool: int = 48
     max_size: int = 16
     policy: Literal["uct", "puct"] = "uct"
-    c: float = 0.2
+    c: float | None = None
     rave_k: float = 50.0
     widen_c: float = 2.0
     widen_alpha: float = 0.5
-    rollout_stop: float = 1.0
+    rollout_stop: float = 0.15
     max_iterations: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +65,8 @@ class MCTSConfig:
             raise ValueError("rollout_stop must be in (0, 1]")
         if self.max_iterations < 0:
             raise ValueError("max_iterations must be >= 0")
+        if self.c is None:
+            self.c = 0.2 if self.policy == "uct" else 1.0
         if self.c < 0 or self.rave_k < 0 or self.widen_c <= 0:
             raise ValueError("c and rave_k must be >= 0, widen_c > 0")
 
@@ -118,6 +122,16 @@ class MCTS(Method):
             p = prior.get(action, 1.0 / (len(pool) + 1))  # STOP: a uniform share
             return value + cfg.c * p * math.sqrt(n_parent) / (1 + n_child)
 
+        def admitted(state: frozenset, children: list[int], width: int) -> list[int]:
+            """Progressive widening: the children already visited, topped up to ``width`` with the
+            unvisited ones of best RAVE value (FUSE), unseen latents by prior."""
+            seen = [a for a in children if visits.get(state | {a}, 0) > 0]
+            if len(seen) >= width:
+                return seen
+            fresh = [a for a in children if visits.get(state | {a}, 0) == 0]
+            fresh.sort(key=lambda a: (-(amaf_w[a] / amaf_n[a]) if amaf_n[a] else float("inf"), -prior[a]))
+            return seen + fresh[: width - len(seen)]
+
         def rollout(state: frozenset) -> list[int]:
             chosen = list(state)
             rest = [a for a in pool if a not in state]
@@ -137,9 +151,11 @@ class MCTS(Method):
             state, path, stopped = root, [root], False
             while True:
                 n_state = visits.get(state, 0)
-                children = [a for a in pool if a not in state]
-                width = math.ceil(cfg.widen_c * max(n_state, 1) ** cfg.widen_alpha)
-                actions = [STOP] + (children[:width] if len(state) < cfg.max_size else [])
+                actions = [STOP]
+                if len(state) < cfg.max_size:
+                    width = math.ceil(cfg.widen_c * max(n_state, 1) ** cfg.widen_alpha)
+                    children = [a for a in pool if a not in state]
+                    actions += admitted(state, children, width)
                 action = max(actions, key=lambda a: (score(state, a), -actions.index(a)))
                 if action == STOP:
                     stopped = True
