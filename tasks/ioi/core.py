@@ -218,6 +218,12 @@ def end_acts(split: Split) -> Float[Tensor, "n d"]:
     return split.resid[torch.arange(len(split)), split.positions["END"]]
 
 
+def site_acts(split: Split) -> Float[Tensor, "n_k d"]:
+    """Activations at every intervened position (END, S2 by default), one row per (prompt, position)."""
+    rows = torch.arange(len(split)).unsqueeze(1).expand_as(split.site)
+    return split.resid[rows, split.site].reshape(-1, split.resid.shape[-1])
+
+
 def head_precision_recall(heads: list[tuple[int, int]]) -> tuple[float, float]:
     """Precision and recall of a set of (layer, head) against the GPT-2 small IOI circuit of Wang et al."""
     circuit = {h for hs in GPT2_CIRCUIT.values() for h in hs}

@@ -93,6 +93,7 @@ class IOITask(Task):
             concepts=concepts,
             n_train=len(splits["train"]),
             n_test=len(splits["test"]),
+            context_extra={"site_acts": core.site_acts(splits["train"])},
             extra={"subject": subject, "splits": splits, "objective_split": objective_split, "base": base,
                    "val_labels": val_labels},  # fmt: skip
             info={
