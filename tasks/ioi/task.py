@@ -135,7 +135,7 @@ class IOITask(Task):
         import torch
 
         with torch.no_grad():
-            val_feature_acts = features.encoder(core.end_acts(val)).float()
+            val_feature_acts = chosen.encoder(core.end_acts(val)).float()
         # Concepts whose value never occurs in val cannot be scored: leave them out.
         present = data.extra["val_labels"].any(0)
         concepts = [c for c, p in zip(data.concepts, present.tolist(), strict=True) if p]
