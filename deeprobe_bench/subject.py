@@ -329,5 +329,3 @@ def load_subject(name: str) -> Subject:
     logger.info("loading model %s", name)
     return spec.load()
 
-
-_load_tokenizer = load_tokenizer  # TEMP alias while train.py is being written
