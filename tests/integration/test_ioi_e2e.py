@@ -5,12 +5,12 @@ import re
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 
 from deeprobe_bench import cli
 from deeprobe_bench.api import FeatureSet, parse_config
 from deeprobe_bench.tasks.ioi import IOITask
 from deeprobe_bench.tasks.ioi.zoo import IOI_MINI
-from helpers import REPO_ROOT
 
 SMALL = {"n_train": "128", "n_val": "300", "n_test": "128", "objective_batch": "32"}
 
