@@ -12,20 +12,25 @@ Usage: ``python benchmarks/bench_ioi.py [--calls 200] [--model ioi-mini]``
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 
-def timed_run(cache: str, results: str, model: str, force: bool) -> float:
+def timed_run(cache: str, results: str, model: str, force: bool) -> tuple[float, float]:
+    """Wall time of the whole command, and the task's prepare stage (activations) from the result."""
     env = {**os.environ, "DEEPROBE_CACHE": cache}
     cmd = [sys.executable, "-m", "deeprobe_bench.cli", "--quiet", "run", "--task", "ioi", "--method", "mcts",
            "--model", model, "--results-dir", results] + (["--force"] if force else [])  # fmt: skip
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    (path,) = Path(results).rglob("seed0.json")
+    return wall, json.loads(path.read_text())["details"]["timing"]["prepare_s"]
 
 
 def objective_rate(model: str, calls: int) -> tuple[float, float, float]:
@@ -37,13 +42,13 @@ def objective_rate(model: str, calls: int) -> tuple[float, float, float]:
     from deeprobe_bench.tasks.ioi import IOITask
 
     subject = load_subject(model)
-    rates, values = {}, {}
+    data = IOITask().prepare(subject, seed=0)
+    sae = subject.sae_for(data.hook_name)
     gen = torch.Generator().manual_seed(0)
+    sets = [torch.randperm(sae.cfg.d_sae, generator=gen)[: 1 + i % 12] for i in range(calls)]
+    rates, values = {}, {}
     for reuse in (True, False):
         task = IOITask(parse_config(IOITask.Config, {"reuse_below_hook": str(reuse)}))
-        data = task.prepare(subject, seed=0)
-        sae = subject.sae_for(data.hook_name)
-        sets = [torch.randperm(sae.cfg.d_sae, generator=gen)[: 1 + i % 12] for i in range(calls)]
         t0 = time.perf_counter()
         values[reuse] = [task.objective(data, latent_features(sae, data.hook_name, s)) for s in sets]
         rates[reuse] = calls / (time.perf_counter() - t0)
@@ -57,10 +62,13 @@ def main() -> None:
     ap.add_argument("--model", default="ioi-mini")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as results:
-        cold = timed_run(cache, results, args.model, force=False)
-        warm = timed_run(cache, results, args.model, force=True)
-    print(f"main job (run --task ioi --method mcts --model {args.model}), whole command incl. imports:")
-    print(f"  cold cache {cold:.2f} s | warm cache {warm:.2f} s | cold / warm = {cold / warm:.2f}x")
+        cold, cold_prep = timed_run(cache, results, args.model, force=False)
+        warm, warm_prep = timed_run(cache, results, args.model, force=True)
+    print(f"main job (run --task ioi --method mcts --model {args.model}):")
+    print(f"  whole command incl. imports: cold cache {cold:.2f} s | warm cache {warm:.2f} s | "
+          f"cold / warm = {cold / warm:.2f}x")
+    print(f"  task prepare (activations + baselines): cold {cold_prep:.2f} s | warm {warm_prep:.2f} s | "
+          f"cold / warm = {cold_prep / warm_prep:.2f}x")
     os.environ["DEEPROBE_CACHE"] = "off"
     reuse, full, diff = objective_rate(args.model, args.calls)
     print(f"IOI objective calls per second ({args.calls} random latent sets of 1..12 latents):")
