@@ -70,22 +70,8 @@ class Subject:
         return self.saes.get(hook_name)
 
     def to_tokens(self, texts: list[str]) -> tuple[Any, Any]:
-        """Tokenise with a BOS token, right-padded (one batched tokenizer call).
-
-        Returns:
-            ``(tokens Int[Tensor, "batch pos"], lengths Int[Tensor, "batch"])``, lengths counting the BOS.
-        """
-        import torch
-
-        tok = self.tokenizer
-        ids = tok(list(texts), add_special_tokens=False)["input_ids"]
-        lengths = torch.tensor([len(r) + 1 for r in ids])
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        tokens = torch.full((len(ids), int(lengths.max()) if len(ids) else 1), pad, dtype=torch.long)
-        tokens[:, 0] = tok.bos_token_id
-        for i, r in enumerate(ids):
-            tokens[i, 1 : len(r) + 1] = torch.tensor(r, dtype=torch.long)
-        return tokens, lengths
+        """:func:`tokenize_with_bos` with this subject's tokenizer."""
+        return tokenize_with_bos(self.tokenizer, texts)
 
     def single_token(self, word: str) -> int:
         """The token id of ``word`` as it occurs after a space mid-sentence (``" Mary"``); memoised.
@@ -113,6 +99,24 @@ class Subject:
             "saes": {h: {"architecture": s.cfg.architecture(), "d_sae": s.cfg.d_sae} for h, s in self.saes.items()},
             "card": {k: v for k, v in self.card.items() if k in ("version", "seed", "quality", "source", "sha256")},
         }
+
+
+def tokenize_with_bos(tokenizer: Any, texts: list[str]) -> tuple[Any, Any]:
+    """Tokenise with a BOS token, right-padded (one batched tokenizer call).
+
+    Returns:
+        ``(tokens Int[Tensor, "batch pos"], lengths Int[Tensor, "batch"])``, lengths counting the BOS.
+    """
+    import torch
+
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    lengths = torch.tensor([len(r) + 1 for r in ids], dtype=torch.long)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    tokens = torch.full((len(ids), int(lengths.max()) if len(ids) else 1), pad, dtype=torch.long)
+    tokens[:, 0] = tokenizer.bos_token_id
+    for i, r in enumerate(ids):
+        tokens[i, 1 : len(r) + 1] = torch.tensor(r, dtype=torch.long)
+    return tokens, lengths
 
 
 def quiet_hooked_transformer(cfg: Any, tokenizer: Any = None) -> Any:

@@ -275,19 +275,14 @@ def make_documents(
 
 def encode(tokenizer: Any, texts: list[str], n_ctx: int) -> tuple[Any, Any]:
     """BOS-prefixed, right-padded token ids ``[n, max_len]`` and the lengths; unknown words raise."""
-    import torch
+    from deeprobe_bench.subject import tokenize_with_bos
 
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    unk = tokenizer.unk_token_id
-    lengths = torch.tensor([len(x) + 1 for x in ids])
+    out, lengths = tokenize_with_bos(tokenizer, texts)
     if int(lengths.max()) > n_ctx:
         raise ValueError(f"a document has {int(lengths.max())} tokens, more than n_ctx={n_ctx}")
-    out = torch.full((len(ids), int(lengths.max())), tokenizer.pad_token_id, dtype=torch.long)
-    out[:, 0] = tokenizer.bos_token_id
-    for i, x in enumerate(ids):
-        if unk in x:
-            raise ValueError(f"unknown word in {texts[i]!r}")
-        out[i, 1 : len(x) + 1] = torch.tensor(x)
+    unknown = (out == tokenizer.unk_token_id).any(1).nonzero()
+    if len(unknown):
+        raise ValueError(f"unknown word in {texts[int(unknown[0])]!r}")
     return out, lengths
 
 
