@@ -22,11 +22,12 @@ def latent_frequency(sae, acts):
         return (sae.encode(acts.float()) > 0).float().mean(0)
 
 
-def rank_latents(ctx: DiscoveryContext, method: str):
-    """``(order, frequency)``: all latents by descending frequency at the task positions (ties: index)."""
+def rank_latents(ctx: DiscoveryContext, method: str, sae=None):
+    """``(order, frequency)``: all latents of ``sae`` (default: the hook's default SAE) by descending
+    frequency at the task positions (ties: index)."""
     import torch
 
-    sae = ctx.require_sae(method)
+    sae = sae if sae is not None else ctx.require_sae(method)
     freq = latent_frequency(sae, ctx.extra.get("site_acts", ctx.train_acts))
     order = sorted(range(len(freq)), key=lambda i: (-float(freq[i]), i))
     return torch.tensor(order), freq
@@ -58,9 +59,12 @@ class SAEConfig:
 
     Attributes:
         n: how many of the most frequent latents to return.
+        arch: which of the subject's SAEs at the hook (a variant name such as ``standard``, ``topk``,
+            ``panneal``, see ``Subject.sae_variants``); empty for the hook's default SAE.
     """
 
     n: int = 50
+    arch: str = ""
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -74,6 +78,8 @@ class SAELatents(Method):
     Config = SAEConfig
 
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
-        order, freq = rank_latents(ctx, self.name)
+        sae = ctx.require_sae(self.name, self.config.arch or None)
+        order, freq = rank_latents(ctx, self.name, sae)
         top = order[: self.config.n]
-        return latent_features(ctx.sae, ctx.hook_name, top, scores=freq[top], meta={"ranking": "frequency"})
+        meta = {"ranking": "frequency", "sae": {"arch": self.config.arch or "default", "d_sae": sae.cfg.d_sae}}
+        return latent_features(sae, ctx.hook_name, top, scores=freq[top], meta=meta)

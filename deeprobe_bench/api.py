@@ -269,7 +269,9 @@ class DiscoveryContext:
         hook_name: the hook point the task studies.
         train_acts: ``Float[Tensor, "n_train d_model"]``, cached train-split activations at
             the hook, at the task's positions (one row per example and position).
-        sae: the subject's SAE at the hook (a ``sae_lens.SAE``), or None.
+        sae: the subject's default SAE at the hook (a ``sae_lens.SAE``), or None.
+        saes: ``{variant: SAE}`` of every SAE the subject has at the hook (``Subject.sae_variants``),
+            for methods with an ``arch`` / ``variant`` option.
         seed: the cell's seed; methods seed their own generators from it.
         supervision: what this context was built for.
         budget: counts objective calls.
@@ -295,11 +297,20 @@ class DiscoveryContext:
     objective: Callable[[FeatureSet], float] | None = None
     judge: Any | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    saes: dict[str, Any] = field(default_factory=dict)
 
-    def require_sae(self, method: str) -> Any:
-        if self.sae is None:
-            raise UserError(f"method {method} needs an SAE at {self.hook_name}, and this subject has none there")
-        return self.sae
+    def require_sae(self, method: str, variant: str | None = None) -> Any:
+        """The SAE at the hook (``variant`` of :attr:`saes` when given, else :attr:`sae`).
+
+        Raises:
+            UserError: the subject has no such SAE at the hook (the message lists the variants it has).
+        """
+        sae = self.sae if not variant else self.saes.get(variant)
+        if sae is None:
+            have = ", ".join(sorted(self.saes)) or "none"
+            what = f"a {variant!r} SAE" if variant else "an SAE"
+            raise UserError(f"method {method} needs {what} at {self.hook_name}; this subject has: {have}")
+        return sae
 
 
 class Method:

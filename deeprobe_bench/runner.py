@@ -346,6 +346,7 @@ def _run_one(
     budget = api.Budget(getattr(method_cfg, "budget", None))
     prog = progress_mod.progress if progress else functools.partial(progress_mod.progress, disable=True)
     sae_for = getattr(subject, "sae_for", None)
+    sae_variants = getattr(subject, "sae_variants", None)
     ctx = api.DiscoveryContext(
         subject=subject,
         hook_name=data.hook_name,
@@ -356,6 +357,7 @@ def _run_one(
         budget=budget,
         progress=prog,
         extra=dict(data.context_extra),
+        saes=sae_variants(data.hook_name) if callable(sae_variants) else {},
     )
     if sup == "labels":
         if data.train_labels is None:

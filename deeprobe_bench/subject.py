@@ -43,7 +43,9 @@ class Subject:
     Attributes:
         name: registry name (``ioi-mini``, ``gpt2-small``).
         model: the ``transformer_lens.HookedTransformer``, in eval mode, on CPU unless moved.
-        saes: ``{hook_name: sae_lens.SAE}``.
+        saes: ``{sae_id: sae_lens.SAE}``. An id is the hook name (the hook's default SAE) or
+            ``"<hook_name>@<variant>"`` when a hook has several SAEs (``blocks.1.hook_resid_post@topk``);
+            the zoo directory ``saes/<sae_id>/`` holds each.
         card: the model card (JSON-ready dict); for pretrained models, what was loaded from where.
         forward_passes: batched forward passes of ``model`` so far (counted by a forward pre-hook).
     """
@@ -65,9 +67,25 @@ class Subject:
     def tokenizer(self) -> Any:
         return self.model.tokenizer
 
-    def sae_for(self, hook_name: str) -> Any | None:
-        """The SAE trained at ``hook_name``, or None."""
-        return self.saes.get(hook_name)
+    def sae_for(self, hook_name: str, variant: str | None = None) -> Any | None:
+        """The SAE at ``hook_name``: the named ``variant``, else the hook's default, else None.
+
+        The default is the SAE whose id is the bare hook name, or else the variant the card names in
+        ``default_sae_variant``.
+        """
+        if variant is not None:
+            return self.saes.get(f"{hook_name}@{variant}")
+        default = self.card.get("default_sae_variant")
+        return self.saes.get(hook_name) or (self.saes.get(f"{hook_name}@{default}") if default else None)
+
+    def sae_variants(self, hook_name: str) -> dict[str, Any]:
+        """``{variant: SAE}`` of every SAE at ``hook_name``; the bare-hook SAE is the variant ``"default"``."""
+        out = {}
+        for sae_id, sae in self.saes.items():
+            hook, _, variant = sae_id.partition("@")
+            if hook == hook_name:
+                out[variant or "default"] = sae
+        return out
 
     def to_tokens(self, texts: list[str]) -> tuple[Any, Any]:
         """:func:`tokenize_with_bos` with this subject's tokenizer."""
@@ -211,7 +229,8 @@ def load_zoo_dir(directory: Path, name: str | None = None, with_saes: bool = Tru
         for sae_dir in sorted(p for p in (directory / SAES).iterdir() if p.is_dir()):
             sae = SAE.load_from_disk(sae_dir)
             sae.eval()
-            saes[sae.cfg.metadata.hook_name or sae_dir.name] = sae
+            hook, at, variant = sae_dir.name.partition("@")
+            saes[(sae.cfg.metadata.hook_name or hook) + at + variant] = sae
     return Subject(name=name, model=model, saes=saes, card=card)
 
 
