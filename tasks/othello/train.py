@@ -1,0 +1,330 @@
+"""Recipe of the zoo models ``othello-mini`` (trained) and ``othello-mini-random`` (random init).
+
+``othello-mini`` is a HookedTransformer trained from scratch on CPU with next-move cross-entropy on
+uniformly random pass-free Othello games (Othello-GPT, Li et al. 2023), fresh games at every step (no
+game is seen twice), linear warmup then cosine decay, one thread, checkpointed to disk every few minutes
+(rerunning resumes). Quality on held-out games (another seed):
+
+- ``legal_top1``: fraction of positions where the model's top-1 next-move prediction is legal
+  (positions where the player to move has a legal move);
+- ``probe_accuracy``: per-square accuracy of a linear mine / theirs / empty probe (scikit-learn
+  multinomial logistic regression, one per square) on ``resid_post`` of each layer, fitted on
+  ``probe_train_games`` games and measured on ``probe_test_games`` others; the best layer's
+  ``resid_post`` is the task's hook.
+
+``othello-mini-random`` is the same architecture at random init (``HookedTransformerConfig.seed``),
+with its probe accuracy at the same hook, as in Karvonen et al. 2024.
+
+Each model ships SAEs at the hook trained by ``deeprobe_bench.sae_training.train_sae`` on activations of
+``sae_games`` training games at every position.
+
+Run as ``python -m deeprobe_bench.tasks.othello.train --out DIR --seed 0 [--model othello-mini-random]``
+or ``deeprobe-bench zoo train othello-mini``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deeprobe_bench.tasks.othello import data, engine
+
+logger = logging.getLogger(__name__)
+
+NAME = "othello-mini"
+RANDOM_NAME = "othello-mini-random"
+VERSION = 1
+BAR = {"legal_top1": 0.95, "probe_accuracy": 0.90}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that fixes a training run besides the seed (defaults: the shipped othello-mini)."""
+
+    size: int = 8
+    # model
+    n_layers: int = 4
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_mlp: int = 512
+    # training
+    steps: int = 4200
+    batch: int = 128  # games per step (fresh games each step)
+    lr: float = 1.5e-3
+    min_lr: float = 2e-5
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    chunk_steps: int = 50  # games of this many steps are generated at once (seed: (seed, chunk index))
+    checkpoint_every_s: float = 180.0
+    # evaluation
+    n_eval_games: int = 500  # held-out games for the learning curve
+    eval_every: int = 250
+    probe_train_games: int = 2000
+    probe_test_games: int = 500
+    # SAEs
+    d_sae: int = 1024
+    sae_games: int = 6000
+    sae_steps: int = 3000
+    k: int = 32
+    threads: int = 1
+
+
+FULL = Recipe()
+TINY = dataclasses.replace(
+    FULL,
+    size=6,
+    n_layers=1,
+    d_model=32,
+    n_heads=2,
+    d_head=16,
+    d_mlp=64,
+    steps=20,
+    batch=16,
+    warmup_steps=5,
+    chunk_steps=10,
+    n_eval_games=32,
+    eval_every=0,
+    probe_train_games=64,
+    probe_test_games=32,
+    d_sae=64,
+    sae_games=64,
+    sae_steps=20,
+    k=4,
+)
+
+TRAIN_SEED_BASE = 1_000_000  # training games: seed TRAIN_SEED_BASE * (seed + 1) + chunk
+EVAL_SEED_BASE = 7_000_000  # held-out games: seed EVAL_SEED_BASE + seed (never a training seed)
+
+
+def model_config(recipe: Recipe, name: str = NAME, seed: int = 0) -> dict[str, Any]:
+    return {
+        "n_layers": recipe.n_layers,
+        "d_model": recipe.d_model,
+        "n_heads": recipe.n_heads,
+        "d_head": recipe.d_head,
+        "d_mlp": recipe.d_mlp,
+        "d_vocab": data.vocab_size(recipe.size),
+        "n_ctx": data.context(recipe.size),
+        "act_fn": "gelu",
+        "normalization_type": "LN",
+        "positional_embedding_type": "standard",
+        "default_prepend_bos": False,
+        "model_name": name,
+        "original_architecture": name,
+        "device": "cpu",
+        "seed": seed,
+    }
+
+
+def tokenizer_for(size: int) -> Any:
+    """A word-level Hugging Face tokenizer whose ids are the Othello-GPT tokens (``"<pad>"`` = 0, ``"a1"`` ...)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(data.token_names(size))}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<pad>", eos_token="<pad>", pad_token="<pad>", unk_token="<pad>"
+    )
+
+
+def build_model(config: dict[str, Any], size: int) -> Any:
+    """A fresh HookedTransformer (initialised from ``config["seed"]``) with the Othello tokenizer."""
+    from transformer_lens import HookedTransformerConfig
+
+    from deeprobe_bench.subject import load_tokenizer, quiet_hooked_transformer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer_for(size).save_pretrained(tmp)
+        tokenizer = load_tokenizer(Path(tmp))
+        model = quiet_hooked_transformer(HookedTransformerConfig(**config), tokenizer)
+    return model
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _lr_at(step: int, recipe: Recipe) -> float:
+    if step < recipe.warmup_steps:
+        return recipe.lr * (step + 1) / recipe.warmup_steps
+    frac = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
+    return recipe.min_lr + 0.5 * (recipe.lr - recipe.min_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+def _train_chunk(recipe: Recipe, seed: int, chunk: int) -> np.ndarray:
+    """Token ids of the games of chunk ``chunk``: ``Int[ndarray, "chunk_steps*batch n_moves"]``."""
+    n = recipe.chunk_steps * recipe.batch
+    moves = engine.random_games(n, recipe.size, seed=TRAIN_SEED_BASE * (seed + 1) + chunk, batch=max(n, 256))
+    return data.moves_to_tokens(moves, recipe.size)
+
+
+@dataclasses.dataclass
+class EvalGames:
+    """Held-out games with their legal-move masks at every input position."""
+
+    tokens: Any  # Int[Tensor, "n ctx"] inputs (pad 0)
+    legal: Any  # Bool[Tensor, "n ctx vocab"] legal next-move tokens after each input move
+    has_move: Any  # Bool[Tensor, "n ctx"] the player to move has a legal move
+
+
+def eval_games(n: int, size: int, seed: int) -> EvalGames:
+    import torch
+
+    moves = engine.random_games(n, size, seed=seed)
+    props = data.bsp(moves, size)
+    ctx = data.context(size)
+    legal_sq = props["legal"][:, :ctx]  # n ctx sq
+    legal_tok = np.zeros(legal_sq.shape[:2] + (data.vocab_size(size),), dtype=bool)
+    legal_tok[..., 1:] = legal_sq[..., engine.playable_squares(size)]
+    tokens = data.moves_to_tokens(moves, size)[:, :ctx]
+    return EvalGames(
+        tokens=torch.from_numpy(tokens),
+        legal=torch.from_numpy(legal_tok),
+        has_move=torch.from_numpy(legal_tok.any(-1) & props["valid"][:, :ctx]),
+    )
+
+
+def legal_top1(model: Any, ev: EvalGames, batch: int = 250) -> float:
+    """Fraction of positions (with a legal move) where the top-1 predicted token is a legal move."""
+    import torch
+
+    hits, total = 0, 0
+    with torch.no_grad():
+        for i in range(0, len(ev.tokens), batch):
+            logits = model(ev.tokens[i : i + batch])
+            top = logits.argmax(-1)
+            ok = ev.legal[i : i + batch].gather(-1, top[..., None])[..., 0]
+            m = ev.has_move[i : i + batch]
+            hits += int((ok & m).sum())
+            total += int(m.sum())
+    return hits / max(1, total)
+
+
+def _save_ckpt(path: Path, payload: dict) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def train_lm(model: Any, recipe: Recipe, seed: int, work: Path) -> dict[str, Any]:
+    """Train ``model`` in place (resuming from ``work/lm.pt``); returns statistics and the learning curve."""
+    import torch
+    import torch.nn.functional as F
+
+    params = list(model.named_parameters())
+    decay = [p for n, p in params if p.ndim >= 2]
+    no_decay = [p for n, p in params if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=recipe.lr,
+        betas=(0.9, 0.98),
+    )
+    ckpt = work / "lm.pt"
+    state = {"step": 0, "curve": [], "losses": [], "wall": 0.0}
+    if ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        state = saved["state"]
+        logger.info("resuming %s LM training at step %d", model.cfg.model_name, state["step"])
+    ev = eval_games(recipe.n_eval_games, recipe.size, EVAL_SEED_BASE + seed)
+    ctx = data.context(recipe.size)
+    model.train()
+    chunk_id, chunk = -1, None
+    last_save = time.time()
+    t0 = time.time() - state["wall"]
+    step = state["step"]
+    while step < recipe.steps:
+        c = step // recipe.chunk_steps
+        if c != chunk_id:
+            chunk_id, chunk = c, torch.from_numpy(_train_chunk(recipe, seed, c))
+        j = (step % recipe.chunk_steps) * recipe.batch
+        games = chunk[j : j + recipe.batch]
+        inputs, targets = games[:, :ctx], games[:, 1 : ctx + 1]
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, recipe)
+        logits = model(inputs)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=data.PAD)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        state["losses"].append(float(loss.item()))
+        step += 1
+        state["step"] = step
+        if recipe.eval_every and (step % recipe.eval_every == 0 or step == recipe.steps):
+            model.eval()
+            point = {
+                "step": step,
+                "loss": float(np.mean(state["losses"][-100:])),
+                "legal_top1": legal_top1(model, ev),
+                "wall_time_s": round(time.time() - t0, 1),
+            }
+            model.train()
+            state["curve"].append(point)
+            logger.info("%s %s", model.cfg.model_name, json.dumps(point))
+        if time.time() - last_save > recipe.checkpoint_every_s or step == recipe.steps:
+            state["wall"] = time.time() - t0
+            _save_ckpt(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "state": state})
+            last_save = time.time()
+    model.eval()
+    state["wall"] = time.time() - t0
+    return {
+        "steps": recipe.steps,
+        "games_seen": recipe.steps * recipe.batch,
+        "first_loss": state["losses"][0] if state["losses"] else None,
+        "final_loss": float(np.mean(state["losses"][-100:])) if state["losses"] else None,
+        "learning_curve": state["curve"],
+        "lm_wall_time_s": round(state["wall"], 1),
+    }
+
+
+def work_dir(name: str, seed: int, tiny: bool) -> Path:
+    root = os.environ.get("DEEPROBE_CACHE", str(Path.home() / ".cache" / "deeprobe_bench"))
+    if root.lower() in ("off", "0", "none", ""):
+        root = tempfile.gettempdir()
+    path = Path(root) / "zoo-work" / f"{name}-seed{seed}{'-tiny' if tiny else ''}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=NAME, choices=[NAME, RANDOM_NAME])
+    parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--lm-only", action="store_true", help="stop after the language model")
+    parser.add_argument("--steps", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    recipe = TINY if args.tiny else FULL
+    if args.steps:
+        recipe = dataclasses.replace(recipe, steps=args.steps)
+    import torch
+
+    torch.set_num_threads(recipe.threads)
+    if args.lm_only:
+        model = build_model(model_config(recipe, NAME, args.seed), recipe.size)
+        stats = train_lm(model, recipe, args.seed, work_dir(NAME, args.seed, args.tiny))
+        logger.info("done: %s", json.dumps({k: v for k, v in stats.items() if k != "learning_curve"}))
+        logger.info("recipe %s", json.dumps(asdict(recipe)))
+
+
+if __name__ == "__main__":
+    main()
