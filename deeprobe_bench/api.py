@@ -234,6 +234,57 @@ class FeatureSet:
         )
 
 
+# --------------------------------------------------------------------------- behaviour
+
+
+@dataclass
+class Behaviour:
+    """The task's behaviour metric as a differentiable function of the model's output, with clean and
+    counterfactual inputs: what gradient attribution and activation patching need.
+
+    A task that supports attribution methods (``attribution``, ``exact``, ``mcts -M prior=attribution``)
+    puts one in :attr:`TaskData.behaviour`; the runner hands it to methods of supervision ``objective``
+    only, as :attr:`DiscoveryContext.behaviour` (it reveals the metric the objective is built on, like
+    the objective itself, but no concept labels). The core never looks inside it.
+
+    Patching (Wang et al. 2022; attribution patching, Nanda 2023; Sparse Feature Circuits, Marks et al.
+    2024) replaces activations of the ``clean`` run by those of the ``counterfactual`` run at the same
+    token positions, so the two must be position-aligned (same length, same template).
+
+    Attributes:
+        clean: ``Int[Tensor, "n pos"]`` clean input tokens (BOS included, right-padded).
+        counterfactual: ``Int[Tensor, "n pos"]`` counterfactual tokens, same shape, position-aligned.
+        positions: ``Int[Tensor, "n k"]`` token positions at the task's hook where latent-level
+            attribution and patching apply (their effects are summed over these ``k`` positions).
+        metric: ``metric(logits, rows) -> Float[Tensor, "b"]``: the behaviour metric of each example
+            from ``logits: Float[Tensor, "b pos d_vocab"]`` of the examples ``rows: Int[Tensor, "b"]``
+            (indices into ``clean``); differentiable in ``logits``. Higher means more of the behaviour.
+        name: what the metric is (``"logit difference"``), for results and logs.
+        batch_size: examples per forward pass.
+    """
+
+    clean: Any
+    counterfactual: Any
+    positions: Any
+    metric: Callable[[Any, Any], Any]
+    name: str = "behaviour metric"
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        if tuple(self.clean.shape) != tuple(self.counterfactual.shape):
+            raise ValueError(
+                f"clean {tuple(self.clean.shape)} and counterfactual {tuple(self.counterfactual.shape)} "
+                "tokens must have the same shape (position-aligned)"
+            )
+        if self.positions.ndim != 2 or self.positions.shape[0] != self.clean.shape[0]:
+            raise ValueError(f"positions must be (n, k) with n = {self.clean.shape[0]}, got {tuple(self.positions.shape)}")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+
+    def __len__(self) -> int:
+        return int(self.clean.shape[0])
+
+
 # --------------------------------------------------------------------------- discovery
 
 
@@ -282,6 +333,9 @@ class DiscoveryContext:
             ``budget`` (supervision ``objective`` only).
         judge: the judge client (supervision ``judge`` only).
         extra: task-specific, supervision-free helpers (e.g. a contrast split), documented by the task.
+        behaviour: the task's differentiable behaviour metric with clean / counterfactual inputs
+            (:class:`Behaviour`), for gradient attribution and patching (supervision ``objective``
+            only, and only when the task provides one; else None).
     """
 
     subject: Any
@@ -298,6 +352,7 @@ class DiscoveryContext:
     judge: Any | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     saes: dict[str, Any] = field(default_factory=dict)
+    behaviour: Behaviour | None = None
 
     def require_sae(self, method: str, variant: str | None = None) -> Any:
         """The SAE at the hook (``variant`` of :attr:`saes` when given, else :attr:`sae`).
@@ -311,6 +366,15 @@ class DiscoveryContext:
             what = f"a {variant!r} SAE" if variant else "an SAE"
             raise UserError(f"method {method} needs {what} at {self.hook_name}; this subject has: {have}")
         return sae
+
+    def require_behaviour(self, method: str) -> Behaviour:
+        """:attr:`behaviour`, or a UserError naming the method when the task gives none."""
+        if self.behaviour is None:
+            raise UserError(
+                f"method {method} needs the task's differentiable behaviour metric with counterfactual inputs "
+                "(TaskData.behaviour), and this task provides none"
+            )
+        return self.behaviour
 
 
 class Method:
@@ -350,6 +414,8 @@ class TaskData:
         extra: anything the task's own objective / evaluate need (never given to methods).
         context_extra: supervision-free extras handed to methods through ``ctx.extra``.
         info: JSON-ready facts recorded in the result (ablation, positions, splits ...).
+        behaviour: the behaviour metric with clean / counterfactual inputs on the train split
+            (:class:`Behaviour`), handed to ``objective``-supervised methods; None if the task has none.
     """
 
     hook_name: str
@@ -361,6 +427,7 @@ class TaskData:
     extra: dict[str, Any] = field(default_factory=dict)
     context_extra: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    behaviour: Behaviour | None = None
 
 
 class Task:

@@ -370,6 +370,7 @@ def _run_one(
             return float(task.objective(data, features))
 
         ctx.objective = objective
+        ctx.behaviour = data.behaviour  # the metric the objective is built on (api.Behaviour), if any
     elif sup == "judge":
         if judge is None:
             raise api.UserError(f"method {method_name} needs a judge (supervision 'judge'), and no judge is configured")

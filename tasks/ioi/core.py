@@ -56,6 +56,7 @@ class Split:
         resid: ``Float[Tensor, "n pos d_model"]`` clean activations at the hook.
         mean: ``Float[Tensor, "n k d_model"]`` per-template mean of the ABC prompts at the intervened positions.
         site: ``Int[Tensor, "n k"]`` the intervened positions.
+        abc_tokens: ``Int[Tensor, "n pos"]`` the ABC counterfactual prompts, position-aligned with ``tokens``.
     """
 
     name: str
@@ -67,6 +68,7 @@ class Split:
     resid: Tensor
     mean: Tensor
     site: Tensor
+    abc_tokens: Tensor
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -82,6 +84,7 @@ class Split:
             self.resid[idx],
             self.mean[idx],
             self.site[idx],
+            self.abc_tokens[idx],
         )
 
 
@@ -127,7 +130,7 @@ def build_split(subject, name: str, n: int, seed: int, hook_name: str, sites: tu
     for g in sorted(set(groups)):
         idx = torch.tensor([i for i, x in enumerate(groups) if x == g])
         mean[idx] = abc_at_site[idx].mean(0, keepdim=True)
-    return Split(name, ds, tokens, pos, io_tok, s_tok, resid, mean, site)
+    return Split(name, ds, tokens, pos, io_tok, s_tok, resid, mean, site, abc_tokens)
 
 
 @torch.no_grad()
@@ -195,6 +198,28 @@ def faithfulness(subject, split: Split, hook_name: str, base: Baseline, fs: Feat
     if mode == "keep":
         return faith.normalized(float(ld.mean()), base.m_empty, base.m_all), se
     return (base.m_all - float(ld.mean())) / denom, se
+
+
+def logit_diff_metric(split: Split):
+    """``metric(logits, rows) -> Float[Tensor, "b"]``: ``logit[END, IO] - logit[END, S]`` of the prompts ``rows``
+    of ``split`` from ``logits: Float[Tensor, "b pos d_vocab"]``, differentiable (for :class:`api.Behaviour`)."""
+
+    def metric(logits: Float[Tensor, "b pos vocab"], rows: Int[Tensor, " b"]) -> Float[Tensor, " b"]:
+        at_end = logits[torch.arange(len(rows)), split.positions["END"][rows]]
+        return (at_end.gather(1, split.io_tok[rows].unsqueeze(1)) - at_end.gather(1, split.s_tok[rows].unsqueeze(1))).squeeze(1)
+
+    return metric
+
+
+def behaviour(split: Split, batch_size: int = 128):
+    """The IOI behaviour for attribution and patching: logit difference, clean prompts vs their ABC prompts,
+    at the intervened positions (:class:`api.Behaviour`)."""
+    from deeprobe_bench.api import Behaviour
+
+    return Behaviour(
+        clean=split.tokens, counterfactual=split.abc_tokens, positions=split.site, metric=logit_diff_metric(split),
+        name="logit difference (IOI prompt vs its ABC prompt)", batch_size=batch_size,
+    )  # fmt: skip
 
 
 def concept_labels(ds, names: tuple[str, ...]) -> tuple[Bool[Tensor, "n c"], list[str]]:

@@ -51,9 +51,9 @@ class IOIConfig:
 class IOITask(Task):
     name = "ioi"
     description = "indirect object identification (Wang et al. 2022): faithfulness + attribute coverage"
-    version = "1"
+    version = "2"  # 2: faithfulness_auc renamed faithfulness_cpr, faithfulness_cmd added, attribution agreement
     Config = IOIConfig
-    primary_metric = "faithfulness_auc"
+    primary_metric = "faithfulness_cpr"
     default_model = "ioi-mini"
 
     def prepare(self, subject: Any, seed: int, limit: int | None = None) -> TaskData:
@@ -94,6 +94,7 @@ class IOITask(Task):
             n_train=len(splits["train"]),
             n_test=len(splits["test"]),
             context_extra={"site_acts": core.site_acts(splits["train"])},
+            behaviour=core.behaviour(objective_split),
             extra={"subject": subject, "splits": splits, "objective_split": objective_split, "base": base,
                    "val_labels": val_labels},  # fmt: skip
             info={
@@ -105,6 +106,7 @@ class IOITask(Task):
                 "test_split": "held-out names and templates",
                 "logit_diff_clean_test": base["test"].m_all,
                 "logit_diff_empty_test": base["test"].m_empty,
+                "behaviour": "logit difference, IOI prompts vs their ABC prompts, the objective's train prompts",
             },
         )
 
@@ -145,7 +147,8 @@ class IOITask(Task):
             cols = [i for i, c in enumerate(concepts) if c.startswith(attr + "=")]
             per_attr[attr] = float(cov.per_concept[cols].mean())
         metrics: dict[str, Any] = {
-            "faithfulness_auc": Metric(faith.area(curve)),
+            "faithfulness_cpr": Metric(faith.area(curve)),
+            "faithfulness_cmd": Metric(faith.area_from_one(curve), higher_is_better=False),
             "faithfulness": Metric(f, stderr=f_se),
             "necessity": Metric(nec, stderr=nec_se),
             "size": Metric(float(len(chosen)), higher_is_better=False),
@@ -156,6 +159,12 @@ class IOITask(Task):
             "attribute_coverage": {"threshold": cov.threshold, "per_attribute": per_attr, "split": "val",
                                    "concepts_scored": len(concepts)},
         }
+        # Attribution methods record their agreement with exact patching (on the train prompts they used).
+        agree = features.meta.get("agreement")
+        if isinstance(agree, dict) and "spearman" in agree:
+            metrics["agreement_spearman"] = Metric(agree["spearman"])
+            for k in (10, 50):
+                metrics[f"agreement_top{k}_recall"] = Metric(agree[f"recall@{k}"])
         heads = features.meta.get("heads")
         if heads is not None and subject.name == "gpt2-small":
             p, r = core.head_precision_recall(heads)

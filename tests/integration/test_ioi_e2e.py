@@ -62,7 +62,7 @@ def test_main_command_prints_a_table_and_records_the_cell(tmp_path, capsys):
             "-T", "objective_batch=16", "--results-dir", str(out)]  # fmt: skip
     assert cli.main(argv) == 0
     table = capsys.readouterr().out
-    assert "faithfulness_auc" in table and "mcts[budget=20]" in table
+    assert "faithfulness_cpr" in table and "mcts[budget=20]" in table
     (path,) = out.rglob("*.json")
     result = json.loads(path.read_text())
     assert result["status"] == "ok" and result["samples"]["limit"] == 32

@@ -43,7 +43,7 @@ def test_full_space_is_perfectly_faithful_and_the_empty_set_is_zero(prepared):
     full = task.evaluate(data, fs(torch.eye(32)))
     assert full["faithfulness"].value == pytest.approx(1.0, abs=1e-4)
     assert full["necessity"].value == pytest.approx(1.0, abs=1e-4)
-    assert full["faithfulness_auc"].value < 1.0  # the top-1 .. top-20 of 32 basis vectors are not the full space
+    assert full["faithfulness_cpr"].value < 1.0 and full["faithfulness_cmd"].value > 0.0  # the top-1 .. top-20 of 32 basis vectors are not the full space
     empty = task.evaluate(data, fs(torch.zeros(0, 32)))
     assert empty["faithfulness"].value == pytest.approx(0.0, abs=1e-6)
     assert empty["necessity"].value == pytest.approx(0.0, abs=1e-6)
