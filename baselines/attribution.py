@@ -220,7 +220,7 @@ def latent_attribution(model, sae, hook_name: str, behaviour: Behaviour, steps: 
         if steps == 0:
             store: dict[str, Any] = {}
 
-            def grab(act, hook):
+            def grab(act, hook, store=store):
                 if not act.requires_grad:
                     act = act.detach().requires_grad_(True)
                 store["x"] = act
@@ -294,7 +294,7 @@ def head_attribution(model, behaviour: Behaviour, steps: int = 0, progress=None)
         if steps == 0:
             store: dict[str, Any] = {}
 
-            def grab(act, hook):
+            def grab(act, hook, store=store):
                 if not act.requires_grad:
                     act = act.detach().requires_grad_(True)
                 store[hook.name] = act

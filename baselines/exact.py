@@ -87,9 +87,10 @@ def latent_patching(
             m0 = behaviour.metric(forward_with(model, clean, hook_name, acts, cnt), rows).double()
             m_total += float(m0.sum())
 
-            def effect(delta) -> float:
+            def effect(delta, acts=acts, pos=pos, clean=clean, rows=rows, m0=m0) -> float:
                 patched = add_at_positions(acts, pos, delta.to(acts.dtype))
-                return float((behaviour.metric(forward_with(model, clean, hook_name, patched, cnt), rows).double() - m0).sum())
+                m1 = behaviour.metric(forward_with(model, clean, hook_name, patched, cnt), rows).double()
+                return float((m1 - m0).sum())
 
             for i in todo:
                 if skip_inactive and not bool(differs[i]):

@@ -14,6 +14,14 @@ Feature selection as a one-player game (REFERENCE.md section 4):
   ``rollout_stop`` after each (``rollout_stop=1`` scores the node's own set), and the final set is scored (``faithfulness - size_penalty *
   |S|`` on a fixed train subsample), cached per set: only new sets cost an objective call.
 
+``-M prior=attribution`` replaces the activation-frequency prior by attribution patching
+(:mod:`baselines.attribution`, on the task's behaviour metric): the pool is the ``pool`` latents of largest
+``|attribution|`` and the prior is ``softmax(|attribution| / T)`` over the pool, ``T = prior_temperature x``
+the pool's mean ``|attribution|``; the policy defaults to PUCT (AlphaZero's use of a prior; REFERENCE.md
+section 4). Attribution costs 2 forward + 1 backward passes per batch of the task's prompts and no
+objective call; the cost is recorded in ``meta["attribution_cost"]`` and counted in the result's
+``forward_passes``, so the comparison with plain UCT is at the same objective-call budget plus that.
+
 The search spends at most ``budget`` objective calls. It returns the best set evaluated first
 (``selected``), then the other candidates by RAVE value, so the faithfulness curve continues past it.
 """
@@ -37,7 +45,11 @@ class MCTSConfig:
         budget: objective calls allowed (the same default as ``greedy``).
         pool: candidate latents (most frequent at the task positions).
         max_size: largest set considered.
-        policy: ``uct`` or ``puct`` (prior = activation frequency).
+        policy: ``uct`` or ``puct``; default ``puct`` with ``prior=attribution``, else ``uct``.
+        prior: ``frequency`` (activation frequency at the task positions, the pool's order) or
+            ``attribution`` (softmax of |attribution patching| scores; pool = the largest |attribution|).
+        prior_temperature: softmax temperature of the attribution prior, in units of the pool's mean
+            |attribution| (smaller = more peaked).
         c: exploration constant; default 0.2 for UCT, 1.0 for PUCT (whose bonus is scaled by a prior
             of about 1 / pool).
         rave_k: RAVE equivalence parameter (0 disables RAVE).
@@ -50,7 +62,9 @@ class MCTSConfig:
     budget: int = 400
     pool: int = 48
     max_size: int = 16
-    policy: Literal["uct", "puct"] = "uct"
+    policy: Literal["uct", "puct"] | None = None
+    prior: Literal["frequency", "attribution"] = "frequency"
+    prior_temperature: float = 1.0
     c: float | None = None
     rave_k: float = 50.0
     widen_c: float = 2.0
@@ -65,9 +79,9 @@ class MCTSConfig:
             raise ValueError("rollout_stop must be in (0, 1]")
         if self.max_iterations < 0:
             raise ValueError("max_iterations must be >= 0")
-        if self.c is None:
-            self.c = 0.2 if self.policy == "uct" else 1.0
-        if self.c < 0 or self.rave_k < 0 or self.widen_c <= 0:
+        if self.prior_temperature <= 0:
+            raise ValueError("prior_temperature must be > 0")
+        if (self.c is not None and self.c < 0) or self.rave_k < 0 or self.widen_c <= 0:
             raise ValueError("c and rave_k must be >= 0, widen_c > 0")
 
 
@@ -80,13 +94,25 @@ class MCTS(Method):
     supervision = "objective"
     Config = MCTSConfig
 
+    def resolved(self) -> tuple[str, float]:
+        """``(policy, c)`` with the defaults filled in (left None in the config, so result labels show only
+        what the user set)."""
+        policy = self.config.policy or ("puct" if self.config.prior == "attribution" else "uct")
+        c = self.config.c if self.config.c is not None else (0.2 if policy == "uct" else 1.0)
+        return policy, c
+
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
         cfg = self.config
+        policy, c_explore = self.resolved()
         rng = random.Random(ctx.seed)
         obj = SetObjective(ctx, self.name, cfg.pool)
+        extra_meta = {}
+        if cfg.prior == "attribution":
+            prior, extra_meta = self._attribution_prior(ctx, obj)
+        else:
+            total = sum(obj.prior.values()) or 1.0
+            prior = {a: (obj.prior[a] / total if total else 1 / len(obj.pool)) for a in obj.pool}
         pool = obj.pool
-        total = sum(obj.prior.values()) or 1.0
-        prior = {a: (obj.prior[a] / total if total else 1 / len(pool)) for a in pool}
         visits: dict[frozenset, int] = {}
         value_sum: dict[frozenset, float] = {}
         amaf_n = dict.fromkeys(pool, 0)
@@ -108,7 +134,7 @@ class MCTS(Method):
                 child = state | {action}
                 n_child = visits.get(child, 0)
             if n_child == 0:
-                if cfg.policy == "uct":
+                if policy == "uct":
                     return float("inf")
                 # First-play urgency: an unvisited child is valued at its parent's mean reward.
                 value = q(state) if visits.get(state) else 0.0
@@ -117,10 +143,10 @@ class MCTS(Method):
                 if cfg.rave_k > 0 and amaf_n[action]:
                     beta = math.sqrt(cfg.rave_k / (3 * n_child + cfg.rave_k))
                     value = (1 - beta) * value + beta * amaf_w[action] / amaf_n[action]
-            if cfg.policy == "uct":
-                return value + cfg.c * math.sqrt(math.log(n_parent) / n_child)
+            if policy == "uct":
+                return value + c_explore * math.sqrt(math.log(n_parent) / n_child)
             p = prior.get(action, 1.0 / (len(pool) + 1))  # STOP: a uniform share
-            return value + cfg.c * p * math.sqrt(n_parent) / (1 + n_child)
+            return value + c_explore * p * math.sqrt(n_parent) / (1 + n_child)
 
         def admitted(state: frozenset, children: list[int], width: int) -> list[int]:
             """Progressive widening: the children already visited, topped up to ``width`` with the
@@ -181,5 +207,26 @@ class MCTS(Method):
         return obj.result(
             ranked,
             [rave[a] for a in ranked],
-            {"iterations": iterations, "tree_nodes": len(visits), "policy": cfg.policy},
+            {"iterations": iterations, "tree_nodes": len(visits), "policy": policy, "c": c_explore, "prior": cfg.prior,
+             **extra_meta},
         )
+
+    def _attribution_prior(self, ctx: DiscoveryContext, obj: SetObjective) -> tuple[dict[int, float], dict]:
+        """Pool = the ``pool`` latents of largest |attribution| (ties: frequency order); PUCT prior = their
+        softmax (module docstring). Sets ``obj.pool`` / ``obj.prior``; returns the prior and result meta."""
+        import torch
+
+        from deeprobe_bench.baselines.attribution import run_attribution
+
+        nodes = run_attribution(ctx, self.name, "latents", "atp", 0)
+        freq_rank = {a: r for r, a in enumerate(obj.pool)}
+        eff = nodes.effects.abs()
+        order = sorted(range(len(eff)), key=lambda i: (-float(eff[i]), freq_rank.get(i, len(freq_rank)), i))
+        obj.pool = order[: self.config.pool]
+        scores = eff[torch.tensor(obj.pool)].double()
+        temp = self.config.prior_temperature * float(scores.mean()) if float(scores.mean()) > 0 else 1.0
+        p = torch.softmax(scores / temp, dim=0)
+        obj.prior = {a: float(p[i]) for i, a in enumerate(obj.pool)}
+        meta = {"attribution_cost": nodes.cost.to_dict(), "prior_temperature_abs": temp,
+                "prior_max": float(p.max()), "prior_min": float(p.min())}  # fmt: skip
+        return dict(obj.prior), meta
