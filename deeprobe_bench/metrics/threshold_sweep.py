@@ -126,6 +126,79 @@ def coverage(acts: Float[Tensor, "n f"], labels: Bool[Tensor, "n c"], thresholds
     return SweepResult(float(per_t[i]), float(t[i]), best[i], per_t)
 
 
+def best_f1(acts: Float[Tensor, "n f"], labels: Bool[Tensor, "n c"], thresholds=None) -> Float[Tensor, "T c"]:
+    """The best single-feature F1 of every concept at every threshold (the inner part of coverage).
+
+    Concepts with no positive example get 0; no features gives all zeros.
+    """
+    t = _thresholds(thresholds)
+    if acts.shape[1] == 0 or labels.shape[1] == 0:
+        return torch.zeros(len(t), labels.shape[1])
+    return sweep_counts(acts, labels, t).f1().max(dim=1).values
+
+
+@dataclass
+class ReconstructionCounts:
+    """Reconstruction counts per (threshold, concept), from which any group of concepts gets its micro-F1.
+
+    Attributes:
+        thresholds: ``Float[Tensor, "T"]``.
+        tags: ``Bool[Tensor, "T f c"]`` feature f tagged with concept c on the label split.
+        max_acts: ``Float[Tensor, "f"]`` per-feature maxima on the label split (used on both splits).
+        tp: ``Float[Tensor, "T c"]`` test rows where c is predicted and holds.
+        pred: ``Float[Tensor, "T c"]`` test rows where c is predicted.
+        pos: ``Float[Tensor, "c"]`` test rows where c holds.
+    """
+
+    thresholds: Tensor
+    tags: Tensor
+    max_acts: Tensor
+    tp: Tensor
+    pred: Tensor
+    pos: Tensor
+
+    def micro_f1(self, columns=None) -> Float[Tensor, " T"]:
+        """Micro-F1 over the concepts ``columns`` (default all) at every threshold; 0 without positives."""
+        idx = slice(None) if columns is None else torch.as_tensor(list(columns), dtype=torch.long)
+        tp, pred, pos = self.tp[:, idx], self.pred[:, idx], self.pos[idx]
+        return 2 * tp.sum(1) / (pred.sum(1) + pos.sum()).clamp(min=1)
+
+    def per_concept_f1(self) -> Float[Tensor, "T c"]:
+        return 2 * self.tp / (self.pred + self.pos).clamp(min=1)
+
+
+def reconstruction_counts(
+    label_acts: Float[Tensor, "n f"],
+    label_labels: Bool[Tensor, "n c"],
+    test_acts: Float[Tensor, "m f"],
+    test_labels: Bool[Tensor, "m c"],
+    thresholds=None,
+    min_precision: float = 0.95,
+    min_true_positives: int = 10,
+    chunk: int = 2048,
+) -> ReconstructionCounts:
+    """Tag on the label split, predict on the test split; the counts of :func:`reconstruction`."""
+    t = _thresholds(thresholds)
+    n_c, n_f = label_labels.shape[1], label_acts.shape[1]
+    mx = _max_acts(label_acts.float())
+    if n_f == 0 or n_c == 0:
+        z = torch.zeros(len(t), n_c)
+        return ReconstructionCounts(t, torch.zeros(len(t), n_f, n_c, dtype=torch.bool), mx, z, z.clone(),
+                                    test_labels.float().sum(0))  # fmt: skip
+    counts = sweep_counts(label_acts, label_labels, t, mx, chunk)
+    tags = (counts.precision() >= min_precision) & (counts.tp >= min_true_positives)  # T f c
+    tags_f = tags.float()
+    test_lab = test_labels.float()
+    tp = torch.zeros(len(t), n_c)
+    pred_pos = torch.zeros(len(t), n_c)
+    for i in range(0, test_acts.shape[0], chunk):
+        on = _on(test_acts[i : i + chunk].float(), mx, t).float()  # T m f
+        pred = torch.bmm(on, tags_f) > 0  # T m c
+        tp += (pred & (test_lab[i : i + chunk] > 0)).sum(dim=1)
+        pred_pos += pred.sum(dim=1)
+    return ReconstructionCounts(t, tags, mx, tp, pred_pos, test_lab.sum(dim=0))
+
+
 def reconstruction(
     label_acts: Float[Tensor, "n f"],
     label_labels: Bool[Tensor, "n c"],
@@ -145,19 +218,9 @@ def reconstruction(
     n_c = label_labels.shape[1]
     if label_acts.shape[1] == 0 or n_c == 0:
         return SweepResult(0.0, float(t[0]), torch.zeros(n_c), torch.zeros(len(t)))
-    mx = _max_acts(label_acts.float())
-    counts = sweep_counts(label_acts, label_labels, t, mx, chunk)
-    tags = ((counts.precision() >= min_precision) & (counts.tp >= min_true_positives)).float()  # T f c
-    test_lab = test_labels.float()
-    tp = torch.zeros(len(t), n_c)
-    pred_pos = torch.zeros(len(t), n_c)
-    for i in range(0, test_acts.shape[0], chunk):
-        on = _on(test_acts[i : i + chunk].float(), mx, t).float()  # T m f
-        pred = torch.einsum("tmf,tfc->tmc", on, tags) > 0
-        tp += (pred & (test_lab[i : i + chunk] > 0)).sum(dim=1)
-        pred_pos += pred.sum(dim=1)
-    pos = test_lab.sum(dim=0)
-    micro = 2 * tp.sum(1) / (pred_pos.sum(1) + pos.sum()).clamp(min=1)
-    per_concept = 2 * tp / (pred_pos + pos).clamp(min=1)
+    rc = reconstruction_counts(
+        label_acts, label_labels, test_acts, test_labels, t, min_precision, min_true_positives, chunk
+    )
+    micro = rc.micro_f1()
     i = int(micro.argmax())
-    return SweepResult(float(micro[i]), float(t[i]), per_concept[i], micro)
+    return SweepResult(float(micro[i]), float(t[i]), rc.per_concept_f1()[i], micro)

@@ -1,0 +1,83 @@
+"""``neurons``: the MLP neurons of the hook's layer as features (Karvonen et al. 2024's "MLP neurons" row).
+
+For a task hook in block ``L`` (``blocks.L.hook_resid_post`` ...), the features are the ``d_mlp`` neurons of
+``blocks.L.mlp``: feature ``i`` reads the neuron's activation at ``blocks.L.mlp.hook_post`` (after the
+nonlinearity; ``FeatureSet.hook_name`` is that hook, so tasks evaluate the neurons there) and writes
+along ``W_out[i]`` (``Float[Tensor, "d_mlp d_model"]`` row ``i``), its direction.
+``meta["hook_coordinates"]`` says feature ``i`` is coordinate ``i`` of the hook's activation.
+
+Ranking (``scores``): the fraction of train rows where the neuron's activation is > 0, when the task
+gives the train inputs (``ctx.extra["train_tokens"]`` and the measured positions
+``ctx.extra["train_measured"]``, as the board-game tasks do); else the given order. No supervision.
+Works for any task and any TransformerLens subject with MLPs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method, UserError
+
+
+@dataclass
+class NeuronsConfig:
+    """Options of ``neurons``.
+
+    Attributes:
+        layer: block whose MLP neurons are used; -1 (default) = the block of the task's hook.
+        n: how many neurons to return (the most frequently active first); 0 = all.
+    """
+
+    layer: int = -1
+    n: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n < 0 or self.layer < -1:
+            raise ValueError("n must be >= 0 and layer >= -1")
+
+
+def hook_layer(hook_name: str) -> int | None:
+    """The block index of ``blocks.L....`` hook names, else None."""
+    parts = hook_name.split(".")
+    return int(parts[1]) if parts[0] == "blocks" and len(parts) > 1 and parts[1].isdigit() else None
+
+
+class Neurons(Method):
+    name = "neurons"
+    description = "MLP neurons of the hook's layer (activation at mlp.hook_post, direction W_out row)"
+    supervision = "none"
+    Config = NeuronsConfig
+
+    def discover(self, ctx: DiscoveryContext) -> FeatureSet:
+        import torch
+
+        model = ctx.subject.model
+        layer = self.config.layer if self.config.layer >= 0 else hook_layer(ctx.hook_name)
+        if layer is None:
+            raise UserError(f"neurons: hook {ctx.hook_name} is in no block; pass -M layer=L")
+        if layer >= model.cfg.n_layers or getattr(model.cfg, "attn_only", False):
+            raise UserError(f"neurons: model {ctx.subject.name} has no MLP in block {layer}")
+        hook = f"blocks.{layer}.mlp.hook_post"
+        w_out = model.blocks[layer].mlp.W_out.detach().float()  # d_mlp d_model
+        d_mlp = w_out.shape[0]
+        scores = None
+        tokens, measured = ctx.extra.get("train_tokens"), ctx.extra.get("train_measured")
+        if tokens is not None:
+            from deeprobe_bench import activations
+
+            acts = activations.get(model, tokens, hook)
+            rows = acts[measured] if measured is not None else acts.reshape(-1, d_mlp)
+            scores = (rows > 0).float().mean(0)
+        idx = list(range(d_mlp))
+        if scores is not None:
+            idx = sorted(idx, key=lambda i: (-float(scores[i]), i))
+        if self.config.n:
+            idx = idx[: self.config.n]
+        index = torch.tensor(idx, dtype=torch.long)
+        return FeatureSet(
+            hook_name=hook,
+            directions=w_out[index],
+            encoder=lambda x: x.float()[..., index],
+            scores=scores[index] if scores is not None else None,
+            meta={"layer": layer, "hook_coordinates": idx, "ranking": "frequency" if scores is not None else "index"},
+        )

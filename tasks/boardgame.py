@@ -1,0 +1,414 @@
+"""Shared base of the board-game tasks (``othello``, ``chess``): Karvonen et al. 2024 (arXiv 2408.00113).
+
+The ground truth is the board itself: at every measured position of a game, one-hot *board-state
+properties* (BSPs, e.g. "square c4 holds one of my stones") say what is true. A method's features are
+read as binary classifiers with the threshold sweep of :mod:`deeprobe_bench.metrics.threshold_sweep`
+and scored square by square.
+
+Contract for a game (a subclass):
+
+- ``Config``: a dataclass inheriting :class:`BoardGameConfig` (add game options as new fields).
+- ``bsps(self) -> list[BSP]``: the BSP families, in column order. Each has a name, its concept names
+  (``"c4:mine"``), whether it is part of the headline metrics (``primary``) and whether it is *masked but
+  counted* in coverage (Othello's blank channel, which caps raw coverage at 2/3).
+- ``make_games(self, n, seed) -> Any``: ``n`` games, deterministic in ``(n, seed)``; splits use disjoint
+  seeds (:meth:`split_seed`).
+- ``encode(self, subject, games) -> (tokens, measured)``: ``Int[Tensor, "g pos"]`` model inputs and
+  ``Bool[Tensor, "g pos"]`` the positions where the board is measured (one *row* per True, in row-major
+  (game, position) order).
+- ``labels(self, games) -> Bool[Tensor, "rows n_concepts"]``: the BSPs at the measured positions, in the
+  same row order, columns in the order of ``bsps()``. Any game-specific label masking (chess: pieces on
+  their starting squares count as empty) happens here.
+- optionally ``extra_metrics(self, data, features, ctx) -> dict``: game-specific metrics (Othello's
+  causal intervention metric); ``ctx`` is a :class:`EvalContext` with the tags and activations.
+
+What the base does:
+
+- ``prepare``: three splits of games: ``train`` (methods see its activations at the task's hook at the
+  measured positions, and, with supervision ``labels``, its BSPs), ``label`` (the paper's label split:
+  tagging for reconstruction) and ``test`` (held-out). Activations are disk-cached
+  (:mod:`deeprobe_bench.activations`). ``ctx.extra`` carries ``train_tokens`` / ``train_measured``
+  (supervision-free) so methods reading another hook (``neurons``) can compute their own activations.
+- ``objective`` (search methods): board reconstruction (micro-F1 over the primary BSPs) of the chosen set,
+  tagged on the first half of the first ``objective_games`` train games and scored on the second half,
+  minus ``size_penalty * |S|``.
+- ``evaluate`` (test split), on the method's chosen set (``FeatureSet.chosen()``), at
+  ``features.hook_name`` (which may differ from the task's hook, e.g. MLP neurons):
+  ``reconstruction`` (primary; tag on the label split, micro-F1 on the test split, best threshold),
+  ``coverage`` (normalised by the attainable maximum) and ``coverage_raw`` (masked elements counted as 0),
+  per-BSP ``coverage`` / ``reconstruction`` in ``_details["per_bsp"]``; for ranked sets
+  (``scores`` given) the reconstruction curve at the top-k over ``faithfulness.K_GRID`` normalised by the
+  whole set's, its area (``reconstruction_cpr``) and distance from 1 (``reconstruction_cmd``).
+- A feature whose ``hook_name`` is not a resid hook reads activations at that hook; if its
+  ``FeatureSet.meta["hook_coordinates"]`` is given (``list[int]``), feature ``i`` is that coordinate of the
+  hook's activation (used by interventions of game-specific metrics).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BSP:
+    """One family of board-state properties (columns of the label matrix).
+
+    Attributes:
+        name: ``"mine"``, ``"theirs"``, ``"empty"``, ``"legal"``, ``"piece"`` ...
+        concepts: one name per column (``"c4:mine"``).
+        primary: part of the headline coverage / reconstruction.
+        masked: masked but counted in ``coverage_raw`` (its best F1 counts as 0, the column still
+            counts in the mean); left out of ``coverage`` (normalised) and ``reconstruction``.
+    """
+
+    name: str
+    concepts: tuple[str, ...]
+    primary: bool = True
+    masked: bool = False
+
+
+@dataclass
+class BoardGameConfig:
+    """Options shared by the board-game tasks (``-T key=value``).
+
+    Attributes:
+        hook: hook point studied; default the model card's ``task.hook_name``.
+        n_train: games of the train split (methods see their activations, and labels if supervised).
+        n_label: games of the label split (tagging for reconstruction; Karvonen et al.: 1000).
+        n_test: held-out games (Karvonen et al.: 1000).
+        objective_games: train games the objective uses (half tag, half score).
+        size_penalty: objective = reconstruction - size_penalty * |S|.
+        min_precision, min_true_positives: the tagging rule of reconstruction (0.95, 10).
+    """
+
+    hook: str | None = None
+    n_train: int = 500
+    n_label: int = 1000
+    n_test: int = 1000
+    objective_games: int = 200
+    size_penalty: float = 0.0
+    min_precision: float = 0.95
+    min_true_positives: int = 10
+
+    def __post_init__(self) -> None:
+        for k in ("n_train", "n_label", "n_test", "objective_games"):
+            if getattr(self, k) < 2:
+                raise ValueError(f"{k} must be at least 2")
+        if self.size_penalty < 0:
+            raise ValueError("size_penalty must be >= 0")
+        if not 0 < self.min_precision <= 1 or self.min_true_positives < 1:
+            raise ValueError("min_precision must be in (0, 1] and min_true_positives >= 1")
+
+
+@dataclass
+class Split:
+    """One split: its games, model inputs, measured positions, labels, and activations per hook."""
+
+    name: str
+    games: Any
+    tokens: Any  # Int[Tensor, "g pos"]
+    measured: Any  # Bool[Tensor, "g pos"]
+    labels: Any  # Bool[Tensor, "rows c"]
+    acts: dict[str, Any] = field(default_factory=dict)  # hook -> Float[Tensor, "rows d"]
+
+    @property
+    def n_games(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def games_rows(self, n_games: int) -> int:
+        """Rows belonging to the first ``n_games`` games."""
+        return int(self.measured[:n_games].sum())
+
+
+@dataclass
+class EvalContext:
+    """What :meth:`BoardGameTask.extra_metrics` gets besides the data and features.
+
+    Attributes:
+        tags: ``Bool[Tensor, "f c"]`` tags of the chosen features at the best reconstruction threshold.
+        threshold: that threshold (fraction of each feature's max activation on the label split).
+        max_acts: ``Float[Tensor, "f"]`` per-feature maxima on the label split.
+        label_acts: ``Float[Tensor, "rows d"]`` label-split activations at ``features.hook_name``.
+    """
+
+    tags: Any
+    threshold: float
+    max_acts: Any
+    label_acts: Any
+
+
+@dataclass
+class BoardMetrics:
+    """Coverage and reconstruction of one feature set, overall and per BSP family (see :func:`board_metrics`)."""
+
+    reconstruction: float
+    reconstruction_threshold: float
+    coverage: float
+    coverage_raw: float
+    coverage_max: float
+    coverage_threshold: float
+    per_group: dict[str, dict[str, float]]
+    tags: Any  # Bool[Tensor, "f c"] at the best reconstruction threshold
+    max_acts: Any  # Float[Tensor, "f"] on the label split
+    n_tagged_features: int
+
+
+def board_metrics(
+    label_acts: Any,
+    label_labels: Any,
+    test_acts: Any,
+    test_labels: Any,
+    groups: dict[str, list[int]],
+    scored: list[int],
+    masked: list[int],
+    min_precision: float = 0.95,
+    min_true_positives: int = 10,
+    coverage: bool = True,
+) -> BoardMetrics:
+    """Board reconstruction and coverage (Karvonen et al. 2024) with masking and a per-group breakdown.
+
+    Args:
+        label_acts: ``Float[Tensor, "n f"]`` feature activations on the label split (tagging; maxima).
+        label_labels: ``Bool[Tensor, "n c"]`` BSPs of the label split.
+        test_acts: ``Float[Tensor, "m f"]`` feature activations on the test split.
+        test_labels: ``Bool[Tensor, "m c"]`` BSPs of the test split.
+        groups: ``{bsp name: columns}`` for the per-BSP breakdown.
+        scored: columns of the headline metrics.
+        masked: columns masked but counted in ``coverage_raw`` (their F1 counts as 0).
+        coverage: also compute coverage (skipped for the reconstruction curve).
+
+    Returns:
+        ``reconstruction``: micro-F1 over ``scored`` at the best threshold (range 0..1).
+        ``coverage_raw``: at the best threshold, the mean over ``scored + masked`` columns of the best
+        single-feature F1 with masked columns at 0, so at most ``coverage_max = |scored| /
+        (|scored| + |masked|)`` (2/3 on Othello); ``coverage = coverage_raw / coverage_max`` (0..1).
+        Coverage is measured on the test split (each feature's max activation taken there).
+        ``per_group[name]``: ``reconstruction`` (micro-F1 of the group's columns, its own best threshold)
+        and ``coverage`` (mean best F1 of its columns, its own best threshold).
+    """
+    from deeprobe_bench.metrics.threshold_sweep import best_f1, reconstruction_counts
+
+    rc = reconstruction_counts(label_acts, label_labels, test_acts, test_labels,
+                               min_precision=min_precision, min_true_positives=min_true_positives)  # fmt: skip
+    t = rc.thresholds
+    micro = rc.micro_f1(scored)
+    i = int(micro.argmax())
+    per_group: dict[str, dict[str, float]] = {}
+    for name, cols in groups.items():
+        g = rc.micro_f1(cols)
+        per_group[name] = {"reconstruction": float(g.max()), "reconstruction_threshold": float(t[int(g.argmax())])}
+    cov = cov_raw = 0.0
+    cov_t = float(t[0])
+    n_all = len(scored) + len(masked)
+    cov_max = len(scored) / n_all if n_all else 0.0
+    if coverage:
+        f1 = best_f1(test_acts, test_labels, t)  # T c
+        per_t_raw = f1[:, scored].sum(1) / max(1, n_all)
+        j = int(per_t_raw.argmax())
+        cov_raw, cov_t = float(per_t_raw[j]), float(t[j])
+        cov = cov_raw / cov_max if cov_max > 0 else 0.0
+        for name, cols in groups.items():
+            g = f1[:, cols].mean(1)
+            per_group[name]["coverage"] = float(g.max())
+            per_group[name]["coverage_threshold"] = float(t[int(g.argmax())])
+    tags = rc.tags[i]
+    return BoardMetrics(
+        reconstruction=float(micro[i]), reconstruction_threshold=float(t[i]), coverage=cov, coverage_raw=cov_raw,
+        coverage_max=cov_max, coverage_threshold=cov_t, per_group=per_group, tags=tags, max_acts=rc.max_acts,
+        n_tagged_features=int(tags[:, scored].any(1).sum()),
+    )  # fmt: skip
+
+
+class BoardGameTask(Task):
+    """Base of the board-game tasks; see the module docstring for the contract of a game."""
+
+    Config = BoardGameConfig
+    primary_metric = "reconstruction"
+    SPLIT_SEEDS = {"train": 0, "label": 1, "test": 2}
+
+    # ------------------------------------------------------------------ game-specific (override)
+
+    def bsps(self) -> list[BSP]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def make_games(self, n: int, seed: int) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def encode(self, subject: Any, games: Any) -> tuple[Any, Any]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def labels(self, games: Any) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def extra_metrics(self, data: TaskData, features: FeatureSet, ctx: EvalContext) -> dict[str, Any]:
+        """Game-specific metrics (``{name: Metric}``, plus an optional ``"_details"`` dict). Default none."""
+        return {}
+
+    # ------------------------------------------------------------------ shared
+
+    def split_seed(self, seed: int, split: str) -> int:
+        """The game seed of ``split`` for the cell seed ``seed`` (disjoint across splits and seeds)."""
+        return 1000 * seed + self.SPLIT_SEEDS[split]
+
+    def concepts(self) -> list[str]:
+        return [c for b in self.bsps() for c in b.concepts]
+
+    def columns(self) -> dict[str, list[int]]:
+        """``{bsp name: column indices}``."""
+        out, i = {}, 0
+        for b in self.bsps():
+            out[b.name] = list(range(i, i + len(b.concepts)))
+            i += len(b.concepts)
+        return out
+
+    def primary_columns(self) -> tuple[list[int], list[int]]:
+        """(scored columns: primary and not masked, masked primary columns)."""
+        cols = self.columns()
+        scored = [c for b in self.bsps() if b.primary and not b.masked for c in cols[b.name]]
+        masked = [c for b in self.bsps() if b.primary and b.masked for c in cols[b.name]]
+        return scored, masked
+
+    def _split(self, subject: Any, name: str, n: int, seed: int) -> Split:
+        import torch
+
+        games = self.make_games(n, self.split_seed(seed, name))
+        tokens, measured = self.encode(subject, games)
+        labels = torch.as_tensor(self.labels(games)).bool()
+        rows = int(measured.sum())
+        if labels.shape != (rows, len(self.concepts())):
+            raise ValueError(f"{name}: labels {tuple(labels.shape)} but {rows} measured rows x {len(self.concepts())} concepts")
+        return Split(name, games, tokens, measured.bool(), labels)
+
+    def acts(self, data: TaskData, split: str, hook: str) -> Any:
+        """``Float[Tensor, "rows d"]`` activations of ``split`` at ``hook`` at the measured positions (memoised)."""
+        from deeprobe_bench import activations
+
+        sp: Split = data.extra["splits"][split]
+        if hook not in sp.acts:
+            subject = data.extra["subject"]
+            full = activations.get(subject.model, sp.tokens, hook)
+            sp.acts[hook] = full[sp.measured].float()
+        return sp.acts[hook]
+
+    def prepare(self, subject: Any, seed: int, limit: int | None = None) -> TaskData:
+        cfg = self.config
+        hook = cfg.hook or subject.card.get("task", {}).get("hook_name")
+        if hook is None:
+            raise UserError(f"model {subject.name} names no hook for {self.name}; pass -T hook=...")
+        sizes = {"train": cfg.n_train, "label": cfg.n_label, "test": cfg.n_test}
+        if limit is not None:
+            sizes = {k: max(2, min(v, limit)) for k, v in sizes.items()}
+        splits = {name: self._split(subject, name, n, seed) for name, n in sizes.items()}
+        data = TaskData(
+            hook_name=hook,
+            train_acts=None,
+            train_labels=splits["train"].labels,
+            concepts=self.concepts(),
+            n_train=splits["train"].n_games,
+            n_test=splits["test"].n_games,
+            extra={"subject": subject, "splits": splits},
+            context_extra={"train_tokens": splits["train"].tokens, "train_measured": splits["train"].measured},
+        )
+        data.train_acts = self.acts(data, "train", hook)
+        n_obj = min(cfg.objective_games, splits["train"].n_games)
+        half = max(1, n_obj // 2)
+        data.extra["objective_rows"] = (splits["train"].games_rows(half), splits["train"].games_rows(n_obj))
+        scored, masked = self.primary_columns()
+        data.info = {
+            "hook_name": hook,
+            "splits": {k: {"games": s.n_games, "rows": int(s.measured.sum())} for k, s in splits.items()},
+            "game_seeds": {k: self.split_seed(seed, k) for k in splits},
+            "bsps": {b.name: {"n": len(b.concepts), "primary": b.primary, "masked": b.masked} for b in self.bsps()},
+            "n_concepts_scored": len(scored),
+            "n_concepts_masked": len(masked),
+            "thresholds": "t x max activation on the label split, t in 0.0..1.0 step 0.1",
+            "tagging": f"precision >= {cfg.min_precision}, true positives >= {cfg.min_true_positives}",
+        }
+        return data
+
+    def _feature_acts(self, data: TaskData, split: str, features: FeatureSet) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return features.encoder(self.acts(data, split, features.hook_name)).float()
+
+    def objective(self, data: TaskData, features: FeatureSet) -> float:
+        """Board reconstruction (primary BSPs) of the chosen set on the train split, minus the size penalty."""
+        from deeprobe_bench.metrics.threshold_sweep import reconstruction
+
+        chosen = features.chosen()
+        if len(chosen) == 0:
+            return 0.0
+        a, b = data.extra["objective_rows"]
+        acts = self._feature_acts(data, "train", chosen)
+        scored, _ = self.primary_columns()
+        labels = data.extra["splits"]["train"].labels[:, scored]
+        rec = reconstruction(
+            acts[:a], labels[:a], acts[a:b], labels[a:b],
+            min_precision=self.config.min_precision, min_true_positives=self.config.min_true_positives,
+        )  # fmt: skip
+        return rec.value - self.config.size_penalty * len(chosen)
+
+    def evaluate(self, data: TaskData, features: FeatureSet) -> dict[str, Any]:
+        from deeprobe_bench.metrics import faithfulness as faith
+
+        cfg = self.config
+        chosen = features.chosen()
+        label, test = data.extra["splits"]["label"], data.extra["splits"]["test"]
+        label_acts = self._feature_acts(data, "label", chosen)
+        test_acts = self._feature_acts(data, "test", chosen)
+        groups = {b.name: cols for b, cols in zip(self.bsps(), self.columns().values(), strict=True)}
+        scored, masked = self.primary_columns()
+        res = board_metrics(
+            label_acts, label.labels, test_acts, test.labels, groups, scored, masked,
+            min_precision=cfg.min_precision, min_true_positives=cfg.min_true_positives,
+        )  # fmt: skip
+        metrics: dict[str, Any] = {
+            "reconstruction": Metric(res.reconstruction),
+            "coverage": Metric(res.coverage),
+            "coverage_raw": Metric(res.coverage_raw),
+            "size": Metric(float(len(chosen)), higher_is_better=False),
+        }
+        details: dict[str, Any] = {
+            "board": {
+                "reconstruction_threshold": res.reconstruction_threshold,
+                "coverage_threshold": res.coverage_threshold,
+                "coverage_attainable_max": res.coverage_max,
+                "n_tagged_features": res.n_tagged_features,
+                "per_bsp": res.per_group,
+                "split": {"tag": "label", "score": "test"},
+            }
+        }
+        if features.scores is not None and len(features) > 0:
+
+            def rec_at(k: int) -> float:
+                if k >= len(features) and features.selected is None:
+                    return res.reconstruction
+                top = features.top(k)
+                r = board_metrics(
+                    self._feature_acts(data, "label", top), label.labels, self._feature_acts(data, "test", top),
+                    test.labels, {}, scored, masked, min_precision=cfg.min_precision,
+                    min_true_positives=cfg.min_true_positives, coverage=False,
+                )  # fmt: skip
+                return r.reconstruction
+
+            raw = faith.curve(rec_at, len(features), faith.K_GRID)
+            full = rec_at(len(features))
+            norm = [v / full if full > 0 else 0.0 for v in raw]
+            metrics["reconstruction_cpr"] = Metric(faith.area(norm))
+            metrics["reconstruction_cmd"] = Metric(faith.area_from_one(norm), higher_is_better=False)
+            details["reconstruction_curve"] = {"k": list(faith.K_GRID), "reconstruction": raw, "normalised": norm,
+                                               "normalised_by": "reconstruction of the whole feature set"}  # fmt: skip
+        ectx = EvalContext(tags=res.tags, threshold=res.reconstruction_threshold, max_acts=res.max_acts,
+                           label_acts=label_acts)  # fmt: skip
+        extra = dict(self.extra_metrics(data, chosen, ectx))
+        details.update(extra.pop("_details", {}))
+        metrics.update(extra)
+        metrics["_details"] = details
+        return metrics
