@@ -331,7 +331,10 @@ class DiscoveryContext:
             (supervision ``labels`` only), with ``concepts`` naming the columns.
         objective: ``objective(FeatureSet) -> float`` on the train split, each call charged to
             ``budget`` (supervision ``objective`` only).
-        judge: the judge client (supervision ``judge`` only).
+        judge: supervision ``judge`` only: a ``deeprobe_bench.metrics.autointerp.JudgeScorer``, the judge
+            client (``.client``) bound to the task's train examples (``TaskData.examples["train"]``), which
+            explains and detection-scores features on them. Judge methods also get :attr:`objective`
+            (counted against the budget) for the causal term of their reward.
         extra: task-specific, supervision-free helpers (e.g. a contrast split), documented by the task.
         behaviour: the task's differentiable behaviour metric with clean / counterfactual inputs
             (:class:`Behaviour`), for gradient attribution and patching (supervision ``objective``
@@ -402,6 +405,62 @@ class Method:
 
 
 @dataclass
+class ExampleSet:
+    """Examples an LLM judge reads to explain and score features (autointerp), task-agnostic.
+
+    One row per (example, position): the text of the example with the token the row is read at
+    marked ``<<token>>``, the activation at that token and hook, and the concept labels of the row.
+    Tasks build one per split they expose (:attr:`TaskData.examples`); the autointerp metric
+    (:mod:`deeprobe_bench.metrics.autointerp`) picks, per feature, the top-activating rows to explain
+    and a shuffled mix of activating and random rows to detect (SAEBench / EleutherAI delphi).
+
+    Attributes:
+        texts: ``n`` single-line texts, each with exactly one token marked as ``<<token>>``
+            (:meth:`mark`).
+        acts: ``Float[Tensor, "n d_model"]`` activations at the marked tokens, at the task's hook.
+        labels: ``Bool[Tensor, "n n_concepts"]`` ground-truth concepts of each row, or None. Only the
+            project's local judge server reads them (it answers from ground truth); a real judge never
+            sees them, and judge-supervised methods must not read them.
+        concepts: names of the label columns (``"IO=Mary"``), or None.
+        name: what the rows are, for results (``"ioi val END"``).
+    """
+
+    texts: list[str]
+    acts: Any
+    labels: Any | None = None
+    concepts: list[str] | None = None
+    name: str = ""
+
+    MARK_OPEN: ClassVar[str] = "<<"
+    MARK_CLOSE: ClassVar[str] = ">>"
+
+    def __post_init__(self) -> None:
+        n = len(self.texts)
+        if self.acts.ndim != 2 or self.acts.shape[0] != n:
+            raise ValueError(f"acts must be ({n}, d_model), got {tuple(self.acts.shape)}")
+        if self.labels is not None:
+            if tuple(self.labels.shape[:1]) != (n,) or self.labels.ndim != 2:
+                raise ValueError(f"labels must be ({n}, n_concepts), got {tuple(self.labels.shape)}")
+            if self.concepts is None or len(self.concepts) != self.labels.shape[1]:
+                raise ValueError("labels need one concept name per column")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @classmethod
+    def mark(cls, before: str, token: str, after: str = "") -> str:
+        """``before + "<<token>>" + after`` on one line (newlines become spaces)."""
+        text = f"{before}{cls.MARK_OPEN}{token}{cls.MARK_CLOSE}{after}"
+        return " ".join(text.split("\n"))
+
+    def concepts_of(self, row: int) -> list[str]:
+        """The concept names labelled true for ``row`` (empty without labels)."""
+        if self.labels is None or self.concepts is None:
+            return []
+        return [c for c, on in zip(self.concepts, self.labels[row].tolist(), strict=True) if on]
+
+
+@dataclass
 class TaskData:
     """What ``Task.prepare`` returns; opaque to the core except these fields.
 
@@ -414,6 +473,12 @@ class TaskData:
         extra: anything the task's own objective / evaluate need (never given to methods).
         context_extra: supervision-free extras handed to methods through ``ctx.extra``.
         info: JSON-ready facts recorded in the result (ablation, positions, splits ...).
+        examples: ``{"train": ExampleSet, "eval": ExampleSet}`` for LLM-judge autointerp, or empty.
+            ``train`` rows come from the train split (judge-supervised methods score features on them
+            through ``ctx.judge``); ``eval`` rows from a split methods never see (the ``judge_score``
+            metric the runner adds when a judge is configured). Either may be absent.
+        behaviour: the behaviour metric with clean / counterfactual inputs on the train split
+            (:class:`Behaviour`), handed to ``objective``-supervised methods; None if the task has none.
         behaviour: the behaviour metric with clean / counterfactual inputs on the train split
             (:class:`Behaviour`), handed to ``objective``-supervised methods; None if the task has none.
     """
@@ -427,6 +492,7 @@ class TaskData:
     extra: dict[str, Any] = field(default_factory=dict)
     context_extra: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    examples: dict[str, ExampleSet] = field(default_factory=dict)
     behaviour: Behaviour | None = None
 
 

@@ -10,6 +10,12 @@
     leaderboard build [--results-dir results] [--out leaderboards] [--include-limited]
     zoo train NAME [--out DIR] [--seed N]
     zoo ls
+    judge serve [--host 127.0.0.1] [--port 8765] [--fail 429=0.1,500=0.1,slow=0.05,garbage=0.1]
+                [--slow-seconds S] [--seed N]
+
+``run`` with ``--judge-base-url URL --judge-model NAME`` (key from ``$DEEPROBE_JUDGE_API_KEY`` or
+``--judge-api-key-env VAR``) scores every cell with the autointerp ``judge_score``; ``--judge-base-url
+local``, or a judge-supervised method (``rlaif``) without a URL, uses the local judge server in-process.
 
 The global options may also follow the command (``deeprobe-bench run --plugin my.py ...``).
 
@@ -132,6 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-run cells that already have a finished result")
     run.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                      help="use at most N examples per split (a quick look; recorded, never mixed with full runs)")
+    jg = run.add_argument_group("judge (autointerp judge_score; needed by judge-supervised methods such as rlaif)")
+    jg.add_argument("--judge-base-url", default=None, metavar="URL",
+                    help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1; 'local' = the local judge "
+                         "server in-process (the default when a judge method runs without a URL)")
+    jg.add_argument("--judge-model", default=None, metavar="NAME", help="judge model name (required with a URL)")
+    jg.add_argument("--judge-api-key-env", default=None, metavar="VAR",
+                    help="environment variable holding the API key (default DEEPROBE_JUDGE_API_KEY); never recorded")
+    jg.add_argument("--judge-concurrency", type=_positive_int, default=None, metavar="N",
+                    help="judge requests in flight at most (default 4)")
+    jg.add_argument("--judge-max-retries", type=int, default=None, metavar="N",
+                    help="retries per request on 429 / 5xx / timeouts / malformed replies (default 5)")
+    jg.add_argument("--judge-timeout", type=float, default=None, metavar="S", help="seconds per request (default 60)")
+    jg.add_argument("--judge-cache", default=None, metavar="PATH",
+                    help="SQLite cache of judge replies (default $DEEPROBE_CACHE/judge.sqlite)")
+    jg.add_argument("--judge-price", default=None, metavar="IN,OUT",
+                    help="USD per million prompt and completion tokens, for the recorded cost (default 0,0)")
 
     ls = sub.add_parser("ls", help="list tasks, methods or models")
     _add_common(ls, top=False)
@@ -158,6 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     zoo_ls = zoo_sub.add_parser("ls", help="same as `ls models`")
     _add_common(zoo_ls, top=False)
+
+    judge = sub.add_parser("judge", help="the LLM judge")
+    _add_common(judge, top=False)
+    judge_sub = judge.add_subparsers(dest="judge_command", metavar="COMMAND", parser_class=_Parser)
+    judge_sub.required = True
+    serve = judge_sub.add_parser("serve", help="the local judge server (answers judge prompts from ground truth)")
+    _add_common(serve, top=False)
+    serve.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 = any free port)")
+    serve.add_argument("--fail", default=None, metavar="FAULT=P,...",
+                       help="inject faults with these probabilities: 429, 500, 503, slow, garbage, badjson")
+    serve.add_argument("--slow-seconds", type=float, default=5.0, metavar="S", help="delay of a 'slow' fault (default 5)")
+    serve.add_argument("--seed", type=int, default=0, help="seed of the fault draws (default 0)")
     return parser
 
 
@@ -182,23 +217,63 @@ def cmd_run(args: argparse.Namespace) -> int:
     from deeprobe_bench.runner import run_grid
 
     seeds = args.seeds if args.seeds is not None else [args.seed if args.seed is not None else 0]
-    results = run_grid(
-        args.task,
-        args.model,
-        _split_methods(args.method),
-        seeds,
-        task_options=parse_options(args.task_options, "-T"),
-        method_options=parse_options(args.method_options, "-M"),
-        results_dir=args.results_dir,
-        force=args.force,
-        limit=args.limit,
-        progress=not args.quiet,
-    )
+    methods = _split_methods(args.method)
+    with _open_judge(args, methods) as judge:
+        results = run_grid(
+            args.task,
+            args.model,
+            methods,
+            seeds,
+            task_options=parse_options(args.task_options, "-T"),
+            method_options=parse_options(args.method_options, "-M"),
+            results_dir=args.results_dir,
+            force=args.force,
+            limit=args.limit,
+            progress=not args.quiet,
+            judge=judge,
+        )
     _echo(cells_table(results))
     failed = [r for r in results if not r.ok]
     if failed:
         log.error("%d of %d cells failed; their results record the error (see details.traceback)", len(failed), len(results))
         return 1
+    return 0
+
+
+def _open_judge(args: argparse.Namespace, methods: list[str]) -> Any:
+    """The run's judge (a context manager yielding a JudgeClient or None); see ``deeprobe_bench.judge.open_judge``."""
+    from deeprobe_bench.judge import open_judge
+
+    needed = any(registry.get_method(m).supervision == "judge" for m in methods)
+    price_in = price_out = None
+    if args.judge_price is not None:
+        try:
+            price_in, price_out = (float(x) for x in args.judge_price.split(","))
+        except ValueError:
+            raise api.UserError(f"--judge-price {args.judge_price!r}: expected IN,OUT in USD per million tokens") from None
+    return open_judge(
+        args.judge_base_url,
+        args.judge_model,
+        needed=needed,
+        api_key_env=args.judge_api_key_env,
+        max_concurrency=args.judge_concurrency,
+        max_retries=args.judge_max_retries,
+        timeout_s=args.judge_timeout,
+        cache_path=args.judge_cache,
+        price_in_per_mtok=price_in,
+        price_out_per_mtok=price_out,
+    )
+
+
+def cmd_judge_serve(args: argparse.Namespace) -> int:
+    from deeprobe_bench.judge import LocalJudgeServer
+    from deeprobe_bench.judge.server import parse_fault_spec
+
+    server = LocalJudgeServer(args.host, args.port, fail=parse_fault_spec(args.fail), slow_s=args.slow_seconds,
+                              seed=args.seed)  # fmt: skip
+    server.start()
+    _echo(f"local judge server on {server.base_url} (Ctrl-C stops it)")
+    server.wait_until_interrupted()
     return 0
 
 
@@ -266,6 +341,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_ls(args.what)
     if args.command == "leaderboard":
         return cmd_leaderboard_build(args)
+    if args.command == "judge":
+        return cmd_judge_serve(args)
     if args.command == "zoo":
         if args.zoo_command == "train":
             return cmd_zoo_train(args)

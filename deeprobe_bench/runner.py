@@ -140,7 +140,10 @@ def run_grid(
             in its file name.
         progress: show progress bars (they also honour ``--quiet``).
         subject_loader: ``name -> Subject``; default :func:`default_subject_loader`.
-        judge: the judge client for ``judge``-supervised methods (none exists yet).
+        judge: the judge (a ``deeprobe_bench.judge.JudgeClient``) or None. When given, every cell also
+            gets the autointerp metric ``judge_score`` (on the task's ``examples["eval"]``, if it has
+            them) and records the judge's identity and the tokens / cost it spent; ``judge``-supervised
+            methods need it. A stored result without a judge record is re-run when a judge is given.
 
     Returns:
         The Results in run order (seeds outer, methods inner), finished ones loaded from disk.
@@ -169,7 +172,7 @@ def run_grid(
     for m, cls in method_classes.items():
         if cls.supervision == "judge" and judge is None:
             raise api.UserError(
-                f"method {m} needs a judge (supervision 'judge'), and no judge is configured; judges are not supported yet"
+                f"method {m} needs a judge (supervision 'judge'), and no judge is configured (--judge-base-url)"
             )
     model = model_name or task_cls.default_model
     if not model:
@@ -220,6 +223,8 @@ def run_grid(
             }
             if not force and path.exists():
                 stored, why = _reusable(path, expected)
+                if stored is not None and judge is not None and "judge" not in (stored.details or {}):
+                    stored, why = None, "a judge is configured and the stored result has no judge score"
                 if stored is not None:
                     log.info("%s: skipped (finished)", cell)
                     results.append(stored)
@@ -372,12 +377,21 @@ def _run_one(
         ctx.objective = objective
         ctx.behaviour = data.behaviour  # the metric the objective is built on (api.Behaviour), if any
     elif sup == "judge":
+        # A judge method gets the judge bound to the train examples and, for the causal term of its
+        # reward, the task objective (counted against the budget, as for supervision "objective").
         if judge is None:
             raise api.UserError(f"method {method_name} needs a judge (supervision 'judge'), and no judge is configured")
-        ctx.judge = judge
+        from deeprobe_bench.metrics.autointerp import JudgeScorer
+
+        if data.examples.get("train") is None:
+            raise api.UserError(f"method {method_name} needs judge examples, and task {task_name} provides none "
+                                "(TaskData.examples['train'])")  # fmt: skip
+        ctx.judge = JudgeScorer(judge, data.examples["train"], seed=seed)
+        ctx.objective = _counted_objective(task, data, budget)
 
     method = method_cls(method_cfg)
     passes0 = _forward_passes(subject)
+    judge_usage0 = judge.usage() if judge is not None else None
     stage = "discover"
     timing: dict[str, float] = {"prepare_s": round(prep_s, 4)}
     t0 = time.perf_counter()
@@ -392,11 +406,19 @@ def _run_one(
         raw = task.evaluate(data, features)
         timing["evaluate_s"] = round(time.perf_counter() - t1, 4)
         metrics, extra_details = _split_metrics(raw, type(task).__name__)
+        if judge is not None and data.examples.get("eval") is not None:
+            stage = "judge"
+            t2 = time.perf_counter()
+            metrics["judge_score"], extra_details["autointerp"] = _judge_score(judge, data, features, seed)
+            timing["judge_s"] = round(time.perf_counter() - t2, 4)
     except api.UserError:
         raise
     except Exception as e:
         result.status, result.error = "error", f"{stage} failed: {type(e).__name__}: {e}"
         result.details = {"traceback": traceback.format_exc(), "stage": stage, "task_info": to_jsonable(data.info)}
+        if judge is not None:
+            result.details["judge"] = _judge_record(judge, judge_usage0)
+            result.judge_tokens = result.details["judge"]["usage"]["tokens"]
         result.objective_calls = budget.objective_calls
         result.wall_time_s = round(time.perf_counter() - t0, 4)
         result.finished_at = now_iso()
@@ -417,10 +439,37 @@ def _run_one(
     result.objective_calls = budget.objective_calls
     passes1 = _forward_passes(subject)
     result.forward_passes = passes1 - passes0 if passes0 is not None and passes1 is not None else None
-    result.judge_tokens = getattr(judge, "tokens_used", None) if judge is not None else None
+    if judge is not None:
+        result.details["judge"] = _judge_record(judge, judge_usage0)
+        result.judge_tokens = result.details["judge"]["usage"]["tokens"]
     result.wall_time_s = round(time.perf_counter() - t0, 4)
     result.finished_at = now_iso()
     return result
+
+
+def _counted_objective(task: api.Task, data: api.TaskData, budget: api.Budget) -> Callable[[api.FeatureSet], float]:
+    """``task.objective`` on ``data``, each call charged to ``budget``."""
+
+    def objective(features: api.FeatureSet) -> float:
+        budget.charge()
+        return float(task.objective(data, features))
+
+    return objective
+
+
+def _judge_score(judge: Any, data: api.TaskData, features: api.FeatureSet, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The autointerp ``judge_score`` metric of ``features`` on the task's eval examples, and its details."""
+    from deeprobe_bench.metrics.autointerp import AutointerpConfig, score_features
+
+    cfg = AutointerpConfig()
+    res = score_features(features, data.examples["eval"], judge, seed=seed, config=cfg)
+    details = {**res.details(), "examples": data.examples["eval"].name, "config": api.config_to_dict(cfg)}
+    return to_jsonable(api.Metric(res.value, stderr=res.stderr).to_dict()), details
+
+
+def _judge_record(judge: Any, usage0: Any) -> dict[str, Any]:
+    """Which judge served the cell and what the cell spent on it (calls, cache hits, retries, tokens, cost)."""
+    return to_jsonable({**judge.describe(), "usage": judge.usage().minus(usage0).to_dict()})
 
 
 def _split_metrics(raw: Any, task_cls_name: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:

@@ -255,3 +255,19 @@ def head_precision_recall(heads: list[tuple[int, int]]) -> tuple[float, float]:
     found = {tuple(h) for h in heads}
     tp = len(found & circuit)
     return (tp / len(found) if found else 0.0), tp / len(circuit)
+
+
+def example_set(split: Split, labels: Bool[Tensor, "n c"], concepts: list[str]):
+    """The split's judge examples (:class:`api.ExampleSet`): one row per prompt, read at END.
+
+    The text is the prompt with its END token (the last word, where the IO is predicted) marked
+    ``<<to>>``; the activation is the hook's at END (as ``end_acts``); the labels are the prompt's
+    ``IO=`` / ``S=`` / ``Pos=`` concepts (:func:`concept_labels`), read only by the local judge server.
+    """
+    from deeprobe_bench.api import ExampleSet
+
+    texts = []
+    for prompt in split.dataset["prompt"]:
+        head, _, last = prompt.rpartition(" ")
+        texts.append(ExampleSet.mark(head + " ", last))
+    return ExampleSet(texts, end_acts(split), labels, list(concepts), name=f"ioi {split.name} END")

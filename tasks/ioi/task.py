@@ -94,6 +94,8 @@ class IOITask(Task):
             n_train=len(splits["train"]),
             n_test=len(splits["test"]),
             context_extra={"site_acts": core.site_acts(splits["train"])},
+            examples={"train": core.example_set(splits["train"], train_labels, concepts),
+                      "eval": core.example_set(splits["val"], val_labels, concepts)},  # fmt: skip
             behaviour=core.behaviour(objective_split),
             extra={"subject": subject, "splits": splits, "objective_split": objective_split, "base": base,
                    "val_labels": val_labels},  # fmt: skip
@@ -171,4 +173,3 @@ class IOITask(Task):
             metrics["head_precision"], metrics["head_recall"] = Metric(p), Metric(r)
         metrics["_details"] = details
         return metrics
-

@@ -151,10 +151,14 @@ def test_user_errors_are_one_line_exit_2(tmp_path, capsys, args, needle):
     assert line.startswith("deeprobe-bench: error:") and needle in line
 
 
-def test_judge_method_needs_a_judge(tmp_path, capsys):
-    code, _, err = run_cli(capsys, "run", "--task", "toy", "--method", "toy-random,toy-judge",
-                           "--results-dir", str(tmp_path / "r"))
-    assert code == 2 and "method toy-judge needs a judge" in err
+def test_judge_method_needs_judge_examples_and_a_real_endpoint_needs_a_model(tmp_path, capsys):
+    # Without --judge-base-url a judge method gets the local judge server; the toy task has no judge examples.
+    code, _, err = run_cli(capsys, "run", "--task", "toy", "--method", "toy-judge", "--results-dir", str(tmp_path / "r"))
+    assert code == 2 and "method toy-judge needs judge examples" in err
+    assert not (tmp_path / "r").exists()
+    code, _, err = run_cli(capsys, "run", "--task", "toy", "--method", "toy-random", "--results-dir", str(tmp_path / "r"),
+                           "--judge-base-url", "http://127.0.0.1:9/v1")  # fmt: skip
+    assert code == 2 and "needs --judge-model" in err
     assert not (tmp_path / "r").exists()
 
 
