@@ -479,8 +479,6 @@ class TaskData:
             metric the runner adds when a judge is configured). Either may be absent.
         behaviour: the behaviour metric with clean / counterfactual inputs on the train split
             (:class:`Behaviour`), handed to ``objective``-supervised methods; None if the task has none.
-        behaviour: the behaviour metric with clean / counterfactual inputs on the train split
-            (:class:`Behaviour`), handed to ``objective``-supervised methods; None if the task has none.
     """
 
     hook_name: str
