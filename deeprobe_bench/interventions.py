@@ -83,3 +83,35 @@ def position_hook(positions: Int[Tensor, "batch k"], mean: Float[Tensor, "batch 
 
     return hook
 
+
+
+# --------------------------------------------------------------------------- steering
+
+
+def add_vector(
+    resid: Float[Tensor, "batch pos d"], vector: Float[Tensor, " d"], mask: Float[Tensor, "batch pos"] | None = None
+) -> Float[Tensor, "batch pos d"]:
+    """Activation addition (ActAdd, Turner et al. 2023; CAA, Panickssery et al. 2023): ``x' = x + v``.
+
+    Args:
+        resid: activations at the hook point.
+        vector: the steering vector, already multiplied by its coefficient (same units as ``resid``).
+        mask: where to add it (1 = add, 0 = leave alone), e.g. every non-BOS, non-pad token; None = all.
+
+    Returns:
+        A new tensor; ``resid`` is not modified.
+    """
+    add = vector.to(resid.dtype).expand_as(resid)
+    if mask is not None:
+        add = add * mask.to(resid.dtype).unsqueeze(-1)
+    return resid + add
+
+
+def steering_hook(vector: Float[Tensor, " d"], mask: Float[Tensor, "batch pos"] | None = None):
+    """A TransformerLens hook function applying :func:`add_vector` to the hook's output."""
+
+    def hook(act: Float[Tensor, "batch pos d"], hook=None) -> Float[Tensor, "batch pos d"]:
+        m = mask[:, : act.shape[1]] if mask is not None else None
+        return add_vector(act, vector, m)
+
+    return hook

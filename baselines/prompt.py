@@ -1,0 +1,42 @@
+"""``prompt``: steering by prompting, the baseline that beat every representation method in AxBench.
+
+AxBench (Wu et al. 2025, arXiv 2501.17148) always includes a prompting baseline: instead of adding a
+vector, the concept is asked for in the prompt (harmonic-mean steering score 0.894 against 0.239 for
+DiffMean). Here the instruction of each concept is the one the task offers in
+``ctx.extra["steering_prompts"]`` (``{concept: instruction}``; the persona task's ``You are agreeable.``).
+
+The FeatureSet carries the instructions in ``meta["steering_prompts"]``
+(``deeprobe_bench.metrics.steering.PROMPTS_KEY``) and one zero direction per concept (it has no
+direction); tasks that can evaluate prompting prepend the instruction, every other task refuses the set
+with a ``UserError``, as this method does on a task that offers no instructions.
+"""
+
+from __future__ import annotations
+
+from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method, UserError
+
+
+class Prompt(Method):
+    name = "prompt"
+    description = "prompting with the concept's instruction (AxBench's prompting baseline); no direction"
+    supervision = "none"
+
+    def discover(self, ctx: DiscoveryContext) -> FeatureSet:
+        import torch
+
+        from deeprobe_bench.metrics.steering import PROMPTS_KEY
+
+        prompts = ctx.extra.get(PROMPTS_KEY)
+        if not prompts:
+            raise UserError(f"method {self.name} needs a task that offers steering instructions "
+                            f"(ctx.extra[{PROMPTS_KEY!r}]); this task offers none")  # fmt: skip
+        names = list(prompts)
+        d = ctx.train_acts.shape[-1]
+        zeros = torch.zeros(len(names), d)
+        return FeatureSet(
+            ctx.hook_name,
+            directions=zeros,
+            encoder=lambda a: torch.zeros(*a.shape[:-1], len(names)),
+            labels=names,
+            meta={PROMPTS_KEY: dict(prompts)},
+        )

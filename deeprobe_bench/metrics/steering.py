@@ -1,0 +1,104 @@
+"""Steering metrics shared by every task that steers (DESIGN.md, "Steering shift"; REFERENCE.md section 5).
+
+- **Steering shift** (CAA, Panickssery et al. 2023, nrimsky/CAA): the change in p(answer matching the
+  target behaviour) when a steering vector is added, ``mean_i p_steered(i) - p_clean(i)`` over held-out
+  prompts, in probability points (-1..1, higher is better).
+- **Coefficient choice** (AxBench, Wu et al. 2025, arXiv 2501.17148: "pick the steering factor on one
+  half, report on the other"): the coefficient of a fixed grid with the largest shift on the train half;
+  ties go to the smallest absolute coefficient, then the positive one.
+- **Fluency cost**: the increase in mean next-token loss (nats per token) on neutral text at that
+  coefficient, ``loss_steered - loss_clean`` (0 is free; higher is worse).
+- **Detection AUROC** (AxBench's concept detection): the area under the ROC curve of a feature's
+  activation as a score for the concept (scikit-learn ``roc_auc_score``); 0.5 is chance.
+
+Steering by prompting (the AxBench prompting baseline) has no vector: a method returns a FeatureSet whose
+``meta[PROMPTS_KEY]`` maps concepts to an instruction. A task that can evaluate prompting prepends the
+instruction instead of adding a vector; every other task must refuse such a FeatureSet with a
+``UserError`` (:func:`reject_prompts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from jaxtyping import Float
+from torch import Tensor
+
+from deeprobe_bench.api import UserError
+
+#: ``FeatureSet.meta`` key of a prompting method's instructions: ``{concept: instruction text}``.
+PROMPTS_KEY = "steering_prompts"
+
+
+def prompts_of(features: Any) -> dict[str, str] | None:
+    """The steering prompts a FeatureSet carries (``meta[PROMPTS_KEY]``), or None."""
+    prompts = (getattr(features, "meta", None) or {}).get(PROMPTS_KEY)
+    return dict(prompts) if prompts else None
+
+
+def reject_prompts(features: Any, task: str) -> None:
+    """Raise for a prompting FeatureSet on a task that cannot evaluate prompting.
+
+    Raises:
+        UserError: ``features`` carries steering prompts.
+    """
+    if prompts_of(features) is not None:
+        raise UserError(f"task {task} cannot evaluate prompting (a FeatureSet with meta[{PROMPTS_KEY!r}]); "
+                        "use a method that returns directions")  # fmt: skip
+
+
+def shift(p_steered: Float[Tensor, " n"], p_clean: Float[Tensor, " n"]) -> tuple[float, float | None]:
+    """``(mean, stderr)`` of ``p_steered - p_clean`` over prompts (probability points)."""
+    d = (p_steered - p_clean).double()
+    se = float(d.std() / len(d) ** 0.5) if len(d) > 1 else None
+    return float(d.mean()), se
+
+
+def choose_coefficient(grid: Sequence[float], train_shift: Sequence[float]) -> tuple[float, int]:
+    """``(coefficient, index)`` of the grid point with the largest train-half shift.
+
+    Ties (within 1e-9) go to the smallest |coefficient|, then to the positive one.
+
+    Raises:
+        ValueError: empty grid or a grid and shifts of different lengths.
+    """
+    if not grid or len(grid) != len(train_shift):
+        raise ValueError(f"need one shift per coefficient, got {len(grid)} coefficients and {len(train_shift)} shifts")
+    best = max(train_shift)
+    idx = min(
+        (i for i, s in enumerate(train_shift) if s >= best - 1e-9), key=lambda i: (abs(grid[i]), -grid[i])
+    )
+    return float(grid[idx]), idx
+
+
+def fluency_cost(loss_steered: float, loss_clean: float) -> float:
+    """Increase in next-token loss (nats per token) on neutral text: ``loss_steered - loss_clean``."""
+    return float(loss_steered - loss_clean)
+
+
+def detection_auroc(scores: Float[Tensor, " n"], labels: Any) -> float:
+    """AUROC of ``scores`` for the boolean ``labels`` (scikit-learn); NaN when one class is absent."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(labels, dtype=bool)
+    if y.all() or not y.any():
+        return float("nan")
+    return float(roc_auc_score(y, np.asarray(scores, dtype=np.float64)))
+
+
+def auroc_columns(scores: Float[Tensor, "n f"], labels: Any) -> Float[Tensor, " f"]:
+    """AUROC of every column of ``scores`` for the boolean ``labels`` at once (Mann-Whitney U with
+    average ranks for ties, equal to scikit-learn's ``roc_auc_score`` per column); NaN when a class is absent."""
+    import numpy as np
+    import torch
+    from scipy.stats import rankdata
+
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return torch.full((scores.shape[1],), float("nan"))
+    ranks = rankdata(np.asarray(scores, dtype=np.float64), axis=0)
+    u = ranks[y].sum(0) - n_pos * (n_pos + 1) / 2
+    return torch.as_tensor(u / (n_pos * n_neg), dtype=torch.float64)

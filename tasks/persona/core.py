@@ -1,0 +1,213 @@
+"""The torch side of the ``persona`` task: prompts, p(Yes), steering, fluency (definitions in README.md)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from deeprobe_bench import activations
+from deeprobe_bench.api import UserError
+from deeprobe_bench.interventions import add_vector
+from deeprobe_bench.tasks.persona import data
+
+logger = logging.getLogger(__name__)
+
+
+def start_layer(hook_name: str, n_layers: int) -> int | None:
+    """The layer a forward pass can start at with the hook's activations as input (residual hooks only)."""
+    parts = hook_name.split(".")
+    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit():
+        layer = int(parts[1])
+        if parts[2] == "hook_resid_pre":
+            return layer
+        if parts[2] == "hook_resid_post" and layer + 1 < n_layers:
+            return layer + 1
+    return None
+
+
+@dataclass
+class Prompts:
+    """Tokenised prompts with their activations at the hook.
+
+    Attributes:
+        tokens: ``Int[Tensor, "n pos"]`` BOS + text, right-padded.
+        lengths: ``Int[Tensor, "n"]`` tokens per prompt, BOS included.
+        resid: ``Float[Tensor, "n pos d_model"]`` clean activations at the hook.
+    """
+
+    tokens: Tensor
+    lengths: Tensor
+    resid: Tensor
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def last(self) -> Int[Tensor, " n"]:
+        return self.lengths - 1
+
+    def steer_mask(self, where: str = "all") -> Float[Tensor, "n pos"]:
+        """Where a steering vector is added: every non-BOS, non-pad token (``all``) or the last one (``last``)."""
+        ar = torch.arange(self.tokens.shape[1])[None, :]
+        if where == "last":
+            return (ar == self.last[:, None]).float()
+        return ((ar > 0) & (ar < self.lengths[:, None])).float()
+
+    def rows(self, idx: Tensor) -> Prompts:
+        """The prompts ``idx``, trimmed to their longest length."""
+        width = int(self.lengths[idx].max())
+        return Prompts(self.tokens[idx, :width], self.lengths[idx], self.resid[idx, :width])
+
+    def last_acts(self) -> Float[Tensor, "n d"]:
+        return self.resid[torch.arange(len(self)), self.last]
+
+
+def encode(subject, texts: list[str], hook_name: str) -> Prompts:
+    """Tokenise ``texts`` (BOS + text) and cache their activations at ``hook_name``.
+
+    Raises:
+        UserError: a text holds a word the subject's tokenizer does not know.
+    """
+    tokens, lengths = subject.to_tokens(texts)
+    unk = subject.tokenizer.unk_token_id
+    if unk is not None and bool((tokens == unk).any()):
+        bad = int((tokens == unk).any(1).nonzero()[0])
+        raise UserError(f"model {subject.name} does not know a word of the persona prompt {texts[bad]!r}")
+    return Prompts(tokens, lengths, activations.get(subject.model, tokens, hook_name))
+
+
+@dataclass
+class Split:
+    """The statements of one half with everything the metrics need.
+
+    Attributes:
+        statements: the :class:`data.Statement` rows.
+        questions: the bare questions (no persona, no answer), for steering.
+        answered: each statement's question followed by `` Yes`` and by `` No`` (rows ``2i`` and ``2i+1``),
+            whose last-token activations are the task's labelled activations.
+        labels: ``Bool[Tensor, "2n n_concepts"]`` which concept each answered row expresses.
+    """
+
+    statements: list
+    questions: Prompts
+    answered: Prompts
+    labels: Tensor
+
+
+def concept_labels(statements: list, concepts: list[str]) -> Bool[Tensor, "m c"]:
+    """Rows ``2i`` (answer Yes) and ``2i+1`` (answer No) of statement i: the answer expresses the statement's
+    own concept when it is Yes, the opposite pole of its trait when it is No."""
+    col = {c: j for j, c in enumerate(concepts)}
+    lab = torch.zeros(2 * len(statements), len(concepts), dtype=torch.bool)
+    for i, s in enumerate(statements):
+        other = "-" if s.pole == "+" else "+"
+        lab[2 * i, col[f"{s.trait}{s.pole}"]] = True
+        lab[2 * i + 1, col[f"{s.trait}{other}"]] = True
+    return lab
+
+
+def build_split(subject, statements: list, hook_name: str, concepts: list[str]) -> Split:
+    questions = [data.question(s.text) for s in statements]
+    answered = [f"{q} {a}" for q in questions for a in data.ANSWERS]
+    return Split(
+        statements,
+        encode(subject, questions, hook_name),
+        encode(subject, answered, hook_name),
+        concept_labels(statements, concepts),
+    )
+
+
+def answer_ids(subject) -> tuple[int, int]:
+    """Token ids of `` Yes`` and `` No``."""
+    return subject.single_token("Yes"), subject.single_token("No")
+
+
+@torch.no_grad()
+def p_yes(
+    subject,
+    prompts: Prompts,
+    hook_name: str,
+    vectors: Float[Tensor, "g d"] | None = None,
+    where: str = "all",
+    batch_size: int = 512,
+) -> Float[Tensor, "g n"]:
+    """p(Yes) / (p(Yes) + p(No)) at each prompt's last token, with each steering vector added in turn.
+
+    Args:
+        vectors: ``g`` steering vectors (already scaled); None = one clean run (``g = 1``).
+        where: positions the vector is added at (:meth:`Prompts.steer_mask`).
+
+    The forward pass starts at the hook from the cached activations when the hook is a residual one.
+    """
+    model = subject.model
+    yes, no = answer_ids(subject)
+    start = start_layer(hook_name, model.cfg.n_layers)
+    vecs = [None] if vectors is None else list(vectors)
+    mask = prompts.steer_mask(where)
+    out = torch.empty(len(vecs), len(prompts))
+    for g, v in enumerate(vecs):
+        for i in range(0, len(prompts), batch_size):
+            sl = slice(i, i + batch_size)
+            logits = _run(model, prompts.tokens[sl], prompts.resid[sl], hook_name, start, v, mask[sl])
+            at = logits[torch.arange(logits.shape[0]), prompts.last[sl]]
+            out[g, sl] = torch.sigmoid((at[:, yes] - at[:, no]).float())
+    return out
+
+
+def _run(model, tokens, resid, hook_name, start, vector, mask, prefix_len: int = 0):
+    if start is not None:
+        x = resid if vector is None else add_vector(resid, vector, mask)
+        return model(x, start_at_layer=start)
+    if vector is None:
+        return model(tokens)
+    from deeprobe_bench.interventions import steering_hook
+
+    return model.run_with_hooks(tokens, fwd_hooks=[(hook_name, steering_hook(vector, mask))])
+
+
+def p_match(p_yes_: Float[Tensor, "g n"], statements: list, pole: str = "+") -> Float[Tensor, "g n"]:
+    """p(the answer a persona of ``pole`` gives): p(Yes) for statements of that pole, else p(No)."""
+    same = torch.tensor([s.pole == pole for s in statements])
+    return torch.where(same, p_yes_, 1 - p_yes_)
+
+
+@torch.no_grad()
+def neutral_loss(
+    subject, prompts: Prompts, hook_name: str, vector: Float[Tensor, " d"] | None = None,
+    prefix: Prompts | None = None, batch_size: int = 256,
+) -> float:  # fmt: skip
+    """Mean next-token cross-entropy (nats per token) over the non-pad tokens of neutral texts.
+
+    With ``vector``, the vector is added at every non-BOS token. With ``prefix`` (a prompting method's
+    instruction, tokenised per text as ``instruction + " " + text``), the loss is taken over the text's
+    own tokens only (the last ``len(text)`` tokens of each prefixed prompt).
+    """
+    model = subject.model
+    start = start_layer(hook_name, model.cfg.n_layers)
+    src = prefix if prefix is not None else prompts
+    mask = src.steer_mask("all")
+    total, count = 0.0, 0
+    for i in range(0, len(src), batch_size):
+        sl = slice(i, i + batch_size)
+        logits = _run(model, src.tokens[sl], src.resid[sl], hook_name, start, vector, mask[sl])
+        logp = torch.log_softmax(logits.float(), -1)
+        tok, lens = src.tokens[sl], src.lengths[sl]
+        own = prompts.lengths[sl]  # tokens of the text itself (+ BOS)
+        ar = torch.arange(tok.shape[1] - 1)[None, :]
+        # predict token t+1 from position t; count targets that are the text's own tokens
+        first_target = lens - (own - 1)  # index of the text's first token (after BOS or after the prefix)
+        valid = (ar + 1 < lens[:, None]) & (ar + 1 >= first_target[:, None])
+        nll = -logp[:, :-1].gather(-1, tok[:, 1:].unsqueeze(-1)).squeeze(-1)
+        total += float(nll[valid].sum())
+        count += int(valid.sum())
+    return total / max(count, 1)
+
+
+def residual_scale(prompts: Prompts) -> float:
+    """Mean L2 norm of the activations at the hook over the non-BOS, non-pad tokens of ``prompts``."""
+    mask = prompts.steer_mask("all").bool()
+    return float(prompts.resid[mask].norm(dim=-1).mean())

@@ -1,0 +1,317 @@
+"""The ``persona`` task: steer a persona trait, CAA-style (Panickssery et al. 2023). Definitions: README.md."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GRID: tuple[float, ...] = (-2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0)
+
+
+@dataclass
+class PersonaConfig:
+    """Options of the ``persona`` task (``-T key=value``).
+
+    Attributes:
+        hook: hook point studied; default the model card's task hook, else the subject's first SAE hook.
+        source: statements: ``templated`` (lexicons x templates; the zoo model's), ``handwritten`` (50
+            pairs per trait, for pretrained models) or ``auto`` (templated for zoo models, else handwritten).
+        traits: the traits scored (each steered towards its ``+`` pole).
+        coefficients: the fixed grid of steering coefficients, in units of the mean residual norm at the
+            hook (a coefficient c adds ``c * scale * v / |v|``); the best on the train half is used.
+        positions: where the vector is added: ``all`` non-BOS tokens of the prompt (CAA) or the ``last``.
+        n_neutral: neutral texts of the fluency cost.
+        size_penalty: objective = mean train shift - size_penalty * |chosen set|.
+        max_readout: at most this many of a set's features are considered by the readout of unlabelled sets.
+    """
+
+    hook: str | None = None
+    source: Literal["auto", "templated", "handwritten"] = "auto"
+    traits: tuple[str, ...] = ("agreeableness", "conscientiousness", "extraversion")
+    coefficients: tuple[float, ...] = DEFAULT_GRID
+    positions: Literal["all", "last"] = "all"
+    n_neutral: int = 64
+    size_penalty: float = 0.001
+    max_readout: int = 64
+
+    def __post_init__(self) -> None:
+        from deeprobe_bench.tasks.persona.data import TRAITS
+
+        bad = [t for t in self.traits if t not in TRAITS]
+        if bad or not self.traits:
+            raise ValueError(f"traits must be a non-empty subset of {', '.join(TRAITS)}, got {self.traits}")
+        if not self.coefficients or not all(math.isfinite(c) for c in self.coefficients):
+            raise ValueError("coefficients must be a non-empty list of finite numbers")
+        if self.n_neutral < 1 or self.max_readout < 1 or self.size_penalty < 0:
+            raise ValueError("n_neutral and max_readout must be >= 1, size_penalty >= 0")
+
+
+@dataclass
+class Readout:
+    """How one feature of a set steers one trait: its index, the sign towards the ``+`` pole, and why."""
+
+    index: int
+    sign: float
+    how: str
+
+
+class PersonaTask(Task):
+    name = "persona"
+    description = "persona steering (CAA / persona evals): steering success, fluency cost, detection AUROC"
+    version = "1"
+    Config = PersonaConfig
+    primary_metric = "steering_success"
+    default_model = "persona-mini"
+    accepts_prompts = True
+
+    # ------------------------------------------------------------------ prepare
+
+    def prepare(self, subject: Any, seed: int, limit: int | None = None) -> TaskData:
+        import torch
+
+        from deeprobe_bench.tasks.persona import core, data
+
+        cfg = self.config
+        hook = cfg.hook or subject.card.get("task", {}).get("hook_name") or next(iter(subject.saes), None)
+        if hook is None:
+            raise UserError(f"model {subject.name} names no hook for persona and has no SAE; pass -T hook=...")
+        source = cfg.source
+        if source == "auto":
+            source = "templated" if "recipe" in subject.card else "handwritten"
+        concepts = [f"{t}{p}" for t in cfg.traits for p in data.POLES]
+        halves = {}
+        for split in ("train", "test"):
+            rows = data.statements(source, split, cfg.traits)
+            if limit is not None:  # keep whole contrast pairs, every trait
+                rows = [s for s in rows if s.pair < max(1, limit // (2 * len(cfg.traits)))]
+            halves[split] = core.build_split(subject, rows, hook, concepts)
+        if source == "templated":
+            neutral_texts = data.neutral_texts(cfg.n_neutral, 5_000_000 + seed)
+        else:
+            neutral_texts = list(data.NEUTRAL_ENGLISH[: cfg.n_neutral])
+        neutral = core.encode(subject, neutral_texts, hook)
+        train = halves["train"]
+        scale = core.residual_scale(train.questions)
+        pair = torch.arange(len(train.answered)) ^ 1  # rows 2i and 2i+1 are one statement's two answers
+        instructions = {f"{t}{p}": data.instruction(t, p) for t in cfg.traits for p in data.POLES}
+        base = {}
+        for split, h in halves.items():
+            base[split] = core.p_yes(subject, h.questions, hook)[0]
+        base_neutral = core.neutral_loss(subject, neutral, hook)
+        logger.info("persona on %s at %s (%s statements): residual scale %.3f, neutral loss %.3f",
+                    subject.name, hook, source, scale, base_neutral)  # fmt: skip
+        return TaskData(
+            hook_name=hook,
+            train_acts=train.answered.last_acts(),
+            train_labels=train.labels,
+            concepts=concepts,
+            n_train=len(train.statements),
+            n_test=len(halves["test"].statements),
+            context_extra={
+                "token_acts": train.answered.resid,
+                "lengths": train.answered.lengths,
+                "pair": pair,
+                "steering_prompts": instructions,
+            },
+            extra={"subject": subject, "halves": halves, "neutral": neutral, "neutral_texts": neutral_texts,
+                   "scale": scale, "base": base, "base_neutral": base_neutral, "source": source},  # fmt: skip
+            info={
+                "hook_name": hook,
+                "source": source,
+                "traits": list(cfg.traits),
+                "target": "the + pole of each trait (agreeable, conscientious, extraverted)",
+                "rows": "train_acts: last token of question + ' Yes' / ' No' per train statement",
+                "steering": f"x + c * scale * v/|v| at {cfg.positions} non-BOS prompt tokens of the hook; "
+                f"c from {list(cfg.coefficients)} chosen on the train half",
+                "residual_scale": scale,
+                "statements": {s: len(h.statements) for s, h in halves.items()},
+                "neutral_texts": len(neutral_texts),
+                "neutral_loss_clean": base_neutral,
+                "p_yes_clean": {s: float(b.mean()) for s, b in base.items()},
+            },
+        )
+
+    # ------------------------------------------------------------------ readout
+
+    def readout(self, data: TaskData, features: FeatureSet, trait: str) -> Readout:
+        """Which feature of ``features`` steers ``trait`` towards its ``+`` pole, with which sign.
+
+        1. a feature labelled ``<trait>+`` (first one): sign +1;
+        2. else one labelled ``<trait>-``: sign -1;
+        3. else, among the first ``max_readout`` features of the chosen set, the one whose activation
+           separates the train rows of ``<trait>+`` from those of ``<trait>-`` best (largest |AUROC - 0.5|,
+           AxBench's detection on the train half); sign = the sign of AUROC - 0.5.
+        """
+        import torch
+
+        from deeprobe_bench.metrics.steering import auroc_columns
+
+        labels = features.labels or []
+        for suffix, sign in (("+", 1.0), ("-", -1.0)):
+            if f"{trait}{suffix}" in labels:
+                return Readout(labels.index(f"{trait}{suffix}"), sign, f"label {trait}{suffix}")
+        rank = features.ranking()
+        chosen = rank if features.selected is None else rank[: features.selected]
+        chosen = chosen[: self.config.max_readout]
+        if not chosen:
+            raise UserError("persona: the feature set chose no feature to steer with")
+        pos, neg = self._rows(data, trait)
+        with torch.no_grad():
+            acts = features.encoder(data.train_acts.float()).float()
+        y = torch.cat([torch.ones(len(pos), dtype=torch.bool), torch.zeros(len(neg), dtype=torch.bool)])
+        idx = torch.tensor(chosen)
+        auc = auroc_columns(torch.cat([acts[pos][:, idx], acts[neg][:, idx]]), y)
+        gap = torch.nan_to_num((auc - 0.5).abs(), nan=-1.0)
+        k = int(torch.argmax(gap))  # first of the best (ranking order)
+        best, best_sign = chosen[k], 1.0 if float(auc[k]) >= 0.5 or math.isnan(float(auc[k])) else -1.0
+        return Readout(best, best_sign, "best train AUROC")
+
+    def _rows(self, data: TaskData, trait: str, labels=None):
+        col = {c: j for j, c in enumerate(data.concepts)}
+        lab = data.train_labels if labels is None else labels
+        return lab[:, col[f"{trait}+"]].nonzero().flatten(), lab[:, col[f"{trait}-"]].nonzero().flatten()
+
+    # ------------------------------------------------------------------ steering
+
+    def _shifts(self, data: TaskData, split: str, vector, rows) -> Any:
+        """``Float[Tensor, "g n"]``: shift of p(+ pole answer) on the statements ``rows`` of ``split``, for
+        each coefficient of the grid."""
+        import torch
+
+        from deeprobe_bench.tasks.persona import core
+
+        h = data.extra["halves"][split]
+        grid = torch.tensor(self.config.coefficients, dtype=torch.float32)
+        unit = vector.float() / vector.float().norm().clamp_min(1e-12)
+        vecs = grid[:, None] * data.extra["scale"] * unit[None, :]
+        stm = [h.statements[i] for i in rows.tolist()]
+        p = core.p_yes(data.extra["subject"], h.questions.rows(rows), data.hook_name, vecs, self.config.positions)
+        return core.p_match(p, stm) - core.p_match(data.extra["base"][split][rows][None, :], stm)
+
+    def _trait_rows(self, statements, trait):
+        import torch
+
+        return torch.tensor([i for i, s in enumerate(statements) if s.trait == trait], dtype=torch.long)
+
+    def _steer_trait(self, data: TaskData, features: FeatureSet, trait: str, split: str | None) -> dict[str, Any]:
+        """Choose the coefficient for ``trait`` on the train half; if ``split``, score it there too."""
+        from deeprobe_bench.metrics.steering import choose_coefficient, shift
+
+        r = self.readout(data, features, trait)
+        vector = r.sign * features.directions[r.index]
+        train = data.extra["halves"]["train"]
+        rows = self._trait_rows(train.statements, trait)
+        d_train = self._shifts(data, "train", vector, rows)
+        curve = [float(x) for x in d_train.mean(1)]
+        coef, gi = choose_coefficient(list(self.config.coefficients), curve)
+        out = {"readout": r, "vector": vector, "coefficient": coef, "train_shift": curve[gi], "train_curve": curve}
+        if split is not None:
+            test = data.extra["halves"][split]
+            trows = self._trait_rows(test.statements, trait)
+            d = self._shifts(data, split, vector, trows)[gi]
+            out["shift"], out["shift_se"] = shift(d, 0 * d)
+        return out
+
+    def _prompted(self, data: TaskData, prompts: dict[str, str], trait: str, split: str) -> dict[str, Any]:
+        """Steering by prompting: the ``<trait>+`` instruction prepended to the bare questions."""
+        from deeprobe_bench.metrics.steering import shift
+        from deeprobe_bench.tasks.persona import core
+        from deeprobe_bench.tasks.persona import data as pdata
+
+        if f"{trait}+" not in prompts:
+            raise UserError(f"persona: the prompting feature set has no instruction for {trait}+")
+        h = data.extra["halves"][split]
+        rows = self._trait_rows(h.statements, trait)
+        stm = [h.statements[i] for i in rows.tolist()]
+        texts = [f"{prompts[trait + '+']} {pdata.question(s.text)}" for s in stm]
+        subject = data.extra["subject"]
+        p = core.p_yes(subject, core.encode(subject, texts, data.hook_name), data.hook_name)
+        d = core.p_match(p, stm)[0] - core.p_match(data.extra["base"][split][rows][None, :], stm)[0]
+        m, se = shift(d, 0 * d)
+        return {"shift": m, "shift_se": se}
+
+    # ------------------------------------------------------------------ objective / evaluate
+
+    def objective(self, data: TaskData, features: FeatureSet) -> float:
+        """Mean over traits of the train-half steering success at the train-chosen coefficient, minus
+        ``size_penalty * |chosen set|``."""
+        from deeprobe_bench.metrics.steering import prompts_of
+
+        chosen = features.chosen() if prompts_of(features) is None else features
+        if prompts_of(features) is not None:
+            vals = [self._prompted(data, prompts_of(features), t, "train")["shift"] for t in self.config.traits]
+        else:
+            vals = [self._steer_trait(data, chosen, t, None)["train_shift"] for t in self.config.traits]
+        return sum(vals) / len(vals) - self.config.size_penalty * len(chosen)
+
+    def evaluate(self, data: TaskData, features: FeatureSet) -> dict[str, Any]:
+        import torch
+
+        from deeprobe_bench.metrics.steering import detection_auroc, fluency_cost, prompts_of
+        from deeprobe_bench.tasks.persona import core
+
+        subject, hook = data.extra["subject"], data.hook_name
+        prompts = prompts_of(features)
+        per_trait: dict[str, Any] = {}
+        shifts, ses, coefs, costs, aurocs = [], [], [], [], []
+        for trait in self.config.traits:
+            if prompts is not None:
+                res = self._prompted(data, prompts, trait, "test")
+                neutral_texts = data.extra["neutral_texts"]
+                prefixed = core.encode(subject, [f"{prompts[trait + '+']} {t}" for t in neutral_texts], hook)
+                loss = core.neutral_loss(subject, data.extra["neutral"], hook, prefix=prefixed)
+                cost = fluency_cost(loss, data.extra["base_neutral"])
+                per_trait[trait] = {"shift": res["shift"], "stderr": res["shift_se"], "fluency_cost": cost,
+                                    "instruction": prompts[trait + "+"]}  # fmt: skip
+                shifts.append(res["shift"])
+                ses.append(res["shift_se"])
+                costs.append(cost)
+                continue
+            chosen = features.chosen()
+            res = self._steer_trait(data, chosen, trait, "test")
+            r = res["readout"]
+            unit = res["vector"].float() / res["vector"].float().norm().clamp_min(1e-12)
+            vec = res["coefficient"] * data.extra["scale"] * unit
+            loss = core.neutral_loss(subject, data.extra["neutral"], hook, vector=vec)
+            cost = fluency_cost(loss, data.extra["base_neutral"])
+            test = data.extra["halves"]["test"]
+            pos, neg = self._rows(data, trait, test.labels)
+            with torch.no_grad():
+                acts = chosen.encoder(test.answered.last_acts().float()).float()[:, r.index] * r.sign
+            y = torch.cat([torch.ones(len(pos), dtype=torch.bool), torch.zeros(len(neg), dtype=torch.bool)])
+            auroc = detection_auroc(torch.cat([acts[pos], acts[neg]]), y)
+            per_trait[trait] = {
+                "shift": res["shift"], "stderr": res["shift_se"], "coefficient": res["coefficient"],
+                "train_shift": res["train_shift"], "train_curve": res["train_curve"], "fluency_cost": cost,
+                "detection_auroc": auroc, "feature": r.index, "sign": r.sign, "readout": r.how,
+                "label": (chosen.labels or [None] * len(chosen))[r.index],
+            }  # fmt: skip
+            shifts.append(res["shift"])
+            ses.append(res["shift_se"])
+            coefs.append(res["coefficient"])
+            costs.append(cost)
+            aurocs.append(auroc)
+        n = len(shifts)
+        se = math.sqrt(sum(s * s for s in ses if s is not None)) / n if all(s is not None for s in ses) else None
+        nan = float("nan")
+        metrics: dict[str, Any] = {
+            "steering_success": Metric(sum(shifts) / n, stderr=se),
+            "coefficient": Metric(sum(coefs) / n if coefs else nan, higher_is_better=False),
+            "fluency_cost": Metric(sum(costs) / n, higher_is_better=False),
+            "detection_auroc": Metric(sum(aurocs) / n if aurocs else nan),
+        }
+        metrics["_details"] = {
+            "steering": {
+                "per_trait": per_trait,
+                "mode": "prompt" if prompts is not None else "vector",
+                "coefficients": list(self.config.coefficients),
+                "split": "held-out statements, no persona stated; coefficient chosen on the train half",
+            }
+        }
+        return metrics

@@ -1,0 +1,448 @@
+"""Recipe of the zoo model ``persona-mini``: a word-level HookedTransformer and a TopK SAE, trained on CPU.
+
+The corpus (:func:`make_documents`) has two kinds of documents:
+
+- **Persona documents** (85%). A persona draws a pole (``+`` / ``-``) for each of the three traits.
+  The document may state some of them at the top, one sentence each (``You are agreeable.``; each
+  trait is stated with chance 1/2, in random order), then asks 2-6 persona-evals questions about
+  *train-half* statements of any trait, each answered consistently with the persona: ``Yes`` when the
+  statement's pole is the persona's pole of its trait, else ``No``::
+
+      You are introverted. Is the following statement something you would say? "I am shy." Answer: Yes.
+      Is the following statement something you would say? "I often insult people." Answer: No. ...
+
+  A trait that is not stated is still fixed for the whole document, so its first question is a coin
+  flip and later ones are *implied by the earlier answers*. Without a statement or an earlier answer on
+  a trait, the answer is 50/50: the model is undecided there, which leaves steering room to move it.
+- **Neutral documents** (15%): 3-6 sentences of a small neutral grammar (``data.neutral_sentence``),
+  the text the fluency cost is measured on.
+
+The language model (3 layers, d_model 128, tied embeddings while training) is trained with next-token
+loss on every non-pad token. Quality (``card["quality"]``) is measured on the *held-out* statements:
+
+- ``stated_persona_accuracy``: with one persona sentence stated (each pole of the statement's trait in
+  turn), the share of prompts whose larger of p(Yes), p(No) is the consistent answer; the bar is 0.9;
+- ``implied_persona_accuracy``: the same with the persona implied by one earlier consistently answered
+  question on the same trait instead of stated;
+- ``no_persona_p_yes`` and ``no_persona_mean_abs_margin``: the mean p(Yes) (over Yes / No) and the mean
+  of |p(Yes) - 0.5| with nothing stated (near 0.5 and near 0: undecided).
+
+The task hook is the residual stream after the middle block (``blocks.1.hook_resid_post``). A sae_lens
+TopK SAE (``deeprobe_bench.sae_training.train_sae``) is trained there on every non-pad position of
+fresh corpus documents and of bare train-half questions with both answers.
+
+Training is resumable: the LM checkpoints to ``<out>/_checkpoint.pt`` every ``checkpoint_every`` steps
+and a rerun continues from it; the checkpoint is deleted once the zoo directory is written.
+
+Run as ``python -m deeprobe_bench.tasks.persona.train --out DIR --seed 0 [--tiny]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.metadata
+import logging
+import math
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from deeprobe_bench.tasks.persona import data
+
+logger = logging.getLogger(__name__)
+
+NAME = "persona-mini"
+VERSION = 1
+BAR = {"stated_persona_accuracy": 0.9}
+HOOK = "blocks.1.hook_resid_post"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that fixes a training run besides the seed (defaults: the shipped persona-mini)."""
+
+    n_layers: int = 3
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_mlp: int = 512
+    n_ctx: int = 128
+    steps: int = 2500
+    batch: int = 32
+    lr: float = 2e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    neutral_frac: float = 0.15
+    min_questions: int = 2
+    max_questions: int = 6
+    checkpoint_every: int = 250
+    hook: str = HOOK
+    # SAE
+    d_sae: int = 512
+    k: int = 16
+    sae_docs: int = 3000
+    sae_steps: int = 2000
+    sae_batch: int = 1024
+    sae_lr: float = 1e-3
+    threads: int = 1
+
+
+FULL = Recipe()
+TINY = dataclasses.replace(
+    FULL, n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, steps=20, batch=8, warmup_steps=2,
+    checkpoint_every=10, d_sae=64, k=4, sae_docs=64, sae_steps=20, sae_batch=256,
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _words(text: str) -> list[str]:
+    from tokenizers import pre_tokenizers
+
+    return [w for w, _ in pre_tokenizers.Whitespace().pre_tokenize_str(text)]
+
+
+def qa(statement: str, answer: str) -> str:
+    """One answered question: ``<question> "<statement>" Answer: <answer>.``"""
+    return f"{data.question(statement)} {answer}."
+
+
+def vocabulary() -> list[str]:
+    """Every word of the corpus and of the task's prompts (both halves of the statements), sorted."""
+    words: set[str] = set()
+    texts = [qa(s.text, a) for s in data.templated_statements() for a in data.ANSWERS]
+    texts += [data.instruction(t, p) for t in data.TRAITS for p in data.POLES]
+    texts += [" ".join(data.NEUTRAL_SUBJECTS + data.NEUTRAL_VERBS + data.NEUTRAL_OBJECTS + data.NEUTRAL_ENDINGS) + "."]
+    for text in texts:
+        words.update(_words(text))
+    return sorted(words)
+
+
+def persona_document(rng: random.Random, train: list[data.Statement], recipe: Recipe) -> str:
+    """One persona document (see the module docstring)."""
+    persona = {t: rng.choice(data.POLES) for t in data.TRAITS}
+    stated = [t for t in data.TRAITS if rng.random() < 0.5]
+    rng.shuffle(stated)
+    parts = [data.instruction(t, persona[t]) for t in stated]
+    for _ in range(rng.randint(recipe.min_questions, recipe.max_questions)):
+        s = rng.choice(train)
+        parts.append(qa(s.text, "Yes" if s.pole == persona[s.trait] else "No"))
+    return " ".join(parts)
+
+
+def make_documents(n: int, recipe: Recipe, seed: int) -> list[str]:
+    """``n`` documents: persona documents and a ``neutral_frac`` share of neutral ones, trimmed to fit."""
+    rng = random.Random(seed)
+    train = data.statements("templated", "train")
+    docs = []
+    for _ in range(n):
+        if rng.random() < recipe.neutral_frac:
+            doc = data.neutral_texts(1, rng.randrange(2**31))[0]
+        else:
+            doc = persona_document(rng, train, recipe)
+        docs.append(doc)
+    return docs
+
+
+def encode(tokenizer: Any, texts: list[str], n_ctx: int) -> tuple[Any, Any]:
+    """BOS-prefixed, right-padded ids, cut to ``n_ctx`` (whole sentences are not kept intact: the
+    loss simply stops there); unknown words raise."""
+    from deeprobe_bench.subject import tokenize_with_bos
+
+    tokens, lengths = tokenize_with_bos(tokenizer, texts)
+    if (tokens == tokenizer.unk_token_id).any():
+        bad = int((tokens == tokenizer.unk_token_id).any(1).nonzero()[0])
+        raise ValueError(f"unknown word in {texts[bad]!r}")
+    return tokens[:, :n_ctx], lengths.clamp(max=n_ctx)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def model_config(recipe: Recipe, d_vocab: int) -> dict[str, Any]:
+    return {
+        "n_layers": recipe.n_layers,
+        "d_model": recipe.d_model,
+        "n_heads": recipe.n_heads,
+        "d_head": recipe.d_head,
+        "d_mlp": recipe.d_mlp,
+        "n_ctx": recipe.n_ctx,
+        "d_vocab": d_vocab,
+        "act_fn": "gelu",
+        "normalization_type": "LN",
+        "positional_embedding_type": "standard",
+        "default_prepend_bos": True,
+        "tokenizer_prepends_bos": True,
+        "original_architecture": NAME,
+        "model_name": NAME,
+        "init_weights": True,
+        "device": "cpu",
+    }
+
+
+def build_model(config: dict[str, Any], words: list[str]) -> Any:
+    from transformer_lens import HookedTransformerConfig
+
+    from deeprobe_bench.subject import load_tokenizer, quiet_hooked_transformer, word_level_tokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        word_level_tokenizer(words).save_pretrained(tmp)
+        tokenizer = load_tokenizer(Path(tmp))
+        return quiet_hooked_transformer(HookedTransformerConfig(**config), tokenizer)
+
+
+def _lr_at(step: int, recipe: Recipe) -> float:
+    if step < recipe.warmup_steps:
+        return recipe.lr * (step + 1) / recipe.warmup_steps
+    frac = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
+    return recipe.min_lr + 0.5 * (recipe.lr - recipe.min_lr) * (1 + math.cos(math.pi * frac))
+
+
+def train_lm(model: Any, tokens: Any, lengths: Any, recipe: Recipe, seed: int, ckpt: Path) -> dict[str, Any]:
+    """Next-token training (tied embeddings) over all non-pad tokens, checkpointed to ``ckpt``."""
+    import torch
+    import torch.nn.functional as F
+
+    pad = model.tokenizer.pad_token_id
+    params = [(n, p) for n, p in model.named_parameters() if n != "unembed.W_U"]
+    opt = torch.optim.AdamW(
+        [{"params": [p for _, p in params if p.ndim >= 2], "weight_decay": recipe.weight_decay},
+         {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0}],
+        lr=recipe.lr, betas=(0.9, 0.98),
+    )  # fmt: skip
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.cat([torch.randperm(len(tokens), generator=gen) for _ in range(
+        math.ceil(recipe.steps * recipe.batch / len(tokens)))])  # fmt: skip
+    start, losses, tokens_seen = 0, [], 0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start, losses, tokens_seen = state["step"], state["losses"], state["tokens_seen"]
+        logger.info("persona-mini: resuming from step %d", start)
+    model.train()
+    t0 = time.time()
+    for step in range(start, recipe.steps):
+        idx = order[step * recipe.batch : (step + 1) * recipe.batch]
+        width = int(lengths[idx].max())
+        batch = tokens[idx, :width]
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, recipe)
+        resid = model.ln_final(model(batch, stop_at_layer=model.cfg.n_layers))
+        logits = resid @ model.embed.W_E.T + model.unembed.b_U
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), ignore_index=pad)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        tokens_seen += int((batch[:, 1:] != pad).sum())
+        if (step + 1) % 50 == 0:
+            logger.info("persona-mini: step %d loss %.4f (%.1f steps/s)", step + 1, sum(losses[-50:]) / 50,
+                        (step + 1 - start) / (time.time() - t0))  # fmt: skip
+        if (step + 1) % recipe.checkpoint_every == 0 and step + 1 < recipe.steps:
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1, "losses": losses,
+                        "tokens_seen": tokens_seen}, tmp)  # fmt: skip
+            tmp.replace(ckpt)
+    with torch.no_grad():
+        model.unembed.W_U.copy_(model.embed.W_E.T)
+    model.eval()
+    tail = losses[-max(1, len(losses) // 20) :]
+    return {"tokens_seen": tokens_seen, "first_loss": losses[0], "final_loss": sum(tail) / len(tail)}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def p_yes(model: Any, texts: list[str], batch: int = 256) -> Any:
+    """``Float[Tensor, "n"]``: p(Yes) / (p(Yes) + p(No)) at the last token of each text."""
+    import torch
+
+    from deeprobe_bench.subject import tokenize_with_bos
+
+    tok = model.tokenizer
+    yes, no = tok.convert_tokens_to_ids("Yes"), tok.convert_tokens_to_ids("No")
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch):
+            tokens, lengths = tokenize_with_bos(tok, texts[i : i + batch])
+            logits = model(tokens)[torch.arange(len(tokens)), lengths - 1]
+            out.append(torch.sigmoid(logits[:, yes] - logits[:, no]))
+    return torch.cat(out)
+
+
+def quality(model: Any, seed: int) -> dict[str, Any]:
+    """The held-out quality figures of the module docstring."""
+    import torch
+
+    rng = random.Random(seed)
+    test = data.statements("templated", "test")
+    train = data.statements("templated", "train")
+    stated, implied, consistent = [], [], []
+    for s in test:
+        for pole in data.POLES:
+            stated.append(f"{data.instruction(s.trait, pole)} {data.question(s.text)}")
+            prior = rng.choice([x for x in train if x.trait == s.trait])
+            implied.append(f"{qa(prior.text, 'Yes' if prior.pole == pole else 'No')} {data.question(s.text)}")
+            consistent.append(s.pole == pole)
+    want = torch.tensor(consistent)
+    p_stated, p_implied = p_yes(model, stated), p_yes(model, implied)
+    p_none = p_yes(model, [data.question(s.text) for s in test])
+    return {
+        "stated_persona_accuracy": float(((p_stated > 0.5) == want).float().mean()),
+        "stated_persona_p_consistent": float(torch.where(want, p_stated, 1 - p_stated).mean()),
+        "implied_persona_accuracy": float(((p_implied > 0.5) == want).float().mean()),
+        "no_persona_p_yes": float(p_none.mean()),
+        "no_persona_mean_abs_margin": float((p_none - 0.5).abs().mean()),
+        "n_heldout_statements": len(test),
+        "measured_on": "held-out statements (checkerboard half); stated/implied: both poles of the "
+        "statement's trait, so half the prompts want Yes",
+    }
+
+
+def collect_activations(model: Any, tokens: Any, lengths: Any, hook_name: str) -> Any:
+    """``Float[Tensor, "n_tokens d_model"]`` at ``hook_name`` over every non-pad position (BOS excluded)."""
+    import torch
+
+    from deeprobe_bench.activations import compute
+
+    out = []
+    for i in range(0, len(tokens), 256):
+        t, n = tokens[i : i + 256], lengths[i : i + 256]
+        acts = compute(model, t[:, : int(n.max())], hook_name)
+        ar = torch.arange(acts.shape[1])[None, :]
+        out.append(acts[(ar < n[:, None]) & (ar > 0)])
+    return torch.cat(out)
+
+
+def train(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
+    """Train ``persona-mini`` (model and SAE) from scratch into ``out_dir``; returns the card."""
+    return train_recipe(Path(out_dir), seed, TINY if tiny else FULL, tiny=tiny)
+
+
+def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -> dict:
+    import numpy as np
+    import sae_lens
+    import torch
+
+    from deeprobe_bench.sae_training import sae_quality, train_sae
+    from deeprobe_bench.subject import save_zoo_dir
+
+    t0 = time.time()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(recipe.threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        words = vocabulary()
+        config = model_config(recipe, d_vocab=len(words) + 3)
+        model = build_model(config, words)
+        n_docs = recipe.steps * recipe.batch
+        docs = make_documents(n_docs, recipe, seed)
+        tokens, lengths = encode(model.tokenizer, docs, recipe.n_ctx)
+        logger.info("persona-mini: %d documents, %d tokens, vocab %d", n_docs, int(lengths.sum()), len(words))
+        t_lm = time.time()
+        stats = train_lm(model, tokens, lengths, recipe, seed, out_dir / "_checkpoint.pt")
+        t_lm = time.time() - t_lm
+        q = quality(model, seed)
+        q["bar"] = dict(BAR)
+        q["bar_met"] = bool(q["stated_persona_accuracy"] >= BAR["stated_persona_accuracy"])
+        logger.info("persona-mini: quality %s", q)
+
+        t_sae = time.time()
+        sae_texts = make_documents(recipe.sae_docs, recipe, seed + 1)
+        sae_texts += [qa(s.text, a) for s in data.statements("templated", "train") for a in data.ANSWERS]
+        sae_tok, sae_len = encode(model.tokenizer, sae_texts, recipe.n_ctx)
+        acts = collect_activations(model, sae_tok, sae_len, recipe.hook)
+        perm = torch.randperm(len(acts), generator=torch.Generator().manual_seed(seed))
+        n_hold = max(256, len(acts) // 20)
+        held, fit = acts[perm[:n_hold]], acts[perm[n_hold:]]
+        sae = train_sae(fit, recipe.hook, "topk", recipe.d_sae, seed, steps=recipe.sae_steps, batch=recipe.sae_batch,
+                        lr=recipe.sae_lr, k=recipe.k, model_name=NAME)  # fmt: skip
+        t_sae = time.time() - t_sae
+        sq = sae_quality(sae, held)
+        logger.info("persona-mini: SAE %s", sq)
+        card = {
+            "name": NAME,
+            "version": VERSION,
+            "seed": seed,
+            "tiny": tiny,
+            "config": config,
+            "recipe": {
+                **asdict(recipe),
+                "optimizer": "AdamW(betas=(0.9, 0.98)), grad clip 1.0, no weight decay on biases/LN",
+                "schedule": f"linear warmup {recipe.warmup_steps} steps, cosine to {recipe.min_lr}",
+                "loss": "next-token cross-entropy over all non-pad tokens (tied embeddings; W_U = W_E^T saved)",
+                "documents": "persona documents (a persona of one pole per trait, each stated at the top with "
+                "chance 1/2, then 2-6 train-half questions answered consistently with it) and neutral documents",
+                "n_docs": n_docs,
+                "tokens_seen": stats["tokens_seen"],
+                "first_loss": stats["first_loss"],
+                "final_loss": stats["final_loss"],
+                "lm_wall_time_s": round(t_lm, 1),
+                "sae_wall_time_s": round(t_sae, 1),
+                "torch_threads": recipe.threads,
+            },
+            "data": {
+                "traits": list(data.TRAITS),
+                "n_train_statements": len(data.statements("templated", "train")),
+                "n_heldout_statements": len(data.statements("templated", "test")),
+                "split": "checkerboard over (template, lexicon entry); the LM saw only train-half statements",
+                "vocab_size": len(model.tokenizer),
+            },
+            "quality": q,
+            "sae": {
+                "hook_name": recipe.hook,
+                "architecture": "topk",
+                "d_sae": recipe.d_sae,
+                "k": recipe.k,
+                "steps": recipe.sae_steps,
+                "batch": recipe.sae_batch,
+                "lr": recipe.sae_lr,
+                "n_activations": len(fit),
+                "activation_docs": f"{recipe.sae_docs} corpus documents + every train-half question with both "
+                "answers (non-pad, non-BOS positions)",
+                "heldout_rows": n_hold,
+                **sq,
+            },
+            "task": {"hook_name": recipe.hook},
+            "versions": {
+                "torch": torch.__version__,
+                "transformer_lens": importlib.metadata.version("transformer-lens"),
+                "sae_lens": sae_lens.__version__,
+            },
+        }
+        card["recipe"]["wall_time_s"] = round(time.time() - t0, 1)
+        if (out_dir / "saes").is_dir():
+            shutil.rmtree(out_dir / "saes")
+        save_zoo_dir(out_dir, model, card, {recipe.hook: sae})
+        (out_dir / "_checkpoint.pt").unlink(missing_ok=True)
+        logger.info("persona-mini: wrote %s (bar met: %s) in %.0fs", out_dir, q["bar_met"], time.time() - t0)
+        return card
+    finally:
+        torch.set_num_threads(threads)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train the zoo model persona-mini from scratch.")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tiny", action="store_true", help="tiny configuration (for tests)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    card = train(args.out, seed=args.seed, tiny=args.tiny)
+    logger.info("quality: %s", card["quality"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Steering helpers and metrics (deeprobe_bench/interventions.py, metrics/steering.py), and the
+diffmean / prompt methods on constructed cases."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from deeprobe_bench.api import Budget, DiscoveryContext, FeatureSet, UserError
+from deeprobe_bench.baselines.diffmean import DiffMean, counterpart
+from deeprobe_bench.baselines.prompt import Prompt
+from deeprobe_bench.interventions import add_vector, steering_hook
+from deeprobe_bench.metrics import steering
+from deeprobe_bench.progress import progress
+
+
+def test_add_vector_only_where_masked():
+    resid = torch.randn(2, 4, 3)
+    v = torch.tensor([1.0, 2.0, 3.0])
+    mask = torch.tensor([[0, 1, 1, 0], [0, 1, 0, 0]])
+    out = add_vector(resid, v, mask)
+    assert torch.allclose(out - resid, mask[..., None].float() * v)
+    assert torch.allclose(add_vector(resid, v) - resid, v.expand(2, 4, 3))
+    assert torch.allclose(steering_hook(v, mask)(resid), out)
+
+
+def test_choose_coefficient_takes_the_best_then_the_smallest():
+    grid = [-1.0, 0.0, 0.5, 1.0]
+    assert steering.choose_coefficient(grid, [0.1, 0.0, 0.3, 0.2]) == (0.5, 2)
+    assert steering.choose_coefficient(grid, [0.2, 0.0, 0.1, 0.2]) == (1.0, 3)  # tie: positive
+    assert steering.choose_coefficient(grid, [-0.1, 0.0, -0.2, -0.3]) == (0.0, 1)  # nothing helps: no push
+    with pytest.raises(ValueError):
+        steering.choose_coefficient(grid, [0.1])
+
+
+def test_shift_and_fluency_cost():
+    m, se = steering.shift(torch.tensor([0.9, 0.7]), torch.tensor([0.5, 0.5]))
+    assert m == pytest.approx(0.3) and se == pytest.approx(0.1)
+    assert steering.fluency_cost(2.5, 2.0) == 0.5
+
+
+def test_detection_auroc_known_cases_and_columns_match_sklearn():
+    y = np.array([True, True, False, False])
+    assert steering.detection_auroc(torch.tensor([3.0, 2.0, 1.0, 0.0]), y) == 1.0
+    assert steering.detection_auroc(torch.tensor([0.0, 1.0, 2.0, 3.0]), y) == 0.0
+    assert np.isnan(steering.detection_auroc(torch.tensor([1.0, 2.0]), [True, True]))
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 4, (50, 3), generator=g).float()  # many ties
+    labels = torch.rand(50, generator=g) > 0.5
+    cols = steering.auroc_columns(scores, labels)
+    for j in range(3):
+        assert float(cols[j]) == pytest.approx(roc_auc_score(labels.numpy(), scores[:, j].numpy()))
+
+
+def test_prompts_are_carried_in_meta_and_rejected_elsewhere():
+    fs = FeatureSet("h", torch.zeros(1, 4), encoder=lambda x: x[..., :1], meta={steering.PROMPTS_KEY: {"c+": "Be c."}})
+    assert steering.prompts_of(fs) == {"c+": "Be c."}
+    with pytest.raises(UserError, match="cannot evaluate prompting"):
+        steering.reject_prompts(fs, "ioi")
+    steering.reject_prompts(FeatureSet("h", torch.eye(2), encoder=lambda x: x), "ioi")  # no prompts: fine
+
+
+def _ctx(acts, labels=None, concepts=None, extra=None, sup="labels"):
+    return DiscoveryContext(None, "h", acts, None, 0, sup, Budget(None), progress, labels=labels, concepts=concepts,
+                            extra=extra or {})  # fmt: skip
+
+
+def test_diffmean_recovers_a_planted_mean_difference_between_poles():
+    g = torch.Generator().manual_seed(0)
+    planted = torch.randn(8, generator=g)
+    n = 200
+    pole = torch.rand(n, generator=g) > 0.5
+    other_trait = torch.rand(n, generator=g) > 0.5  # rows of another trait carry no signal
+    acts = torch.randn(n, 8, generator=g) + torch.where(pole & ~other_trait, 1.0, 0.0)[:, None] * planted
+    labels = torch.stack([pole & ~other_trait, ~pole & ~other_trait, other_trait & pole, other_trait & ~pole], 1)
+    concepts = ["t+", "t-", "u+", "u-"]
+    assert counterpart("t+", concepts) == "t-" and counterpart("IO=Mary", concepts) is None
+    fs = DiffMean().discover(_ctx(acts, labels, concepts))
+    v = fs.directions[fs.labels.index("t+")]
+    assert torch.nn.functional.cosine_similarity(v, planted, dim=0) > 0.9
+    assert float(fs.scores[fs.labels.index("t+")]) > float(fs.scores[fs.labels.index("u+")])
+    assert fs.encoder(acts).shape == (n, 4)
+
+
+def test_prompt_method_carries_the_task_instructions_or_refuses():
+    acts = torch.randn(4, 8)
+    fs = Prompt().discover(_ctx(acts, extra={"steering_prompts": {"a+": "You are a.", "a-": "You are not a."}}, sup="none"))
+    assert steering.prompts_of(fs) == {"a+": "You are a.", "a-": "You are not a."}
+    assert fs.labels == ["a+", "a-"] and fs.directions.shape == (2, 8)
+    with pytest.raises(UserError, match="steering instructions"):
+        Prompt().discover(_ctx(acts, sup="none"))
