@@ -210,7 +210,7 @@ class RLAIF(Method):
             w_enc[:, idx] = e.T
             w_dec[idx] = dd
             fvu, sparsity = _fvu_and_sparsity(sae, w_enc, w_dec, x_fit, idx)
-            return fvu + cfg.lam * sparsity, float(fvu), float(sparsity)
+            return fvu + cfg.lam * sparsity, float(fvu.detach()), float(sparsity.detach())
 
         before = evaluate(enc, dec)
         _, fvu0, sp0 = recon_loss(enc, dec)
