@@ -502,6 +502,9 @@ class Task:
         Config: options dataclass filled from ``-T key=value``.
         primary_metric: the metric tables sort by.
         default_model: the zoo model used when ``--model`` is not given.
+        accepts_prompts: whether ``evaluate`` can score steering by prompting (a FeatureSet carrying
+            ``meta["steering_prompts"]``, see ``deeprobe_bench.metrics.steering``); the runner refuses
+            such a FeatureSet with a UserError for tasks that cannot.
     """
 
     name: ClassVar[str] = ""
@@ -510,6 +513,7 @@ class Task:
     Config: ClassVar[type] = EmptyConfig
     primary_metric: ClassVar[str] = ""
     default_model: ClassVar[str] = ""
+    accepts_prompts: ClassVar[bool] = False
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()

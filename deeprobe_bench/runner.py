@@ -400,6 +400,10 @@ def _run_one(
         features = method.discover(ctx)
         if not isinstance(features, api.FeatureSet):
             raise TypeError(f"{method_cls.__name__}.discover returned {type(features).__name__}, not a FeatureSet")
+        if not getattr(task, "accepts_prompts", False):
+            from deeprobe_bench.metrics.steering import reject_prompts
+
+            reject_prompts(features, task_name)  # a prompting method on a task that cannot score prompting
         timing["discover_s"] = round(time.perf_counter() - t0, 4)
         stage = "evaluate"
         t1 = time.perf_counter()

@@ -4,7 +4,7 @@ The corpus (:func:`make_documents`) has two kinds of documents:
 
 - **Persona documents** (85%). A persona draws a pole (``+`` / ``-``) for each of the three traits.
   The document may state some of them at the top, one sentence each (``You are agreeable.``; each
-  trait is stated with chance 1/2, in random order), then asks 2-6 persona-evals questions about
+  trait is stated with chance 1/2, in random order), then asks 2-5 persona-evals questions about
   *train-half* statements of any trait, each answered consistently with the persona: ``Yes`` when the
   statement's pole is the persona's pole of its trait, else ``No``::
 
@@ -18,7 +18,8 @@ The corpus (:func:`make_documents`) has two kinds of documents:
   the text the fluency cost is measured on.
 
 The language model (3 layers, d_model 128, tied embeddings while training) is trained with next-token
-loss on every non-pad token. Quality (``card["quality"]``) is measured on the *held-out* statements:
+loss on every non-pad token; the answer tokens, the only ones the persona decides, weigh ``answer_weight``
+(5) times the others. Quality (``card["quality"]``) is measured on the *held-out* statements:
 
 - ``stated_persona_accuracy``: with one persona sentence stated (each pole of the statement's trait in
   turn), the share of prompts whose larger of p(Yes), p(No) is the consistent answer; the bar is 0.9;
@@ -72,15 +73,18 @@ class Recipe:
     d_head: int = 32
     d_mlp: int = 512
     n_ctx: int = 128
-    steps: int = 2500
+    steps: int = 2000
     batch: int = 32
-    lr: float = 2e-3
+    lr: float = 3e-3
     min_lr: float = 1e-4
     warmup_steps: int = 100
     weight_decay: float = 0.1
     neutral_frac: float = 0.15
     min_questions: int = 2
-    max_questions: int = 6
+    max_questions: int = 5
+    # Loss weight of the answer tokens (Yes / No after "Answer:"), which are one token in twenty but the
+    # only ones that depend on the persona; 1 = plain next-token loss.
+    answer_weight: float = 5.0
     checkpoint_every: int = 250
     hook: str = HOOK
     # SAE
@@ -211,6 +215,7 @@ def train_lm(model: Any, tokens: Any, lengths: Any, recipe: Recipe, seed: int, c
     import torch.nn.functional as F
 
     pad = model.tokenizer.pad_token_id
+    colon = model.tokenizer.convert_tokens_to_ids(":")  # "Answer :" is the only colon of the corpus
     params = [(n, p) for n, p in model.named_parameters() if n != "unembed.W_U"]
     opt = torch.optim.AdamW(
         [{"params": [p for _, p in params if p.ndim >= 2], "weight_decay": recipe.weight_decay},
@@ -237,7 +242,10 @@ def train_lm(model: Any, tokens: Any, lengths: Any, recipe: Recipe, seed: int, c
             g["lr"] = _lr_at(step, recipe)
         resid = model.ln_final(model(batch, stop_at_layer=model.cfg.n_layers))
         logits = resid @ model.embed.W_E.T + model.unembed.b_U
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), ignore_index=pad)
+        nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), batch[:, 1:], ignore_index=pad, reduction="none")
+        weight = (batch[:, 1:] != pad).float()
+        weight = torch.where(batch[:, :-1] == colon, weight * recipe.answer_weight, weight)
+        loss = (nll * weight).sum() / weight.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -382,7 +390,8 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
                 **asdict(recipe),
                 "optimizer": "AdamW(betas=(0.9, 0.98)), grad clip 1.0, no weight decay on biases/LN",
                 "schedule": f"linear warmup {recipe.warmup_steps} steps, cosine to {recipe.min_lr}",
-                "loss": "next-token cross-entropy over all non-pad tokens (tied embeddings; W_U = W_E^T saved)",
+                "loss": "next-token cross-entropy over all non-pad tokens, answer tokens (after 'Answer:') weighted "
+                f"{recipe.answer_weight} (tied embeddings; W_U = W_E^T saved)",
                 "documents": "persona documents (a persona of one pole per trait, each stated at the top with "
                 "chance 1/2, then 2-6 train-half questions answered consistently with it) and neutral documents",
                 "n_docs": n_docs,

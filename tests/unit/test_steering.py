@@ -89,3 +89,21 @@ def test_prompt_method_carries_the_task_instructions_or_refuses():
     assert fs.labels == ["a+", "a-"] and fs.directions.shape == (2, 8)
     with pytest.raises(UserError, match="steering instructions"):
         Prompt().discover(_ctx(acts, sup="none"))
+
+
+def test_the_runner_refuses_prompting_on_a_task_that_cannot_score_it(toys, tmp_path):
+    from deeprobe_bench import registry, runner
+    from deeprobe_bench.api import Method
+
+    class ToyPrompt(Method):
+        name = "toy-prompt"
+        description = "returns a prompting FeatureSet"
+
+        def discover(self, ctx):
+            return FeatureSet(ctx.hook_name, torch.zeros(1, ctx.train_acts.shape[1]), encoder=lambda x: x[..., :1],
+                              meta={steering.PROMPTS_KEY: {"c0": "Be c0."}})  # fmt: skip
+
+    registry.register_method(ToyPrompt)
+    with pytest.raises(UserError, match="cannot evaluate prompting"):
+        runner.run_cell("toy", "toy", "toy-prompt", 0, results_dir=str(tmp_path), progress=False,
+                        subject_loader=toys.load_toy_subject)  # fmt: skip
