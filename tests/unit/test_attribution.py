@@ -1,0 +1,120 @@
+"""Attribution vs exact patching on a toy model whose answer is known by construction.
+
+A one-layer attention-only HookedTransformer without layer norms: its logits are a linear function of
+``blocks.0.hook_resid_post``. The behaviour metric is ``logit[END, A] - logit[END, B]`` with
+``W_U[:, A] - W_U[:, B] = 3 e_0``, so it reads the activation along ``e_0`` only, and the SAE's latent
+``J`` is the only one whose decoder row has an ``e_0`` component. So the metric is a linear readout of
+latent J (plus the SAE error term): attribution patching is exact (the metric is linear in the patched
+activation), both methods give the same effect to every latent and rank J first.
+"""
+
+import pytest
+import torch
+
+from deeprobe_bench.api import Behaviour, Budget, DiscoveryContext
+from deeprobe_bench.baselines.attribution import Attribution, AttributionConfig, latent_attribution, resume_layer
+from deeprobe_bench.baselines.exact import ExactConfig, ExactPatching, latent_patching
+
+D, D_SAE, VOCAB, POS, J, A, B = 8, 16, 12, 6, 5, 3, 7
+HOOK = "blocks.0.hook_resid_post"
+
+
+@pytest.fixture(scope="module")
+def toy():
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from transformer_lens import HookedTransformerConfig
+
+    from deeprobe_bench.subject import Subject, quiet_hooked_transformer
+
+    gen = torch.Generator().manual_seed(0)
+    cfg = HookedTransformerConfig(n_layers=1, d_model=D, n_heads=2, d_head=4, n_ctx=POS, d_vocab=VOCAB,
+                                  attn_only=True, normalization_type=None, seed=0)  # fmt: skip
+    model = quiet_hooked_transformer(cfg)
+    model.eval()
+    with torch.no_grad():
+        w_u = torch.randn(D, VOCAB, generator=gen)
+        w_u[:, A] = w_u[:, B] + 3 * torch.eye(D)[0]
+        model.unembed.W_U.copy_(w_u)
+        sae = StandardSAE(StandardSAEConfig(d_in=D, d_sae=D_SAE))
+        w_dec = torch.randn(D_SAE, D, generator=gen)
+        w_dec[:, 0] = 0.0
+        w_dec[J] = torch.eye(D)[0]
+        sae.W_dec.copy_(w_dec)
+        sae.W_enc.copy_(torch.randn(D, D_SAE, generator=gen))
+        sae.W_enc[:, J] = 2 * torch.eye(D)[0]
+        sae.b_enc.copy_(torch.full((D_SAE,), 0.5))
+        sae.b_dec.copy_(0.1 * torch.randn(D, generator=gen))
+    sae.eval()
+    clean = torch.randint(0, VOCAB, (10, POS), generator=gen)
+    cf = torch.randint(0, VOCAB, (10, POS), generator=gen)
+    end = torch.full((10,), POS - 1)
+
+    def metric(logits, rows):
+        at_end = logits[torch.arange(len(rows)), end[rows]]
+        return at_end[:, A] - at_end[:, B]
+
+    # Attribute at two positions (summed), in batches of 4 (3 batches, the last one short).
+    positions = torch.stack([end - 2, end], dim=1)
+    behaviour = Behaviour(clean, cf, positions, metric, name="toy readout", batch_size=4)
+    subject = Subject("toy-linear", model, {HOOK: sae})
+    return subject, sae, behaviour
+
+
+def test_the_hook_is_not_resumable_so_the_hooked_forward_path_is_used():
+    assert resume_layer(HOOK, 1) is None and resume_layer("blocks.0.hook_resid_post", 3) == 1
+    assert resume_layer("blocks.2.hook_resid_pre", 3) == 2 and resume_layer("blocks.0.attn.hook_z", 3) is None
+
+
+def test_attribution_equals_exact_patching_on_a_linear_readout_and_both_rank_the_latent_first(toy):
+    subject, sae, behaviour = toy
+    atp = latent_attribution(subject.model, sae, HOOK, behaviour)
+    ig = latent_attribution(subject.model, sae, HOOK, behaviour, steps=3)
+    ex = latent_patching(subject.model, sae, HOOK, behaviour)
+    assert ex.effects[J] != 0 and ex.active[J]
+    torch.testing.assert_close(atp.effects, ex.effects, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ig.effects, ex.effects, atol=1e-5, rtol=1e-5)
+    assert atp.error_effect == pytest.approx(ex.error_effect, abs=1e-5)
+    assert int(atp.effects.abs().argmax()) == int(ex.effects.abs().argmax()) == J
+    others = torch.cat([ex.effects[:J], ex.effects[J + 1 :]])
+    assert others.abs().max() < 1e-5  # no other latent's decoder row has an e_0 component
+    # the costs the method promises: 2 forward + 1 backward per batch (3 batches of 4, 4, 2 prompts)
+    assert (atp.cost.forward_passes, atp.cost.backward_passes) == (6, 3)
+    assert subject.forward_passes > 0
+
+
+def test_the_methods_return_the_latent_first_and_record_agreement(toy):
+    subject, sae, behaviour = toy
+
+    def ctx():
+        return DiscoveryContext(subject, HOOK, torch.zeros(4, D), sae, 0, "objective", Budget(None),
+                                lambda it=None, **kw: it, behaviour=behaviour)  # fmt: skip
+
+    fs = Attribution(AttributionConfig(n=5, k=2)).discover(ctx())
+    assert fs.meta["latents"][0] == J and len(fs) == 5 and fs.selected == 2
+    assert fs.ranking()[0] == 0 and float(fs.scores[0]) == pytest.approx(abs(fs.meta["effects"][0]))
+    agree = fs.meta["agreement"]
+    # the common sample is every latent that differs between the runs (the others are 0 in both)
+    assert agree["n"] == int(latent_patching(subject.model, sae, HOOK, behaviour).active.sum())
+    # completeness holds exactly for a linear readout: latents + error term = patching the whole activation
+    assert agree["sum_of_attributions"] == pytest.approx(agree["full_patch_exact"], abs=1e-4)
+    ex = ExactPatching(ExactConfig(n=5, k=2)).discover(ctx())
+    assert ex.meta["latents"][0] == J
+    torch.testing.assert_close(fs.directions[0], sae.W_dec.detach()[J])
+
+
+def test_exact_patching_of_inactive_latents_is_zero_whether_run_or_skipped(toy):
+    subject, sae, behaviour = toy
+    skipped = latent_patching(subject.model, sae, HOOK, behaviour, skip_inactive=True)
+    run_all = latent_patching(subject.model, sae, HOOK, behaviour, skip_inactive=False)
+    torch.testing.assert_close(skipped.effects, run_all.effects, atol=1e-6, rtol=0)
+    assert run_all.cost.forward_passes > skipped.cost.forward_passes or bool(skipped.active.all())
+
+
+def test_methods_without_a_behaviour_raise_a_user_error(toy):
+    from deeprobe_bench.api import UserError
+
+    subject, sae, _ = toy
+    ctx = DiscoveryContext(subject, HOOK, torch.zeros(4, D), sae, 0, "objective", Budget(None), lambda it=None, **kw: it)
+    for method in (Attribution(), ExactPatching()):
+        with pytest.raises(UserError, match="behaviour"):
+            method.discover(ctx)
