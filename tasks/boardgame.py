@@ -282,7 +282,9 @@ class BoardGameTask(Task):
         labels = torch.as_tensor(self.labels(games)).bool()
         rows = int(measured.sum())
         if labels.shape != (rows, len(self.concepts())):
-            raise ValueError(f"{name}: labels {tuple(labels.shape)} but {rows} measured rows x {len(self.concepts())} concepts")
+            raise ValueError(
+                f"{name}: labels {tuple(labels.shape)} but {rows} measured rows x {len(self.concepts())} concepts"
+            )
         return Split(name, games, tokens, measured.bool(), labels)
 
     def acts(self, data: TaskData, split: str, hook: str) -> Any:
@@ -332,6 +334,17 @@ class BoardGameTask(Task):
         }
         return data
 
+    @staticmethod
+    def chosen(features: FeatureSet) -> FeatureSet:
+        """``features.chosen()``, keeping ``meta["hook_coordinates"]`` (remapped to the chosen features)."""
+        chosen = features.chosen()
+        coords = features.meta.get("hook_coordinates")
+        if coords is not None:
+            rank = features.ranking()
+            keep = rank if features.selected is None else rank[: features.selected]
+            chosen.meta["hook_coordinates"] = [coords[i] for i in keep]
+        return chosen
+
     def _feature_acts(self, data: TaskData, split: str, features: FeatureSet) -> Any:
         import torch
 
@@ -359,7 +372,7 @@ class BoardGameTask(Task):
         from deeprobe_bench.metrics import faithfulness as faith
 
         cfg = self.config
-        chosen = features.chosen()
+        chosen = self.chosen(features)
         label, test = data.extra["splits"]["label"], data.extra["splits"]["test"]
         label_acts = self._feature_acts(data, "label", chosen)
         test_acts = self._feature_acts(data, "test", chosen)

@@ -9,9 +9,12 @@ one-hot concept labels (board-state properties, IOI attribute values ...):
   and true positives >= 10; on a *test* split, predict ``c`` wherever an active feature carries tag
   ``c``; micro-F1 over (example, concept); the best ``t``.
 
-Both are computed with batched matrix products over (threshold, feature, concept) counts, chunked over
-examples; there is no Python loop over features, concepts or thresholds beyond one pass per threshold
-for the reconstruction prediction.
+Both are computed with batched sparse matrix products, chunked over examples; there is no Python loop
+over features, concepts or thresholds beyond one pass per threshold for the reconstruction prediction.
+Thresholds are nested (on at ``t_k`` implies on at ``t_{k-1}``), so each (example, feature) pair has a
+*level*, the number of thresholds its activation exceeds; one sparse product of the level indicators
+(only pairs with a positive activation, which is most of the saving for SAE latents) with the labels
+gives the counts at every threshold by a cumulative sum over levels.
 """
 
 from __future__ import annotations
@@ -66,6 +69,26 @@ class SweepCounts:
         return 2 * self.tp / (self.on.unsqueeze(-1) + self.pos.view(1, 1, -1)).clamp(min=1)
 
 
+def _levels(
+    acts: Float[Tensor, "n f"], max_acts: Float[Tensor, " f"], t: Float[Tensor, " T"]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Sparse levels of ``acts``: ``(rows, features, level)`` of every pair that is on at some threshold.
+
+    ``level`` = the number of thresholds at which the pair is on (1..T); ``t`` must be ascending and
+    non-negative, so a pair is on at threshold index k iff ``level > k``.
+    """
+    live = max_acts > 0
+    rows, feats = torch.nonzero((acts > 0) & live.view(1, -1), as_tuple=True)
+    vals = acts[rows, feats]
+    level = (vals.unsqueeze(1) > t.view(1, -1) * max_acts[feats].unsqueeze(1)).sum(1)
+    keep = level > 0
+    return rows[keep], feats[keep], level[keep]
+
+
+def _sorted_nonneg(t: Tensor) -> bool:
+    return bool((t >= 0).all()) and bool((t[1:] >= t[:-1]).all())
+
+
 def sweep_counts(
     acts: Float[Tensor, "n f"],
     labels: Bool[Tensor, "n c"],
@@ -94,11 +117,33 @@ def sweep_counts(
     tp = torch.zeros(n_t, n_f, n_c)
     on_count = torch.zeros(n_t, n_f)
     lab = labels.float()
+    if not _sorted_nonneg(t):  # the dense definition, for unusual thresholds
+        for i in range(0, acts.shape[0], chunk):
+            on = _on(acts[i : i + chunk], mx, t).float()  # T n f
+            tp += torch.einsum("tnf,nc->tfc", on, lab[i : i + chunk])
+            on_count += on.sum(dim=1)
+        return SweepCounts(tp=tp, on=on_count, pos=lab.sum(dim=0), n=acts.shape[0])
+    # by level: hist[f, l, c] = rows at level l of feature f where c holds; on at k iff level > k
+    hist = torch.zeros(n_f * (n_t + 1), n_c)
+    level_count = torch.zeros(n_f * (n_t + 1))
     for i in range(0, acts.shape[0], chunk):
-        on = _on(acts[i : i + chunk], mx, t).float()  # T n f
-        tp += torch.einsum("tnf,nc->tfc", on, lab[i : i + chunk])
-        on_count += on.sum(dim=1)
-    return SweepCounts(tp=tp, on=on_count, pos=lab.sum(dim=0), n=acts.shape[0])
+        rows, feats, level = _levels(acts[i : i + chunk], mx, t)
+        if len(rows) == 0:
+            continue
+        index = feats * (n_t + 1) + level
+        ind = torch.sparse_coo_tensor(
+            torch.stack([index, rows]),
+            torch.ones(len(rows)),
+            (n_f * (n_t + 1), min(chunk, acts.shape[0] - i)),
+            check_invariants=False,
+        )
+        hist += torch.sparse.mm(ind, lab[i : i + chunk])
+        level_count += torch.bincount(index, minlength=n_f * (n_t + 1)).float()
+    # at or above level k + 1: reverse cumulative sum over levels 1..T
+    hist = hist.view(n_f, n_t + 1, n_c)[:, 1:].flip(1).cumsum(1).flip(1)  # f T c: level > k
+    level_count = level_count.view(n_f, n_t + 1)[:, 1:].flip(1).cumsum(1).flip(1)
+    return SweepCounts(tp=hist.permute(1, 0, 2).contiguous(), on=level_count.T.contiguous(), pos=lab.sum(dim=0),
+                       n=acts.shape[0])  # fmt: skip
 
 
 @dataclass
@@ -191,11 +236,28 @@ def reconstruction_counts(
     test_lab = test_labels.float()
     tp = torch.zeros(len(t), n_c)
     pred_pos = torch.zeros(len(t), n_c)
+    sparse = _sorted_nonneg(t)
+    tagged = tags.any(2).any(0)  # features with a tag at some threshold; the others predict nothing
     for i in range(0, test_acts.shape[0], chunk):
-        on = _on(test_acts[i : i + chunk].float(), mx, t).float()  # T m f
-        pred = torch.bmm(on, tags_f) > 0  # T m c
-        tp += (pred & (test_lab[i : i + chunk] > 0)).sum(dim=1)
-        pred_pos += pred.sum(dim=1)
+        block = test_acts[i : i + chunk].float()
+        truth = test_lab[i : i + chunk] > 0
+        if not sparse:
+            on = _on(block, mx, t).float()  # T m f
+            pred = torch.bmm(on, tags_f) > 0  # T m c
+            tp += (pred & truth).sum(dim=1)
+            pred_pos += pred.sum(dim=1)
+            continue
+        rows, feats, level = _levels(block[:, tagged], mx[tagged], t)
+        feats = torch.nonzero(tagged).flatten()[feats]
+        for k in range(len(t)):
+            on_k = level > k
+            if not on_k.any():
+                continue
+            ind = torch.sparse_coo_tensor(torch.stack([rows[on_k], feats[on_k]]), torch.ones(int(on_k.sum())),
+                                          (block.shape[0], n_f), check_invariants=False)  # fmt: skip
+            pred = torch.sparse.mm(ind, tags_f[k]) > 0  # m c
+            tp[k] += (pred & truth).sum(dim=0)
+            pred_pos[k] += pred.sum(dim=0)
     return ReconstructionCounts(t, tags, mx, tp, pred_pos, test_lab.sum(dim=0))
 
 

@@ -120,6 +120,10 @@ def games(n: int, size: int = 8, seed: int = 0) -> Any:
     moves = engine.random_games(n, size, seed)
     ds = datasets.Dataset.from_dict({"moves": moves, "tokens": moves_to_tokens(moves, size)})
     if path is not None:
+        from datasets.utils import tqdm as ds_tqdm
+
+        bars_were_on = not ds_tqdm.are_progress_bars_disabled()
+        ds_tqdm.disable_progress_bars()  # no "Saving the dataset" bar for a cache write
         import tempfile
 
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,5 +135,7 @@ def games(n: int, size: int = 8, seed: int = 0) -> Any:
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
+        if bars_were_on:
+            ds_tqdm.enable_progress_bars()
         ds = datasets.load_from_disk(str(path))
     return ds

@@ -138,9 +138,7 @@ def _choose(legal: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarra
     return sq, bit
 
 
-def play_random(
-    n: int, size: int = 8, rng: np.random.Generator | int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def play_random(n: int, size: int = 8, rng: np.random.Generator | int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Play ``n`` uniformly random legal games (passes allowed here, as in the rules).
 
     Returns:

@@ -73,3 +73,27 @@ def test_rare_feature_below_ten_true_positives_is_not_tagged():
     assert res.n_tagged_features == 0
     res10 = board_metrics(feat, lab, feat, test, GROUPS, SCORED, MASKED, min_true_positives=9)
     assert res10.n_tagged_features == 1
+
+
+def test_sparse_level_counts_equal_the_dense_definition():
+    from deeprobe_bench.metrics import threshold_sweep as ts
+
+    gen = torch.Generator().manual_seed(10)
+    acts = torch.randn(900, 20, generator=gen).clamp(min=0) * (torch.rand(900, 20, generator=gen) < 0.3)
+    acts[:, 3] = -1.0  # a dead feature is never on
+    labels = torch.rand(900, 6, generator=gen) < 0.3
+    labels[:, 0] = acts[:, 0] > 0.5
+    t = torch.tensor(ts.THRESHOLDS)
+    fast = ts.sweep_counts(acts, labels, chunk=250)
+    dense = ts.sweep_counts(acts, labels, thresholds=t.flip(0), chunk=250)  # descending: the dense path
+    assert torch.equal(fast.tp, dense.tp.flip(0)) and torch.equal(fast.on, dense.on.flip(0))
+    # brute force at one threshold
+    on = acts > 0.3 * acts.max(0).values
+    on[:, 3] = False
+    assert torch.equal(fast.tp[3], on.float().T @ labels.float())
+    a = ts.reconstruction_counts(
+        acts[:450], labels[:450], acts[450:], labels[450:], min_precision=0.5, min_true_positives=3
+    )
+    b = ts.reconstruction_counts(acts[:450], labels[:450], acts[450:], labels[450:], thresholds=t.flip(0),
+                                 min_precision=0.5, min_true_positives=3)  # fmt: skip
+    assert a.tags.any() and torch.equal(a.tp, b.tp.flip(0)) and torch.equal(a.pred, b.pred.flip(0))
