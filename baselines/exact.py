@@ -143,6 +143,7 @@ def full_patch_effect(model, hook_name: str, behaviour: Behaviour) -> tuple[floa
     """Exact effect of patching the whole activation at the task positions (clean -> counterfactual)."""
     import torch
 
+    t0 = time.perf_counter()
     cnt = Counter()
     total = 0.0
     for rows in batches(behaviour):
@@ -154,6 +155,7 @@ def full_patch_effect(model, hook_name: str, behaviour: Behaviour) -> tuple[floa
             delta = at_positions(x_cf, pos) - at_positions(x, pos)
             m1 = behaviour.metric(forward_with(model, clean, hook_name, add_at_positions(x, pos, delta), cnt), rows)
             total += float((m1.double() - m0).sum())
+    cnt.wall_s = time.perf_counter() - t0
     return total / len(behaviour), cnt
 
 
