@@ -453,7 +453,7 @@ def run_attribution(ctx: DiscoveryContext, method: str, target: str, variant: st
 
 class Attribution(Method):
     name = "attribution"
-    description = "attribution patching (or IG) over SAE latents + error term, or attention heads; |effect| ranking"
+    description = "attribution patching (or IG) over SAE latents + error term, or attention heads, ranked by absolute effect"
     supervision = "objective"
     Config = AttributionConfig
 

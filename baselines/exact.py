@@ -193,7 +193,7 @@ class ExactConfig:
 
 class ExactPatching(Method):
     name = "exact"
-    description = "exact activation patching, one SAE latent (or head) at a time; |effect| ranking (reference)"
+    description = "exact activation patching, one SAE latent (or head) at a time, ranked by absolute effect (the reference)"
     supervision = "objective"
     Config = ExactConfig
 
