@@ -70,6 +70,9 @@ class RLAIFConfig:
         lr: Adam step size, relative to the mean row norm per coordinate (``lr * norm / sqrt(d)``).
         rank: dimension of the perturbation subspace (top principal directions of the train activations).
         w_judge / w_simple / w_causal: weights of the reward's judge detection, simplicity and causal terms.
+            The causal term is small in absolute terms (one IOI latent alone keeps about 0.02 of the logit
+            difference), so its default weight 10 puts its variation on the scale of the judge terms';
+            ``w_causal=0`` is the judge-only reward (gameable, see the module docstring).
         gamma: weight of the reward in the loss ``MSE + lam * sparsity - gamma * E[R]``.
         lam: sparsity coefficient.
         arch: which of the subject's SAEs at the hook (``Subject.sae_variants``); empty for the default.
@@ -84,7 +87,7 @@ class RLAIFConfig:
     rank: int = 16
     w_judge: float = 1.0
     w_simple: float = 0.5
-    w_causal: float = 1.0
+    w_causal: float = 10.0
     gamma: float = 1.0
     lam: float = 1e-3
     arch: str = ""
@@ -105,7 +108,7 @@ class RewardWeights:
 
     judge: float = 1.0
     simple: float = 0.5
-    causal: float = 1.0
+    causal: float = 10.0
 
 
 def combine(detection: Any, simplicity: Any, causal: Any, w: RewardWeights) -> Any:
