@@ -16,6 +16,14 @@ The flow (DESIGN.md, "The flow of one cell"), for a grid of methods x seeds on o
 
 ``task.evaluate`` returns ``{name: api.Metric}`` in the order tables show them, and may add a
 ``"_details"`` dict that is copied into ``Result.details``.
+
+With a judge (``judge=``, a ``deeprobe_bench.judge.JudgeClient``): every cell also gets the autointerp
+metric ``judge_score`` on the task's ``TaskData.examples["eval"]`` (when the task gives examples) and
+records ``details["judge"]`` (which judge, prompt version, calls / cache hits / retries / tokens / cost
+spent by that cell) and ``judge_tokens``; a judge that fails for good makes that cell an error
+(stage ``judge`` or ``discover``), never the grid. Supervision ``judge`` gives a method ``ctx.judge``
+(an ``autointerp.JudgeScorer`` on ``examples["train"]``) *and* ``ctx.objective`` (counted), for the
+causal term of a judge-based reward.
 """
 
 from __future__ import annotations

@@ -155,3 +155,28 @@ def test_detection_replies_are_parsed_strictly():
         prompts.parse_detection("[7]", 5)
     with pytest.raises(prompts.ReplyFormatError):
         prompts.parse_explanation("x" * 1000)
+
+
+def test_judge_serve_command_serves_the_real_client_until_stopped(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import REPO_ROOT
+
+    from deeprobe_bench import cli
+    from deeprobe_bench.judge import open_judge
+
+    assert cli.main(["judge", "serve", "--host", "0.0.0.0"]) == 2  # loopback only: a user error
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deeprobe_bench.cli", "-q", "judge", "serve", "--port", "0"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()  # "local judge server on http://127.0.0.1:<port>/v1 ..."
+        url = line.split(" on ")[1].split()[0]
+        with open_judge(url, None, cache_path=str(tmp_path / "c.sqlite")) as c:  # recognised as the local server
+            assert c.config.local and c.config.model == "deeprobe-local-judge"
+            assert 'concept "A"' in explain(c, toy_examples()).parsed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
