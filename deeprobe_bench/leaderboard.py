@@ -203,6 +203,10 @@ def _header_note(results: list[Result], task: str, df: pd.DataFrame, results_dir
     ]
     if any(r.limited for r in results):
         lines.append("**Includes `--limit` runs: not comparable with full runs.**")
+    judges = sorted({f"{j.get('model')} ({j.get('endpoint')}, prompts {j.get('prompt_version')})"
+                     for r in results if isinstance(j := (r.details or {}).get("judge"), dict)})  # fmt: skip
+    if judges:
+        lines += ["", f"`judge_score` (autointerp detection, 0.5 = chance) by: {'; '.join(judges)}."]
     return "\n".join(lines)
 
 
