@@ -377,12 +377,7 @@ def _run_one(
             raise api.UserError(f"method {method_name} needs concept labels, and task {task_name} provides none")
         ctx.labels, ctx.concepts = data.train_labels, data.concepts
     elif sup == "objective":
-
-        def objective(features: api.FeatureSet) -> float:
-            budget.charge()
-            return float(task.objective(data, features))
-
-        ctx.objective = objective
+        ctx.objective = _counted_objective(task, data, budget)
         ctx.behaviour = data.behaviour  # the metric the objective is built on (api.Behaviour), if any
     elif sup == "judge":
         # A judge method gets the judge bound to the train examples and, for the causal term of its
