@@ -131,9 +131,10 @@ def test_the_key_is_read_from_the_environment_and_never_recorded(server, monkeyp
     monkeypatch.setenv("MY_JUDGE_KEY", "sk-very-secret-123")
     c = JudgeClient(JudgeConfig(base_url=server.base_url, model="m", api_key_env="MY_JUDGE_KEY", cache_path=""))
     assert c._openai.api_key == "sk-very-secret-123"
-    c.complete(prompts.explanation_messages(TEXTS[:2]), prompts.parse_explanation)
+    c.complete(prompts.explanation_messages(TEXTS[:2]), prompts.parse_explanation, ground_truth=toy_examples())
     record = json.dumps({**c.describe(), "usage": c.usage().to_dict()})
     assert "sk-very-secret" not in record and "MY_JUDGE_KEY" in record
+    assert stats(server)["ground_truth_texts"] == 0  # labels are sent to the local server only, never to a real judge
 
 
 def test_the_server_binds_loopback_only_and_faults_are_validated():
