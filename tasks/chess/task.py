@@ -1,0 +1,128 @@
+"""The ``chess`` task: chess board state (Karvonen et al. 2024, arXiv 2408.00113). Definitions: README.md."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from deeprobe_bench.api import TaskData, UserError
+from deeprobe_bench.tasks.boardgame import BSP, BoardGameConfig, BoardGameTask
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ChessConfig(BoardGameConfig):
+    """Options of the ``chess`` task (``-T key=value``); the shared ones are :class:`BoardGameConfig`'s.
+
+    Attributes:
+        n_chars: characters per game text (the cut); default the model's context (chess-mini: 256).
+    """
+
+    n_chars: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_chars is not None and self.n_chars < 8:
+            raise ValueError("n_chars must be at least 8")
+
+
+def piece_columns() -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """``(scored, masked)`` (square, class) elements of the piece-on-square BSP.
+
+    ``masked`` are the 64 elements of the start position (always False under the paper's masking:
+    :func:`deeprobe_bench.tasks.chess.data.initial_mask`); ``scored`` the other 768.
+    """
+    from deeprobe_bench.tasks.chess import data
+
+    init = data.initial_mask()
+    scored = [(s, c) for s in range(64) for c in range(data.N_PIECE_CLASSES) if not init[s, c]]
+    masked = [(s, c) for s in range(64) for c in range(data.N_PIECE_CLASSES) if init[s, c]]
+    return scored, masked
+
+
+def _piece_name(s: int, c: int) -> str:
+    from deeprobe_bench.tasks.chess import data
+
+    return f"{data.SQUARE_NAMES[s]}:{'empty' if c == 0 else data.PIECE_SYMBOLS[c]}"
+
+
+class ChessTask(BoardGameTask):
+    name = "chess"
+    description = "chess board state (Karvonen et al. 2024): board reconstruction and coverage at the '.' positions"
+    version = "1"
+    Config = ChessConfig
+    primary_metric = "reconstruction"
+    default_model = "chess-mini"
+
+    n_chars: int = 256
+
+    # ------------------------------------------------------------------ game
+
+    def bsps(self) -> list[BSP]:
+        from deeprobe_bench.tasks.chess import data
+
+        scored, masked = piece_columns()
+        return [
+            BSP("piece", tuple(_piece_name(s, c) for s, c in scored)),
+            BSP("piece_initial", tuple(_piece_name(s, c) for s, c in masked), masked=True),
+            BSP("check", ("check",), primary=False),
+            BSP("castling", tuple(f"castling:{n}" for n in data.CASTLING_NAMES), primary=False),
+            BSP("legal", tuple(f"{n}:legal" for n in data.SQUARE_NAMES), primary=False),
+        ]
+
+    def make_games(self, n: int, seed: int) -> Any:
+        from deeprobe_bench.tasks.chess import data
+
+        return data.generate_games(n, seed, "task", self.n_chars)
+
+    def encode(self, subject: Any, games: Any) -> tuple[Any, Any]:
+        import torch
+
+        from deeprobe_bench.tasks.chess import data
+
+        texts = list(games["text"])
+        tokens, _ = data.encode(texts, self.n_chars)
+        measured = torch.zeros(tokens.shape, dtype=torch.bool)
+        for g, text in enumerate(texts):
+            measured[g, data.dot_positions(text)] = True
+        return tokens, measured
+
+    def labels(self, games: Any) -> Any:
+        import numpy as np
+        import torch
+
+        from deeprobe_bench.tasks.chess import data
+
+        states = data.board_states(list(games["text"]), list(games["moves"]))
+        onehot = data.piece_bsp(states.pieces, masked=False)  # rows 64 13
+        scored, masked = piece_columns()
+        s_idx, c_idx = (np.asarray(x) for x in zip(*scored, strict=True))
+        piece = onehot[:, s_idx, c_idx]
+        initial = np.zeros((len(states), len(masked)), dtype=bool)  # masked: never a positive
+        out = np.concatenate([piece, initial, states.check[:, None], states.castling, states.legal_to], axis=1)
+        return torch.from_numpy(out)
+
+    def prepare(self, subject: Any, seed: int, limit: int | None = None) -> TaskData:
+        from deeprobe_bench.tasks.chess import data
+
+        cfg = subject.model.cfg
+        if cfg.d_vocab != len(data.VOCAB):
+            raise UserError(
+                f"model {subject.name} (vocab {cfg.d_vocab}) is not a Chess-GPT character model (vocab {len(data.VOCAB)})"
+            )
+        self.n_chars = self.config.n_chars or min(int(cfg.n_ctx), data.BSP_WINDOW)
+        if self.n_chars > cfg.n_ctx:
+            raise UserError(f"-T n_chars={self.n_chars} exceeds model {subject.name}'s context of {cfg.n_ctx}")
+        out = super().prepare(subject, seed, limit)
+        out.info["n_chars"] = self.n_chars
+        out.info["positions"] = (
+            f"the '.' of each move number (White to move), at most {data.MAX_POSITIONS} per game, "
+            f"first {data.BSP_WINDOW} characters"
+        )
+        out.info["masking"] = (
+            "piece-on-square elements of the start position are never positive (SAE_BoardGameEval "
+            "mask_initial_board_states); they form the masked BSP family piece_initial"
+        )
+        return out
