@@ -36,10 +36,11 @@ encoder, ranked by final reward. ``-M steps=0`` returns the same latents of the 
 same reward: the *before* row of every table. ``meta`` holds the train-side before / after numbers
 (mean reward and its parts, FVU) and the per-step history.
 
-**Cost.** Each reward evaluation makes ``2n`` judge calls and ``n`` objective calls; a step makes
-``2 * population`` evaluations: with the defaults (n 20, population 4, steps 6) about 2,000 judge calls
-and 1,000 objective calls per cell. Cheap on the local judge server; on a paid endpoint check
-``judge_tokens`` of a short run first.
+**Cost.** Each reward evaluation makes up to ``2n`` judge calls (latents with too few activating
+examples are not judged) and ``n`` objective calls; a step makes ``2 * population + 1`` evaluations.
+With the defaults (n 20, population 4, steps 6) an ioi-mini cell made 1,100 objective calls and 1,962 to
+2,028 judge calls (about 0.5 M judge tokens) in 189 to 218 s on 2 shared CPU cores with the local judge
+server. On a paid endpoint check ``judge_tokens`` of a short run (``-M steps=1``) first.
 
 **Caution** (REFERENCE.md section 6, and ``tests/unit/test_rlaif_gaming.py``): a reward made only of judge
 scores can be gamed by features that please the judge without any effect on the task; ``w_causal``
