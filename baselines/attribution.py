@@ -97,6 +97,13 @@ def capture(model, tokens, hook_names: list[str], counter: Counter) -> dict[str,
     return {h: cache[h].detach() for h in hook_names}
 
 
+def run_hooked(model, tokens, fwd_hooks):
+    """``model(tokens)`` with ``fwd_hooks`` attached, through ``model.__call__`` (unlike ``run_with_hooks``,
+    which calls ``forward`` directly), so that ``Subject.forward_passes`` counts it."""
+    with model.hooks(fwd_hooks=fwd_hooks):
+        return model(tokens)
+
+
 def forward_with(model, tokens, hook_name: str, act, counter: Counter):
     """Logits of the model with the activation at ``hook_name`` replaced by ``act`` (same shape).
 
@@ -107,7 +114,7 @@ def forward_with(model, tokens, hook_name: str, act, counter: Counter):
     start = resume_layer(hook_name, model.cfg.n_layers)
     if start is not None:
         return model(act, start_at_layer=start)
-    return model.run_with_hooks(tokens, fwd_hooks=[(hook_name, lambda _a, hook: act)])
+    return run_hooked(model, tokens, [(hook_name, lambda _a, hook: act)])
 
 
 def decoder_directions(sae, chunk: int = 4096):
@@ -228,7 +235,7 @@ def latent_attribution(model, sae, hook_name: str, behaviour: Behaviour, steps: 
 
             with torch.enable_grad():
                 cnt.forward_passes += 1
-                logits = model.run_with_hooks(clean, fwd_hooks=[(hook_name, grab)])
+                logits = run_hooked(model, clean, [(hook_name, grab)])
                 m = behaviour.metric(logits, rows)
                 (grad,) = torch.autograd.grad(m.sum(), store["x"])
             cnt.backward_passes += 1
@@ -302,7 +309,7 @@ def head_attribution(model, behaviour: Behaviour, steps: int = 0, progress=None)
 
             with torch.enable_grad():
                 cnt.forward_passes += 1
-                logits = model.run_with_hooks(clean, fwd_hooks=[(h, grab) for h in hooks])
+                logits = run_hooked(model, clean, [(h, grab) for h in hooks])
                 m = behaviour.metric(logits, rows)
                 grads = torch.autograd.grad(m.sum(), [store[h] for h in hooks])
             cnt.backward_passes += 1
@@ -323,7 +330,7 @@ def head_attribution(model, behaviour: Behaviour, steps: int = 0, progress=None)
                     with torch.enable_grad():
                         z = (z_clean[h] + alpha * dz).requires_grad_(True)
                         cnt.forward_passes += 1
-                        logits = model.run_with_hooks(clean, fwd_hooks=[(h, lambda _a, hook, z=z: z)])
+                        logits = run_hooked(model, clean, [(h, lambda _a, hook, z=z: z)])
                         (grad,) = torch.autograd.grad(behaviour.metric(logits, rows).sum(), z)
                     cnt.backward_passes += 1
                     g += grad.double() / steps

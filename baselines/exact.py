@@ -40,6 +40,7 @@ from deeprobe_bench.baselines.attribution import (
     decoder_directions,
     effects_result,
     forward_with,
+    run_hooked,
 )
 
 
@@ -132,7 +133,7 @@ def head_patching(model, behaviour: Behaviour, heads: list[int] | None = None, p
                     return z
 
                 cnt.forward_passes += 1
-                logits = model.run_with_hooks(clean, fwd_hooks=[(hooks[layer], patch)])
+                logits = run_hooked(model, clean, [(hooks[layer], patch)])
                 total[i] += float((behaviour.metric(logits, rows).double() - m0).sum())
                 active[i] = True
     cnt.wall_s = time.perf_counter() - t0

@@ -67,7 +67,9 @@ def test_the_hook_is_not_resumable_so_the_hooked_forward_path_is_used():
 
 def test_attribution_equals_exact_patching_on_a_linear_readout_and_both_rank_the_latent_first(toy):
     subject, sae, behaviour = toy
+    before = subject.forward_passes
     atp = latent_attribution(subject.model, sae, HOOK, behaviour)
+    assert subject.forward_passes - before == atp.cost.forward_passes  # the result's counter sees every pass
     ig = latent_attribution(subject.model, sae, HOOK, behaviour, steps=3)
     ex = latent_patching(subject.model, sae, HOOK, behaviour)
     assert ex.effects[J] != 0 and ex.active[J]
@@ -79,7 +81,6 @@ def test_attribution_equals_exact_patching_on_a_linear_readout_and_both_rank_the
     assert others.abs().max() < 1e-5  # no other latent's decoder row has an e_0 component
     # the costs the method promises: 2 forward + 1 backward per batch (3 batches of 4, 4, 2 prompts)
     assert (atp.cost.forward_passes, atp.cost.backward_passes) == (6, 3)
-    assert subject.forward_passes > 0
 
 
 def test_the_methods_return_the_latent_first_and_record_agreement(toy):
