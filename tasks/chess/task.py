@@ -17,11 +17,14 @@ class ChessConfig(BoardGameConfig):
     """Options of the ``chess`` task (``-T key=value``); the shared ones are :class:`BoardGameConfig`'s.
 
     Attributes:
-        n_label, n_test: games of the label and test splits; 500 each (10,000 rows each: a game gives 20
-            positions), half the paper's 1000 to fit the CPU budget (README).
+        n_train: train games (5,000 rows: a game gives 20 positions); the ``probe`` method fits one
+            logistic regression per concept (900) on them, so this bounds its run time.
+        n_label, n_test: games of the label and test splits; 500 each (10,000 rows each), half the
+            paper's 1000 to fit the CPU budget (README).
         n_chars: characters per game text (the cut); default the model's context (chess-mini: 256).
     """
 
+    n_train: int = 250
     n_label: int = 500
     n_test: int = 500
     n_chars: int | None = None

@@ -69,12 +69,12 @@ class Recipe:
     # quality (held-out games of the eval stream)
     n_quality_games: int = 800  # probes: the first 600 train them, the last 200 test them
     n_probe_train_games: int = 600
-    n_legal_games: int = 40  # legal-move rate of greedy continuations at their '.' positions
+    n_legal_games: int = 20  # legal-move rate of greedy continuations at their '.' positions
     # SAEs (deeprobe_bench.sae_training.train_sae) on all positions of n_sae_games games
-    d_sae: int = 1024  # 8 x d_model (Karvonen et al.: 8x or 16x)
+    d_sae: int = 512  # 4 x d_model (Karvonen et al.: 8x or 16x; smaller for the CPU budget)
     k: int = 32
     l1: float = 5.0
-    sae_steps: int = 1500
+    sae_steps: int = 1000
     sae_batch: int = 1024
     sae_lr: float = 3e-4
     n_sae_games: int = 1000
