@@ -4,8 +4,9 @@ After SAEBench's autointerp eval and EleutherAI delphi (REFERENCE.md section 6).
 
 1. **Pool.** The *activating pool* is the example rows (:class:`~deeprobe_bench.api.ExampleSet`) where
    the feature's activation is > 0, strongest first; the *non-activating pool* the rows where it is <= 0.
-   For features positive almost everywhere (probe probabilities, absolute projections: fewer than
-   ``n_detect_neg`` rows <= 0), the top and bottom halves of the ranking.
+   For features positive almost everywhere (probe probabilities: fewer than ``n_detect_neg`` rows
+   <= 0), "on" is above ``dense_on_fraction`` x the feature's max (the threshold-sweep convention of
+   ``metrics/threshold_sweep.py``) and "off" the bottom half of the ranking below that.
 2. **Explanation.** The judge reads the ``n_explain`` strongest rows of the activating pool (token marked)
    and writes a one-sentence explanation (SAEBench: top examples for generation).
 3. **Detection.** The judge reads the explanation and a shuffled mix of ``n_detect_pos`` other rows of
@@ -51,6 +52,7 @@ class AutointerpConfig:
         n_features: how many of the best-ranked features are scored (``judge_score`` is their mean).
         n_explain: top-activating examples shown for the explanation.
         n_detect_pos / n_detect_neg: activating / non-activating examples in the detection mix.
+        dense_on_fraction: for features positive almost everywhere, "on" above this fraction of the max.
         min_active: fewer activating rows than this: the feature is not judged and scores 0.5.
         simple_words: explanations up to this many words count as fully simple.
     """
@@ -60,11 +62,14 @@ class AutointerpConfig:
     n_detect_pos: int = 5
     n_detect_neg: int = 5
     min_active: int = 4
+    dense_on_fraction: float = 0.5
     simple_words: int = 12
 
     def __post_init__(self) -> None:
         if min(self.n_features, self.n_explain, self.n_detect_pos, self.n_detect_neg, self.min_active) < 1:
             raise ValueError("autointerp counts must be >= 1")
+        if not 0 <= self.dense_on_fraction < 1:
+            raise ValueError("dense_on_fraction must be in [0, 1)")
 
 
 @dataclass
@@ -117,11 +122,14 @@ def _pools(acts: list[float], cfg: AutointerpConfig) -> tuple[list[int], list[in
     """(activating rows strongest first, non-activating rows) of one feature's activations."""
     n = len(acts)
     order = sorted(range(n), key=lambda i: (-acts[i], i))
-    active = [i for i in order if acts[i] > 0]
     inactive = [i for i in range(n) if acts[i] <= 0]
-    if len(inactive) < cfg.n_detect_neg:  # positive almost everywhere: split the ranking in halves
-        active, inactive = order[: n // 2], order[n // 2 :]
-    return active, inactive
+    if len(inactive) >= cfg.n_detect_neg:  # a sparse feature (SAE latent, projection): on where > 0
+        return [i for i in order if acts[i] > 0], inactive
+    # Positive almost everywhere (a probe's probability): on above dense_on_fraction x max (the
+    # threshold-sweep convention), off in the bottom half of the ranking.
+    threshold = cfg.dense_on_fraction * acts[order[0]]
+    active = [i for i in order if acts[i] > threshold]
+    return active, [i for i in order[n // 2 :] if acts[i] <= threshold]
 
 
 @dataclass

@@ -58,3 +58,13 @@ def test_feature_acts_must_match_the_examples(judge):
     ex = make_examples(n=20)
     with pytest.raises(ValueError, match="feature_acts"):
         score_activations(torch.zeros(19, 2), ex, judge)
+
+
+def test_a_dense_detector_such_as_a_probe_probability_scores_like_the_concept_it_detects(judge):
+    ex = make_examples()
+    x = ex.acts
+    probability = torch.sigmoid(8 * (x[:, 1] - 0.5))  # > 0 everywhere, about 1 where "beta" holds
+    flat = torch.sigmoid(torch.randn(len(ex), generator=torch.Generator().manual_seed(5)))  # dense and meaningless
+    scores = score_activations(torch.stack([probability, flat], dim=1), ex, judge, seed=0)
+    assert scores[0].score >= 0.9 and "beta" in scores[0].explanation
+    assert scores[1].score <= 0.7
