@@ -119,3 +119,42 @@ def test_methods_without_a_behaviour_raise_a_user_error(toy):
     for method in (Attribution(), ExactPatching()):
         with pytest.raises(UserError, match="behaviour"):
             method.discover(ctx)
+
+
+def test_mcts_with_the_attribution_prior_puts_the_read_out_latent_first_in_pool_and_prior(toy):
+    from deeprobe_bench.baselines.mcts import MCTS, MCTSConfig
+
+    subject, sae, behaviour = toy
+    budget = Budget(30)
+
+    def objective(fs):  # the planted answer: the set {J}
+        budget.charge()
+        s = set(fs.meta["latents"])
+        return float(J in s) - 0.05 * len(s)
+
+    ctx = DiscoveryContext(subject, HOOK, torch.randn(16, D, generator=torch.Generator().manual_seed(1)), sae, 0,
+                           "objective", budget, lambda it=None, **kw: _Bar(it), objective=objective,
+                           behaviour=behaviour)  # fmt: skip
+    before = subject.forward_passes
+    fs = MCTS(MCTSConfig(budget=30, pool=6, prior="attribution")).discover(ctx)
+    meta = fs.meta
+    assert meta["pool"][0] == J and meta["policy"] == "puct" and meta["prior"] == "attribution"
+    assert meta["attribution_cost"] == {**meta["attribution_cost"], "forward_passes": 6, "backward_passes": 3}
+    assert subject.forward_passes - before == 6  # the prior's passes; the toy objective runs no model
+    assert meta["prior_max"] > 1 / 6 > meta["prior_min"]  # J's |attribution| dominates the softmax
+    assert fs.meta["latents"][: fs.selected] == [J]
+    assert budget.objective_calls <= 30
+
+
+class _Bar:
+    def __init__(self, it):
+        self.it, self.n = it, 0
+
+    def __iter__(self):
+        return iter(self.it)
+
+    def update(self, k):
+        self.n += k
+
+    def close(self):
+        pass
