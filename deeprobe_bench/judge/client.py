@@ -110,7 +110,8 @@ class Reply:
         parsed: what ``parse(text)`` returned (the text itself without a parser).
         cached: whether it came from the cache (no call made).
         prompt_tokens / completion_tokens: the tokens the reply cost (or cost when it was first made).
-        served_by: the model name (and system fingerprint) the endpoint reported.
+        served_by: the model name (and system fingerprint) the endpoint reported (when first asked, for a
+            cached reply).
     """
 
     text: str
@@ -325,6 +326,8 @@ class JudgeClient:
             else:
                 with self._lock:
                     self._usage.cache_hits += 1
+                    if hit["served_by"]:
+                        self._served_by.add(hit["served_by"])
                 return Reply(hit["reply"], parsed, True, hit["prompt_tokens"], hit["completion_tokens"], hit["served_by"])
         if ground_truth is not None:
             self.register_ground_truth(ground_truth)

@@ -77,6 +77,7 @@ def test_a_cold_run_calls_and_the_same_run_again_is_free(server, tmp_path):
     again = [explain(c2, ex, TEXTS[i : i + 3]).text for i in range(4)]
     assert again == first
     assert c2.usage().calls == 0 and c2.usage().cache_hits == 4 and c2.tokens_used == 0
+    assert c2.describe()["served_by"] == ["deeprobe-local-judge (ground-truth-1)"]  # who produced the cached replies
     assert stats(server)["requests"] == 4
     # Another model, other sampling parameters or another endpoint is another key.
     c3 = JudgeClient(JudgeConfig(base_url=server.base_url, model="other", cache_path=str(tmp_path / "judge.sqlite")))
