@@ -173,3 +173,4 @@ class IOITask(Task):
             metrics["head_precision"], metrics["head_recall"] = Metric(p), Metric(r)
         metrics["_details"] = details
         return metrics
+
