@@ -120,10 +120,8 @@ def games(n: int, size: int = 8, seed: int = 0) -> Any:
     moves = engine.random_games(n, size, seed)
     ds = datasets.Dataset.from_dict({"moves": moves, "tokens": moves_to_tokens(moves, size)})
     if path is not None:
-        from datasets.utils import tqdm as ds_tqdm
-
-        bars_were_on = not ds_tqdm.are_progress_bars_disabled()
-        ds_tqdm.disable_progress_bars()  # no "Saving the dataset" bar for a cache write
+        bars_were_on = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()  # no "Saving the dataset" bar for a cache write
         import tempfile
 
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +134,6 @@ def games(n: int, size: int = 8, seed: int = 0) -> Any:
 
             shutil.rmtree(tmp, ignore_errors=True)
         if bars_were_on:
-            ds_tqdm.enable_progress_bars()
+            datasets.enable_progress_bars()
         ds = datasets.load_from_disk(str(path))
     return ds

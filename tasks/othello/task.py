@@ -129,20 +129,21 @@ def _basis(features: FeatureSet, idx: list[int], d_hook: int) -> Any:
 def causal_edits(
     task: OthelloTask, data: TaskData, features: FeatureSet, ctx: EvalContext, n: int, min_move: int
 ) -> dict[str, Any] | None:
-    """Flip one stone's owner along the method's features and check the model's legal-move predictions.
+    """Flip one stone's owner along the method's features and check the model's legal-move logits.
 
-    For test game ``g`` (the first ``n``), a move index ``p >= min_move`` and a stone on square ``s`` are
-    drawn (seeded) among those whose flip (mine <-> theirs) changes the set of legal next moves and
-    leaves it non-empty. With ``P_s`` the projector onto the span of the features tagged (reconstruction
-    tagging, label split, best threshold) ``s:mine`` or ``s:theirs``, and ``mu_X`` the mean activation at
-    the hook of label-split positions where ``s`` is ``X``, the activation at position ``p`` becomes
-    ``x + P_s (mu_Y - mu_X)`` (X the current owner, Y the other). The edit succeeds iff the model's top-n
-    next moves (n = number of legal moves of the edited board) are exactly the edited board's legal moves.
+    Candidates: for every test game, two move indices ``p >= min_move`` and, at each, a stone on square
+    ``s`` whose flip (mine <-> theirs) changes the set of legal next moves (L0 -> L1, non-empty) are
+    drawn (seeded); the first ``n`` are used. With ``P_s`` the projector onto the span of the features
+    tagged (reconstruction tagging, label split, best threshold) ``s:mine`` or ``s:theirs``, and ``mu_X``
+    the mean activation at the hook of label-split positions where ``s`` is ``X``, the activation at
+    position ``p`` becomes ``x + P_s (mu_Y - mu_X)`` (X the current owner, Y the other). The edit
+    succeeds iff the log-probability of every newly legal move (L1 - L0) goes up and that of every newly
+    illegal move (L0 - L1) goes down. A method without a feature tagged for ``s`` changes nothing: fail.
 
     Returns:
-        ``success`` (fraction), its stderr, ``clean`` (unedited model vs the original board: the ceiling),
-        ``null`` (unedited model vs the edited board: the floor), ``squares_with_features`` (of 64), or
-        None when the feature directions do not live in the hook's activation space.
+        ``success`` (fraction), its stderr, the mean log-probability changes of newly legal / illegal
+        moves, ``exact_after_edit`` / ``exact_without_edit`` (top-|L1| moves == L1 with / without the
+        edit), counts; or None when the feature directions do not live in the hook's activation space.
     """
     import numpy as np
     import torch
@@ -159,90 +160,112 @@ def causal_edits(
     d_hook = raw_label.shape[1]
     if features.meta.get("hook_coordinates") is None and features.directions.shape[1] != d_hook:
         return None
-    label_lab = data.extra["splits"]["label"].labels
-    games = split.games[: min(n, split.n_games)]
     ctxlen = odata.context(size)
-    rep = engine.replay(games[:, :ctxlen], size)
+    games = split.games[:, :ctxlen]
+    rep = engine.replay(games, size)
     rng = np.random.default_rng(12345)
-    rows = []  # (game, p, square, edited own, edited opp, original legal)
-    for g in range(len(games)):
-        valid_p = np.flatnonzero(rep["valid"][g])
-        valid_p = valid_p[valid_p >= min_move]
-        rng.shuffle(valid_p)
-        for p in valid_p[:8]:
-            black, white = rep["black"][g, p], rep["white"][g, p]
-            own, opp = (white, black) if p % 2 == 0 else (black, white)
-            stones = np.flatnonzero(engine.bits_to_bool(np.array([own | opp], dtype=np.uint64), size)[0])
-            bits = np.uint64(1) << stones.astype(np.uint64)
-            mine = (bits & own) != 0
-            new_own = np.where(mine, own & ~bits, own | bits)
-            new_opp = np.where(mine, opp | bits, opp & ~bits)
-            legal0 = engine.legal_moves(np.array([own], dtype=np.uint64), np.array([opp], dtype=np.uint64), size)[0]
-            legal1 = engine.legal_moves(new_own, new_opp, size)
-            ok = np.flatnonzero((legal1 != legal0) & (legal1 != 0))
-            if len(ok):
-                j = ok[rng.integers(len(ok))]
-                rows.append((g, int(p), int(stones[j]), bool(mine[j]), int(legal0), int(legal1[j])))
-                break
-    if not rows:
+    # two random move indices per game among the played ones >= min_move
+    valid = rep["valid"].copy()
+    valid[:, :min_move] = False
+    g_all = np.repeat(np.arange(len(games)), 2)
+    score = np.where(valid[g_all], rng.random((len(g_all), ctxlen)), -1.0)
+    p_all = score.argmax(1)
+    ok_p = valid[g_all, p_all]
+    g_all, p_all = g_all[ok_p], p_all[ok_p]
+    black, white = rep["black"][g_all, p_all], rep["white"][g_all, p_all]
+    white_to_move = p_all % 2 == 0
+    own, opp = np.where(white_to_move, white, black), np.where(white_to_move, black, white)
+    legal0 = engine.legal_moves(own, opp, size)
+    bits = np.uint64(1) << np.arange(nsq, dtype=np.uint64)  # sq
+    stone = ((own | opp)[:, None] & bits[None, :]) != 0  # c sq
+    mine = (own[:, None] & bits[None, :]) != 0
+    own1 = np.where(mine, own[:, None] & ~bits[None, :], own[:, None] | bits[None, :])
+    opp1 = np.where(mine, opp[:, None] | bits[None, :], opp[:, None] & ~bits[None, :])
+    legal1 = engine.legal_moves(own1.ravel(), opp1.ravel(), size).reshape(own1.shape)
+    good = stone & (legal1 != legal0[:, None]) & (legal1 != 0)
+    pick = np.where(good, rng.random(good.shape), -1.0).argmax(1)
+    has = good.any(1)
+    cand = np.flatnonzero(has)
+    if len(cand) == 0:
         return {"success": 0.0, "success_stderr": None, "n": 0}
-    tags = ctx.tags  # f c
+    g_c, p_c, s_c = g_all[cand], p_all[cand], pick[cand]
+    was_mine = mine[cand, s_c]
+    l0_c, l1_c = legal0[cand], legal1[cand, s_c]
+    tokens = split.tokens[torch.from_numpy(g_c)]
+    p_t = torch.from_numpy(p_c)
+    sq_of_tok = torch.from_numpy(odata.token_to_square(size))
+
+    def exact(logits: Any, legal_bits: np.ndarray) -> Any:
+        """Top-|L| predicted moves == L, per row (``logits: "r vocab"``)."""
+        legal = torch.from_numpy(engine.bits_to_bool(legal_bits, size))  # r sq
+        logits = logits.clone()
+        logits[:, 0] = float("-inf")  # pad is never a move
+        k = legal.sum(1)
+        order = sq_of_tok[logits.argsort(dim=1, descending=True)]  # r vocab: squares by rank (-1 = pad)
+        in_legal = legal.gather(1, order.clamp(min=0)) & (order >= 0)
+        rank = torch.arange(order.shape[1]).unsqueeze(0)
+        return ((in_legal & (rank < k.unsqueeze(1))).sum(1) == k).cpu()
+
+    keep = np.arange(min(n, len(cand)))
+    # class means per square (label split) and the tagged subspace per square
+    lab = data.extra["splits"]["label"].labels.float()
     cols = task.columns()
     mine_cols, theirs_cols = cols["mine"], cols["theirs"]
+    mu_mine = (lab[:, mine_cols].T @ raw_label) / lab[:, mine_cols].sum(0).clamp(min=1).unsqueeze(1)  # sq d
+    mu_theirs = (lab[:, theirs_cols].T @ raw_label) / lab[:, theirs_cols].sum(0).clamp(min=1).unsqueeze(1)
+    tags = ctx.tags  # f c
     bases: dict[int, Any] = {}
     for s in range(nsq):
         idx = torch.nonzero(tags[:, mine_cols[s]] | tags[:, theirs_cols[s]]).flatten().tolist()
         if idx:
             bases[s] = _basis(features, idx, d_hook)
-    deltas = torch.zeros(len(rows), d_hook)
-    for r, (_, _, s, was_mine, _, _) in enumerate(rows):
-        if s not in bases:
-            continue
-        m_mine = label_lab[:, mine_cols[s]]
-        m_theirs = label_lab[:, theirs_cols[s]]
-        if not m_mine.any() or not m_theirs.any():
-            continue
-        mu_mine, mu_theirs = raw_label[m_mine].mean(0), raw_label[m_theirs].mean(0)
-        diff = (mu_theirs - mu_mine) if was_mine else (mu_mine - mu_theirs)
-        b = bases[s]
-        deltas[r] = (diff @ b.T) @ b
-    g_idx = torch.tensor([r[0] for r in rows])
-    p_idx = torch.tensor([r[1] for r in rows])
-    tokens = split.tokens[g_idx]
+    deltas = torch.zeros(len(keep), d_hook)
+    for r, c in enumerate(keep):
+        s = int(s_c[c])
+        if s in bases:
+            diff = (mu_theirs[s] - mu_mine[s]) if was_mine[c] else (mu_mine[s] - mu_theirs[s])
+            deltas[r] = (diff @ bases[s].T) @ bases[s]
+    kt = torch.from_numpy(keep)
+    tok_k, p_k = tokens[kt], p_t[kt]
+    ar_k = torch.arange(len(keep))
 
     def edit(act, hook):  # act: batch pos d
         act = act.clone()
-        act[torch.arange(len(rows)), p_idx] += deltas.to(act.dtype)
+        act[ar_k, p_k] += deltas.to(act.dtype)
         return act
 
-    sq_of_tok = torch.from_numpy(odata.token_to_square(size))
     with torch.no_grad():
-        clean_logits = subject.model(tokens)[torch.arange(len(rows)), p_idx]
-        edit_logits = subject.model.run_with_hooks(tokens, fwd_hooks=[(hook, edit)])[torch.arange(len(rows)), p_idx]
+        clean_logits = subject.model(tok_k)[ar_k, p_k]
+        edit_logits = subject.model.run_with_hooks(tok_k, fwd_hooks=[(hook, edit)])[ar_k, p_k]
+    tok_of_sq = torch.from_numpy(odata.square_to_token(size))
+    playable = tok_of_sq >= 0
 
-    def exact(logits: Any, legal_bits: list[int]) -> Any:
-        legal = torch.from_numpy(engine.bits_to_bool(np.array(legal_bits, dtype=np.uint64), size))  # r sq
-        out = torch.zeros(len(rows), dtype=torch.bool)
-        logits = logits.clone()
-        logits[:, 0] = float("-inf")  # pad is never a move
-        for i in range(len(rows)):
-            k = int(legal[i].sum())
-            top = sq_of_tok[logits[i].topk(k).indices]
-            out[i] = bool(legal[i][top].all())
+    def move_mask(bits_: np.ndarray) -> Any:  # r vocab: the legal moves as tokens
+        sq = torch.from_numpy(engine.bits_to_bool(bits_, size))
+        out = torch.zeros(len(bits_), clean_logits.shape[1], dtype=torch.bool)
+        out[:, tok_of_sq[playable]] = sq[:, playable]
         return out
 
-    success = exact(edit_logits, [r[5] for r in rows]).float()
-    clean = exact(clean_logits, [r[4] for r in rows]).float()
-    null = exact(clean_logits, [r[5] for r in rows]).float()
-    n_rows = len(rows)
+    l0, l1 = move_mask(l0_c[keep]), move_mask(l1_c[keep])
+    added, removed = l1 & ~l0, l0 & ~l1
+    lp_clean = torch.log_softmax(clean_logits[:, 1:], -1)
+    lp_edit = torch.log_softmax(edit_logits[:, 1:], -1)
+    change = lp_edit - lp_clean  # r moves
+    added, removed = added[:, 1:], removed[:, 1:]
+    right = torch.where(added, change > 0, True).all(1) & torch.where(removed, change < 0, True).all(1)
+    success = right.float()
+    n_rows = len(keep)
     return {
         "success": float(success.mean()),
         "success_stderr": float(success.std(unbiased=True) / n_rows**0.5) if n_rows > 1 else None,
-        "clean": float(clean.mean()),
-        "null": float(null.mean()),
+        "mean_logprob_change_newly_legal": float(change[added].mean()) if added.any() else None,
+        "mean_logprob_change_newly_illegal": float(change[removed].mean()) if removed.any() else None,
+        "exact_after_edit": float(exact(edit_logits, l1_c[keep]).float().mean()),
+        "exact_without_edit": float(exact(clean_logits, l1_c[keep]).float().mean()),
         "n": n_rows,
+        "n_candidates": len(cand),
         "squares_with_features": len(bases),
-        "edited_with_features": int(sum(1 for r in rows if r[2] in bases)),
+        "edited_with_features": int(sum(1 for c in keep if int(s_c[c]) in bases)),
         "hook_name": hook,
-        "edit": "x + P_s (mu_Y - mu_X) at one position; success = top-n moves equal the edited board's legal moves",
+        "edit": "x + P_s (mu_Y - mu_X) at one position; success = newly legal moves up and newly illegal moves down",
     }
