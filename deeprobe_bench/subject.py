@@ -75,8 +75,10 @@ class Subject:
         """
         if variant is not None:
             return self.saes.get(f"{hook_name}@{variant}")
+        if hook_name in self.saes:
+            return self.saes[hook_name]
         default = self.card.get("default_sae_variant")
-        return self.saes.get(hook_name) or (self.saes.get(f"{hook_name}@{default}") if default else None)
+        return self.saes.get(f"{hook_name}@{default}") if default else None
 
     def sae_variants(self, hook_name: str) -> dict[str, Any]:
         """``{variant: SAE}`` of every SAE at ``hook_name``; the bare-hook SAE is the variant ``"default"``."""
