@@ -402,6 +402,36 @@ def train_saes(
     return saes, quality
 
 
+def probe_stage(model: Any, recipe: Recipe, seed: int, work: Path) -> dict[str, float]:
+    """:func:`probe_accuracies`, stored in ``work/probes.json`` (reused when present: resumable)."""
+    path = work / "probes.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    acc = probe_accuracies(model, recipe, seed)
+    path.write_text(json.dumps(acc))
+    return acc
+
+
+def sae_stage(model: Any, recipe: Recipe, hook: str, arch: str, seed: int, work: Path) -> tuple[Any, dict]:
+    """One SAE of :func:`train_saes`, stored in ``work/sae/<hook>@<arch>/`` with its quality (resumable).
+
+    Stages are independent given the hook, so they can run in parallel processes
+    (``python -m deeprobe_bench.tasks.othello.train --stage sae:<arch>``); the result is the same.
+    """
+    from sae_lens import SAE
+
+    path = work / "sae" / f"{hook}@{arch}"
+    if (path / "quality.json").exists():
+        sae = SAE.load_from_disk(path)
+        sae.eval()
+        return sae, json.loads((path / "quality.json").read_text())
+    saes, quality = train_saes(model, recipe, hook, (arch,), seed)
+    sae = saes[f"{hook}@{arch}"]
+    sae.save_model(path)
+    (path / "quality.json").write_text(json.dumps(quality[arch]))
+    return sae, quality[arch]
+
+
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -434,9 +464,13 @@ def train(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
     stats = train_lm(model, recipe, seed, work_dir(NAME, seed, tiny, recipe.size))
     n_eval = 100 if tiny else 1000
     legal = legal_top1(model, eval_games(n_eval, recipe.size, EVAL_SEED_BASE + 50 + seed))
-    acc = probe_accuracies(model, recipe, seed)
+    work = work_dir(NAME, seed, tiny, recipe.size)
+    acc = probe_stage(model, recipe, seed, work)
     hook = choose_hook(acc)
-    saes, sae_q = train_saes(model, recipe, hook, ARCHS, seed)
+    saes, sae_q = {}, {}
+    for arch in ARCHS:
+        sae, q = sae_stage(model, recipe, hook, arch, seed, work)
+        saes[f"{hook}@{arch}"], sae_q[arch] = sae, q
     quality = {
         "legal_top1": legal,
         "legal_top1_games": n_eval,
@@ -531,7 +565,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--lm-only", action="store_true", help="stop after the language model")
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--hook", default=None, help="othello-mini-random: the hook (default: othello-mini's)")
+    parser.add_argument("--hook", default=None, help="othello-mini-random / --stage sae: the hook")
+    parser.add_argument("--stage", default=None, help="othello-mini: run one stage only (probes | sae:<arch>)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     recipe = TINY if args.tiny else FULL
@@ -545,6 +580,15 @@ def main(argv: list[str] | None = None) -> None:
         stats = train_lm(model, recipe, args.seed, work_dir(NAME, args.seed, args.tiny, recipe.size))
         logger.info("done: %s", json.dumps({k: v for k, v in stats.items() if k != "learning_curve"}))
         logger.info("recipe %s", json.dumps(asdict(recipe)))
+    elif args.stage:
+        model = build_model(model_config(recipe, NAME, args.seed), recipe.size)
+        work = work_dir(NAME, args.seed, args.tiny, recipe.size)
+        train_lm(model, recipe, args.seed, work)  # resumes (a no-op once trained)
+        if args.stage == "probes":
+            probe_stage(model, recipe, args.seed, work)
+        else:
+            sae_stage(model, recipe, args.hook or choose_hook(probe_stage(model, recipe, args.seed, work)),
+                      args.stage.split(":", 1)[1], args.seed, work)  # fmt: skip
     elif args.model == NAME:
         train(args.out, args.seed, args.tiny)
     else:
