@@ -17,8 +17,9 @@ latent's encoder column and decoder row. The other latents stay fixed.
   then balanced accuracy at picking activating examples out of a shuffled mix); 0.5 = chance.
 - ``simplicity_j``: ``detection_j * min(1, 12 / words in the explanation)``: short explanations that
   still predict the activations.
-- ``causal_j``: the task objective of the latent alone (``ctx.objective`` on a FeatureSet of its decoder
-  direction: on IOI, the faithfulness of keeping that one direction, minus the size penalty). Judge
+- ``causal_j``: the task objective of the latent alone (``ctx.objective`` on a FeatureSet of that latent:
+  its decoder row and its activation; on IOI, the faithfulness of keeping that one direction, minus the
+  size penalty; on the board games, the board reconstruction its activation gives). Judge
   methods get the objective for this term (runner: supervision ``judge``), each call counted.
 
 **Update.** The judge is not differentiable, so the reward's gradient is estimated by antithetic
@@ -202,7 +203,8 @@ class RLAIF(Method):
             det = torch.tensor([s.score for s in scores])
             simp = torch.tensor([s.simplicity for s in scores])
             if cfg.w_causal:
-                causal = torch.tensor([float(ctx.objective(_direction_set(ctx.hook_name, dd[j : j + 1]))) for j in range(len(pool))])
+                causal = torch.tensor([float(ctx.objective(_latent_set(sae, ctx.hook_name, pool[j], dd[j : j + 1])))
+                                       for j in range(len(pool))])  # fmt: skip
             else:
                 causal = torch.zeros(len(pool))
             return {"reward": combine(det, simp, causal, weights), "detection": det, "simplicity": simp,
@@ -290,10 +292,18 @@ class RLAIF(Method):
         )
 
 
-def _direction_set(hook_name: str, direction: Any) -> FeatureSet:
-    """A one-feature FeatureSet of ``direction`` (``"1 d"``), for the objective (which reads directions)."""
+def _latent_set(sae: Any, hook_name: str, latent: int, direction: Any) -> FeatureSet:
+    """One latent as a FeatureSet for the objective: its decoder row (``"1 d"``) as direction and the SAE's
+    activation of that latent (with the weights installed when the objective runs) as encoder."""
+    import torch
+
     dirs = direction.detach().float().clone()
-    return FeatureSet(hook_name=hook_name, directions=dirs, encoder=lambda x: (x.float() @ dirs.T).clamp(min=0))
+
+    def encoder(x: Any) -> Any:
+        with torch.no_grad():
+            return sae.encode(x.float())[..., [latent]]
+
+    return FeatureSet(hook_name=hook_name, directions=dirs, encoder=encoder)
 
 
 def _fvu_and_sparsity(sae: Any, w_enc: Any, w_dec: Any, x: Any, idx: Any) -> tuple[Any, Any]:
