@@ -29,6 +29,7 @@ What the base does:
   tagging for reconstruction) and ``test`` (held-out). Activations are disk-cached
   (:mod:`deeprobe_bench.activations`). ``ctx.extra`` carries ``train_tokens`` / ``train_measured``
   (supervision-free) so methods reading another hook (``neurons``) can compute their own activations.
+  ``TaskData.examples`` holds LLM-judge examples of the train and test splits (:meth:`judge_examples`).
 - ``objective`` (search methods): board reconstruction (micro-F1 over the primary BSPs) of the chosen set,
   tagged on the first half of the first ``objective_games`` train games and scored on the second half,
   minus ``size_penalty * |S|``.
@@ -250,6 +251,45 @@ class BoardGameTask(Task):
         """Game-specific metrics (``{name: Metric}``, plus an optional ``"_details"`` dict). Default none."""
         return {}
 
+    #: joins a game's token strings into the text an LLM judge reads; None: "" when every token is one
+    #: character (chess), else " " (Othello moves)
+    example_separator: str | None = None
+    #: judge examples per split at most (a seeded sample of the measured rows)
+    max_judge_examples: int = 2000
+
+    def example_token_strings(self, subject: Any, tokens: list[int]) -> list[str]:
+        """The strings of a game's tokens for judge texts: the subject's tokenizer, else the token ids."""
+        tok = getattr(subject, "tokenizer", None)
+        if tok is not None and hasattr(tok, "convert_ids_to_tokens"):
+            return [str(t) for t in tok.convert_ids_to_tokens(tokens)]
+        return [str(t) for t in tokens]
+
+    def judge_examples(self, data: TaskData, split: str, seed: int) -> Any:
+        """Judge examples of ``split`` (:class:`api.ExampleSet`): a seeded sample of at most
+        ``max_judge_examples`` measured rows, each the game so far with the measured token marked, its
+        activation at the task's hook and its BSPs (read only by the local judge server)."""
+        import torch
+
+        from deeprobe_bench.api import ExampleSet
+
+        sp: Split = data.extra["splits"][split]
+        where = sp.measured.nonzero()  # row-major (game, position): the order of labels and activations
+        gen = torch.Generator().manual_seed(seed)
+        rows = torch.randperm(len(where), generator=gen)[: self.max_judge_examples].sort().values
+        strings: dict[int, list[str]] = {}
+        texts = []
+        for r in rows.tolist():
+            g, p = where[r].tolist()
+            if g not in strings:
+                strings[g] = self.example_token_strings(data.extra["subject"], sp.tokens[g].tolist())
+            pieces = strings[g][: p + 1]
+            sep = self.example_separator
+            if sep is None:
+                sep = "" if all(len(s) == 1 for s in strings[g]) else " "
+            texts.append(ExampleSet.mark(sep.join(pieces[:-1]) + sep, pieces[-1]))
+        acts = self.acts(data, split, data.hook_name)[rows]
+        return ExampleSet(texts, acts, sp.labels[rows], self.concepts(), name=f"{self.name} {split} measured rows")
+
     # ------------------------------------------------------------------ shared
 
     def split_seed(self, seed: int, split: str) -> int:
@@ -318,6 +358,7 @@ class BoardGameTask(Task):
             context_extra={"train_tokens": splits["train"].tokens, "train_measured": splits["train"].measured},
         )
         data.train_acts = self.acts(data, "train", hook)
+        data.examples = {"train": self.judge_examples(data, "train", seed), "eval": self.judge_examples(data, "test", seed)}
         n_obj = min(cfg.objective_games, splits["train"].n_games)
         half = max(1, n_obj // 2)
         data.extra["objective_rows"] = (splits["train"].games_rows(half), splits["train"].games_rows(n_obj))
