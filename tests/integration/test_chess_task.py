@@ -1,0 +1,87 @@
+"""The chess task on the shipped zoo models (loaded, never trained here), with tiny splits."""
+
+from __future__ import annotations
+
+import pytest
+
+from deeprobe_bench import runner
+from deeprobe_bench.subject import load_subject
+
+TINY = {"n_train": "40", "n_label": "60", "n_test": "60", "objective_games": "20"}
+
+
+@pytest.fixture(scope="module")
+def subjects():
+    return {name: load_subject(name) for name in ("chess-mini", "chess-mini-random")}
+
+
+def _run(subjects, out, model, methods):
+    cells = runner.run_grid("chess", model, methods, [0], task_options=TINY, results_dir=str(out), progress=False,
+                            subject_loader=subjects.__getitem__)  # fmt: skip
+    for r in cells:
+        assert r.ok, (r.method_label, r.error, (r.details or {}).get("traceback"))
+    return {r.method_label: r for r in cells}
+
+
+@pytest.fixture(scope="module")
+def results(subjects, tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    by = _run(subjects, out, "chess-mini", ["random", "sae"])
+    by.update({f"random-init {k}": r for k, r in _run(subjects, out, "chess-mini-random", ["sae"]).items()})
+    return by
+
+
+@pytest.fixture(scope="module")
+def probe_results(subjects, results, tmp_path_factory):
+    """The probe cell (about 900 logistic regressions: minutes on a busy CPU), with the cheap cells."""
+    return {**results, **_run(subjects, tmp_path_factory.mktemp("probe"), "chess-mini", ["probe"])}
+
+
+def _m(result, name):
+    return result.metrics[name]["value"]
+
+
+def test_zoo_models_load_with_their_saes(subjects):
+    from deeprobe_bench.tasks.chess import data
+
+    mini, rnd = subjects["chess-mini"], subjects["chess-mini-random"]
+    hook = mini.card["task"]["hook_name"]
+    assert rnd.card["task"]["hook_name"] == hook
+    assert set(mini.sae_variants(hook)) == {"standard", "topk", "panneal"}
+    assert mini.sae_for(hook) is mini.sae_variants(hook)["topk"]
+    assert set(rnd.sae_variants(hook)) == {"standard"}
+    assert mini.model.cfg.d_vocab == len(data.VOCAB) and mini.tokenizer.bos_token_id == data.BOS_ID
+    # the card's quality figures were measured on held-out games; the trained model predicts them better
+    assert mini.card["quality"]["heldout_loss"] < mini.card["quality"]["random_init_heldout_loss"]
+
+
+def test_trained_model_predicts_text_better_than_random_init(subjects):
+    from deeprobe_bench.tasks.chess import data, train
+
+    games = data.generate_games(8, 777, "eval", cache=False)
+    tokens, lengths = data.encode(list(games["text"]), 256)
+    trained = train.eval_loss(subjects["chess-mini"].model, tokens, lengths)
+    random_init = train.eval_loss(subjects["chess-mini-random"].model, tokens, lengths)
+    assert trained < 1.5 < random_init  # uniform over 32 characters: ln 32 = 3.47
+
+
+@pytest.mark.slow
+def test_probe_reconstructs_more_than_random_directions(probe_results):
+    probe, rnd = probe_results["probe"], probe_results["random"]
+    assert _m(probe, "reconstruction") > _m(rnd, "reconstruction")
+    assert _m(rnd, "reconstruction") < 0.1
+    assert _m(probe, "coverage") > _m(rnd, "coverage")
+    assert 0 <= _m(probe, "coverage_raw") <= 768 / 832 + 1e-6
+    assert set(probe.details["board"]["per_bsp"]) == {"piece", "piece_initial", "check", "castling", "legal"}
+
+
+def test_cells_run_on_both_models(results):
+    rnd = results["random"]
+    assert _m(rnd, "reconstruction") < 0.1  # random directions tag (almost) nothing at precision 0.95
+    assert 0 <= _m(rnd, "coverage_raw") <= 768 / 832 + 1e-6
+    assert set(rnd.details["board"]["per_bsp"]) == {"piece", "piece_initial", "check", "castling", "legal"}
+    hook = results["sae"].details["features"]["hook_name"]
+    for label in ("sae", "random-init sae"):
+        r = results[label]
+        assert 0 <= _m(r, "reconstruction") <= 1 and 0 <= _m(r, "coverage") <= 1
+        assert r.details["features"]["hook_name"] == hook == r.details["task_info"]["hook_name"]
