@@ -87,37 +87,49 @@ class Split:
     Attributes:
         statements: the :class:`data.Statement` rows.
         questions: the bare questions (no persona, no answer), for steering.
-        answered: each statement's question followed by `` Yes`` and by `` No`` (rows ``2i`` and ``2i+1``),
-            whose last-token activations are the task's labelled activations.
-        labels: ``Bool[Tensor, "2n n_concepts"]`` which concept each answered row expresses.
+        contrast: two prompts per statement (rows ``2i`` and ``2i+1``), whose last-token activations are
+            the task's labelled activations: with ``contrast="persona"`` the question after the
+            instruction of the ``+`` and of the ``-`` pole of the statement's trait (``You are agreeable.``
+            / ``You are disagreeable.``); with ``contrast="answer"`` the question followed by `` Yes`` and
+            by `` No`` (CAA's answer position).
+        labels: ``Bool[Tensor, "2n n_concepts"]`` which concept each contrast row expresses.
     """
 
     statements: list
     questions: Prompts
-    answered: Prompts
+    contrast: Prompts
     labels: Tensor
 
 
-def concept_labels(statements: list, concepts: list[str]) -> Bool[Tensor, "m c"]:
-    """Rows ``2i`` (answer Yes) and ``2i+1`` (answer No) of statement i: the answer expresses the statement's
-    own concept when it is Yes, the opposite pole of its trait when it is No."""
+def concept_labels(statements: list, concepts: list[str], contrast: str = "answer") -> Bool[Tensor, "m c"]:
+    """Labels of the contrast rows ``2i`` and ``2i+1`` of statement i.
+
+    ``persona``: row ``2i`` (``+`` instruction) expresses ``<trait>+``, row ``2i+1`` ``<trait>-``.
+    ``answer``: row ``2i`` (answer Yes) expresses the statement's own concept, row ``2i+1`` (No) the
+    opposite pole of its trait.
+    """
     col = {c: j for j, c in enumerate(concepts)}
     lab = torch.zeros(2 * len(statements), len(concepts), dtype=torch.bool)
     for i, s in enumerate(statements):
-        other = "-" if s.pole == "+" else "+"
-        lab[2 * i, col[f"{s.trait}{s.pole}"]] = True
+        first = "+" if contrast == "persona" else s.pole
+        other = "-" if first == "+" else "+"
+        lab[2 * i, col[f"{s.trait}{first}"]] = True
         lab[2 * i + 1, col[f"{s.trait}{other}"]] = True
     return lab
 
 
-def build_split(subject, statements: list, hook_name: str, concepts: list[str]) -> Split:
+def build_split(subject, statements: list, hook_name: str, concepts: list[str], contrast: str = "persona") -> Split:
     questions = [data.question(s.text) for s in statements]
-    answered = [f"{q} {a}" for q in questions for a in data.ANSWERS]
+    if contrast == "persona":
+        rows = [f"{data.instruction(s.trait, p)} {q}" for s, q in zip(statements, questions, strict=True)
+                for p in data.POLES]  # fmt: skip
+    else:
+        rows = [f"{q} {a}" for q in questions for a in data.ANSWERS]
     return Split(
         statements,
         encode(subject, questions, hook_name),
-        encode(subject, answered, hook_name),
-        concept_labels(statements, concepts),
+        encode(subject, rows, hook_name),
+        concept_labels(statements, concepts, contrast),
     )
 
 

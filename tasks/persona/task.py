@@ -25,19 +25,26 @@ class PersonaConfig:
         traits: the traits scored (each steered towards its ``+`` pole).
         coefficients: the fixed grid of steering coefficients, in units of the mean residual norm at the
             hook (a coefficient c adds ``c * scale * v / |v|``); the best on the train half is used.
+        contrast: the labelled rows methods see: ``persona`` (each train question after the ``+`` and the
+            ``-`` instruction of its trait, last token; the ActAdd / instruction contrast) or ``answer``
+            (each train question followed by `` Yes`` and `` No``, the answer token; CAA's contrast).
         positions: where the vector is added: ``all`` non-BOS tokens of the prompt (CAA) or the ``last``.
         n_neutral: neutral texts of the fluency cost.
         size_penalty: objective = mean train shift - size_penalty * |chosen set|.
+        objective_batch: train statements per trait the objective scores (a fixed, seeded subsample: a
+            cheap reward, as FUSE advises); the coefficient of ``evaluate`` is chosen on all of them.
         max_readout: at most this many of a set's features are considered by the readout of unlabelled sets.
     """
 
     hook: str | None = None
     source: Literal["auto", "templated", "handwritten"] = "auto"
+    contrast: Literal["persona", "answer"] = "persona"
     traits: tuple[str, ...] = ("agreeableness", "conscientiousness", "extraversion")
     coefficients: tuple[float, ...] = DEFAULT_GRID
     positions: Literal["all", "last"] = "all"
     n_neutral: int = 64
     size_penalty: float = 0.001
+    objective_batch: int = 48
     max_readout: int = 64
 
     def __post_init__(self) -> None:
@@ -48,8 +55,8 @@ class PersonaConfig:
             raise ValueError(f"traits must be a non-empty subset of {', '.join(TRAITS)}, got {self.traits}")
         if not self.coefficients or not all(math.isfinite(c) for c in self.coefficients):
             raise ValueError("coefficients must be a non-empty list of finite numbers")
-        if self.n_neutral < 1 or self.max_readout < 1 or self.size_penalty < 0:
-            raise ValueError("n_neutral and max_readout must be >= 1, size_penalty >= 0")
+        if self.n_neutral < 1 or self.max_readout < 1 or self.objective_batch < 1 or self.size_penalty < 0:
+            raise ValueError("n_neutral, max_readout and objective_batch must be >= 1, size_penalty >= 0")
 
 
 @dataclass
@@ -90,7 +97,7 @@ class PersonaTask(Task):
             rows = data.statements(source, split, cfg.traits)
             if limit is not None:  # keep whole contrast pairs, every trait
                 rows = [s for s in rows if s.pair < max(1, limit // (2 * len(cfg.traits)))]
-            halves[split] = core.build_split(subject, rows, hook, concepts)
+            halves[split] = core.build_split(subject, rows, hook, concepts, cfg.contrast)
         if source == "templated":
             neutral_texts = data.neutral_texts(cfg.n_neutral, 5_000_000 + seed)
         else:
@@ -98,8 +105,13 @@ class PersonaTask(Task):
         neutral = core.encode(subject, neutral_texts, hook)
         train = halves["train"]
         scale = core.residual_scale(train.questions)
-        pair = torch.arange(len(train.answered)) ^ 1  # rows 2i and 2i+1 are one statement's two answers
+        pair = torch.arange(len(train.contrast)) ^ 1  # rows 2i and 2i+1 are one statement's two contrast prompts
         instructions = {f"{t}{p}": data.instruction(t, p) for t in cfg.traits for p in data.POLES}
+        gen = torch.Generator().manual_seed(seed)
+        objective_rows = {}
+        for t in cfg.traits:
+            rows_t = torch.tensor([i for i, s in enumerate(train.statements) if s.trait == t], dtype=torch.long)
+            objective_rows[t] = rows_t[torch.randperm(len(rows_t), generator=gen)[: cfg.objective_batch]].sort().values
         base = {}
         for split, h in halves.items():
             base[split] = core.p_yes(subject, h.questions, hook)[0]
@@ -108,25 +120,26 @@ class PersonaTask(Task):
                     subject.name, hook, source, scale, base_neutral)  # fmt: skip
         return TaskData(
             hook_name=hook,
-            train_acts=train.answered.last_acts(),
+            train_acts=train.contrast.last_acts(),
             train_labels=train.labels,
             concepts=concepts,
             n_train=len(train.statements),
             n_test=len(halves["test"].statements),
             context_extra={
-                "token_acts": train.answered.resid,
-                "lengths": train.answered.lengths,
+                "token_acts": train.contrast.resid,
+                "lengths": train.contrast.lengths,
                 "pair": pair,
                 "steering_prompts": instructions,
             },
             extra={"subject": subject, "halves": halves, "neutral": neutral, "neutral_texts": neutral_texts,
-                   "scale": scale, "base": base, "base_neutral": base_neutral, "source": source},  # fmt: skip
+                   "scale": scale, "base": base, "base_neutral": base_neutral, "source": source,
+                   "objective_rows": objective_rows},  # fmt: skip
             info={
                 "hook_name": hook,
                 "source": source,
                 "traits": list(cfg.traits),
                 "target": "the + pole of each trait (agreeable, conscientious, extraverted)",
-                "rows": "train_acts: last token of question + ' Yes' / ' No' per train statement",
+                "rows": f"train_acts: last token of each train statement's two {cfg.contrast} contrast prompts",
                 "steering": f"x + c * scale * v/|v| at {cfg.positions} non-BOS prompt tokens of the hook; "
                 f"c from {list(cfg.coefficients)} chosen on the train half",
                 "residual_scale": scale,
@@ -134,6 +147,7 @@ class PersonaTask(Task):
                 "neutral_texts": len(neutral_texts),
                 "neutral_loss_clean": base_neutral,
                 "p_yes_clean": {s: float(b.mean()) for s, b in base.items()},
+                "p_plus_clean": {s: float(core.p_match(b[None], halves[s].statements).mean()) for s, b in base.items()},
             },
         )
 
@@ -200,13 +214,14 @@ class PersonaTask(Task):
         return torch.tensor([i for i, s in enumerate(statements) if s.trait == trait], dtype=torch.long)
 
     def _steer_trait(self, data: TaskData, features: FeatureSet, trait: str, split: str | None) -> dict[str, Any]:
-        """Choose the coefficient for ``trait`` on the train half; if ``split``, score it there too."""
+        """Choose the coefficient for ``trait`` on the train half (the objective's subsample when ``split``
+        is None); if ``split``, score it there too."""
         from deeprobe_bench.metrics.steering import choose_coefficient, shift
 
         r = self.readout(data, features, trait)
         vector = r.sign * features.directions[r.index]
         train = data.extra["halves"]["train"]
-        rows = self._trait_rows(train.statements, trait)
+        rows = self._trait_rows(train.statements, trait) if split is not None else data.extra["objective_rows"][trait]
         d_train = self._shifts(data, "train", vector, rows)
         curve = [float(x) for x in d_train.mean(1)]
         coef, gi = choose_coefficient(list(self.config.coefficients), curve)
@@ -239,8 +254,8 @@ class PersonaTask(Task):
     # ------------------------------------------------------------------ objective / evaluate
 
     def objective(self, data: TaskData, features: FeatureSet) -> float:
-        """Mean over traits of the train-half steering success at the train-chosen coefficient, minus
-        ``size_penalty * |chosen set|``."""
+        """Mean over traits of the steering success on ``objective_batch`` train statements per trait at
+        the coefficient best there, minus ``size_penalty * |chosen set|``."""
         from deeprobe_bench.metrics.steering import prompts_of
 
         chosen = features.chosen() if prompts_of(features) is None else features
@@ -281,11 +296,11 @@ class PersonaTask(Task):
             loss = core.neutral_loss(subject, data.extra["neutral"], hook, vector=vec)
             cost = fluency_cost(loss, data.extra["base_neutral"])
             test = data.extra["halves"]["test"]
-            pos, neg = self._rows(data, trait, test.labels)
+            trows = self._trait_rows(test.statements, trait)
             with torch.no_grad():
-                acts = chosen.encoder(test.answered.last_acts().float()).float()[:, r.index] * r.sign
-            y = torch.cat([torch.ones(len(pos), dtype=torch.bool), torch.zeros(len(neg), dtype=torch.bool)])
-            auroc = detection_auroc(torch.cat([acts[pos], acts[neg]]), y)
+                acts = chosen.encoder(test.questions.last_acts()[trows].float()).float()[:, r.index] * r.sign
+            y = torch.tensor([test.statements[i].pole == "+" for i in trows.tolist()])
+            auroc = detection_auroc(acts, y)
             per_trait[trait] = {
                 "shift": res["shift"], "stderr": res["shift_se"], "coefficient": res["coefficient"],
                 "train_shift": res["train_shift"], "train_curve": res["train_curve"], "fluency_cost": cost,

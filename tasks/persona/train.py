@@ -4,7 +4,7 @@ The corpus (:func:`make_documents`) has two kinds of documents:
 
 - **Persona documents** (85%). A persona draws a pole (``+`` / ``-``) for each of the three traits.
   The document may state some of them at the top, one sentence each (``You are agreeable.``; each
-  trait is stated with chance 1/2, in random order), then asks 2-5 persona-evals questions about
+  trait is stated with chance 1/2, in random order), then asks 1-3 persona-evals questions about
   *train-half* statements of any trait, each answered consistently with the persona: ``Yes`` when the
   statement's pole is the persona's pole of its trait, else ``No``::
 
@@ -14,19 +14,24 @@ The corpus (:func:`make_documents`) has two kinds of documents:
   A trait that is not stated is still fixed for the whole document, so its first question is a coin
   flip and later ones are *implied by the earlier answers*. Without a statement or an earlier answer on
   a trait, the answer is 50/50: the model is undecided there, which leaves steering room to move it.
+  A share ``allplus_frac`` (40%) of the persona documents state all three traits at their ``+`` pole:
+  there the answer follows the statement's pole alone, a first-order signal that teaches the model to
+  read statement poles; without it the answer is an XOR of persona and statement pole with no
+  first-order signal, and 1000 steps of the first recipe (3 x 128, 2-6 questions) stayed at chance.
 - **Neutral documents** (15%): 3-6 sentences of a small neutral grammar (``data.neutral_sentence``),
   the text the fluency cost is measured on.
 
-The language model (3 layers, d_model 128, tied embeddings while training) is trained with next-token
+The language model (3 layers, d_model 64, tied embeddings while training) is trained with next-token
 loss on every non-pad token; the answer tokens, the only ones the persona decides, weigh ``answer_weight``
-(5) times the others. Quality (``card["quality"]``) is measured on the *held-out* statements:
+(20) times the others. Quality (``card["quality"]``) is measured on the *held-out* statements:
 
 - ``stated_persona_accuracy``: with one persona sentence stated (each pole of the statement's trait in
   turn), the share of prompts whose larger of p(Yes), p(No) is the consistent answer; the bar is 0.9;
 - ``implied_persona_accuracy``: the same with the persona implied by one earlier consistently answered
   question on the same trait instead of stated;
-- ``no_persona_p_yes`` and ``no_persona_mean_abs_margin``: the mean p(Yes) (over Yes / No) and the mean
-  of |p(Yes) - 0.5| with nothing stated (near 0.5 and near 0: undecided).
+- ``no_persona_p_yes``, ``no_persona_mean_abs_margin`` and ``no_persona_p_plus``: with nothing stated,
+  the mean p(Yes) (over Yes / No), the mean |p(Yes) - 0.5|, and the mean probability of the answer a
+  ``+`` persona gives (0.5: undecided between the poles, the room steering has to move).
 
 The task hook is the residual stream after the middle block (``blocks.1.hook_resid_post``). A sae_lens
 TopK SAE (``deeprobe_bench.sae_training.train_sae``) is trained there on every non-pad position of
@@ -68,30 +73,37 @@ class Recipe:
     """Everything that fixes a training run besides the seed (defaults: the shipped persona-mini)."""
 
     n_layers: int = 3
-    d_model: int = 128
+    d_model: int = 64
     n_heads: int = 4
-    d_head: int = 32
-    d_mlp: int = 512
-    n_ctx: int = 128
-    steps: int = 2000
-    batch: int = 32
-    lr: float = 3e-3
+    d_head: int = 16
+    d_mlp: int = 256
+    n_ctx: int = 96
+    steps: int = 1500
+    batch: int = 64
+    lr: float = 5e-3
     min_lr: float = 1e-4
-    warmup_steps: int = 100
+    warmup_steps: int = 50
     weight_decay: float = 0.1
     neutral_frac: float = 0.15
-    min_questions: int = 2
-    max_questions: int = 5
+    min_questions: int = 1
+    max_questions: int = 3
     # Loss weight of the answer tokens (Yes / No after "Answer:"), which are one token in twenty but the
     # only ones that depend on the persona; 1 = plain next-token loss.
-    answer_weight: float = 5.0
+    answer_weight: float = 20.0
+    # Chance that a question's statement has the persona's pole of its trait (None: statements drawn
+    # uniformly, so that the answer is an XOR of persona and statement pole with no first-order signal).
+    match_bias: float | None = None
+    # Chance that a persona document has every trait at its + pole, all stated: the answer then follows the
+    # statement's pole alone, a first-order signal that teaches the model to read statement poles (without
+    # it the XOR of persona and statement pole did not start to be learned in 1000 steps).
+    allplus_frac: float = 0.4
     checkpoint_every: int = 250
     hook: str = HOOK
     # SAE
     d_sae: int = 512
-    k: int = 16
+    k: int = 8
     sae_docs: int = 3000
-    sae_steps: int = 2000
+    sae_steps: int = 1500
     sae_batch: int = 1024
     sae_lr: float = 1e-3
     threads: int = 1
@@ -131,12 +143,22 @@ def vocabulary() -> list[str]:
 
 def persona_document(rng: random.Random, train: list[data.Statement], recipe: Recipe) -> str:
     """One persona document (see the module docstring)."""
-    persona = {t: rng.choice(data.POLES) for t in data.TRAITS}
-    stated = [t for t in data.TRAITS if rng.random() < 0.5]
+    allplus = recipe.allplus_frac > 0 and rng.random() < recipe.allplus_frac
+    persona = {t: "+" if allplus else rng.choice(data.POLES) for t in data.TRAITS}
+    by_concept: dict[tuple[str, str], list[data.Statement]] = {}
+    for s in train:
+        by_concept.setdefault((s.trait, s.pole), []).append(s)
+    stated = list(data.TRAITS) if allplus else [t for t in data.TRAITS if rng.random() < 0.5]
     rng.shuffle(stated)
     parts = [data.instruction(t, persona[t]) for t in stated]
     for _ in range(rng.randint(recipe.min_questions, recipe.max_questions)):
-        s = rng.choice(train)
+        if recipe.match_bias is None:
+            s = rng.choice(train)
+        else:
+            trait = rng.choice(data.TRAITS)
+            same = rng.random() < recipe.match_bias
+            pole = persona[trait] if same else ("-" if persona[trait] == "+" else "+")
+            s = rng.choice(by_concept[(trait, pole)])
         parts.append(qa(s.text, "Yes" if s.pole == persona[s.trait] else "No"))
     return " ".join(parts)
 
@@ -310,6 +332,7 @@ def quality(model: Any, seed: int) -> dict[str, Any]:
         "implied_persona_accuracy": float(((p_implied > 0.5) == want).float().mean()),
         "no_persona_p_yes": float(p_none.mean()),
         "no_persona_mean_abs_margin": float((p_none - 0.5).abs().mean()),
+        "no_persona_p_plus": float(torch.where(torch.tensor([s.pole == "+" for s in test]), p_none, 1 - p_none).mean()),
         "n_heldout_statements": len(test),
         "measured_on": "held-out statements (checkerboard half); stated/implied: both poles of the "
         "statement's trait, so half the prompts want Yes",
@@ -393,7 +416,8 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
                 "loss": "next-token cross-entropy over all non-pad tokens, answer tokens (after 'Answer:') weighted "
                 f"{recipe.answer_weight} (tied embeddings; W_U = W_E^T saved)",
                 "documents": "persona documents (a persona of one pole per trait, each stated at the top with "
-                "chance 1/2, then 2-6 train-half questions answered consistently with it) and neutral documents",
+                "chance 1/2, then 1-3 train-half questions answered consistently with it; allplus_frac of them state "
+                "every + pole) and neutral documents",
                 "n_docs": n_docs,
                 "tokens_seen": stats["tokens_seen"],
                 "first_loss": stats["first_loss"],
@@ -447,9 +471,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="tiny configuration (for tests)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a Recipe field")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    card = train(args.out, seed=args.seed, tiny=args.tiny)
+    recipe = TINY if args.tiny else FULL
+    for kv in args.set:
+        key, value = kv.split("=", 1)
+        kind = type(getattr(recipe, key)) if getattr(recipe, key) is not None else float
+        recipe = dataclasses.replace(recipe, **{key: kind(value)})
+    card = train_recipe(args.out, args.seed, recipe, tiny=args.tiny)
     logger.info("quality: %s", card["quality"])
 
 

@@ -60,3 +60,10 @@ def test_concept_labels_yes_expresses_the_statement_pole_and_no_the_other():
     assert lab[0, c("agreeableness+")] and lab[1, c("agreeableness-")]
     assert lab[2, c("extraversion-")] and lab[3, c("extraversion+")]
     assert lab.dtype == torch.bool
+
+
+def test_persona_contrast_labels_follow_the_instruction():
+    rows = [data.Statement("I am shy.", "extraversion", "-", "train", 0)]
+    lab = concept_labels(rows, data.concepts(), "persona")
+    c = data.concepts().index
+    assert lab[0, c("extraversion+")] and lab[1, c("extraversion-")] and lab.sum() == 2

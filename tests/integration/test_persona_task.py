@@ -1,0 +1,106 @@
+"""The persona task end to end on the shipped zoo model persona-mini (loaded, never trained, in tests)."""
+
+import json
+
+import pytest
+import torch
+
+from deeprobe_bench import cli
+from deeprobe_bench.api import Budget, DiscoveryContext, FeatureSet, UserError, parse_config
+from deeprobe_bench.baselines.diffmean import DiffMean
+from deeprobe_bench.baselines.prompt import Prompt
+from deeprobe_bench.baselines.random import RandomDirections
+from deeprobe_bench.metrics.steering import PROMPTS_KEY
+from deeprobe_bench.progress import progress
+from deeprobe_bench.tasks.persona import PersonaTask
+from deeprobe_bench.tasks.persona.zoo import PERSONA_MINI
+
+SMALL = {"traits": "agreeableness", "n_neutral": "16"}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    import os
+
+    os.environ.setdefault("DEEPROBE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    subject = PERSONA_MINI.load()
+    task = PersonaTask(parse_config(PersonaTask.Config, SMALL))
+    return subject, task, task.prepare(subject, seed=0)
+
+
+def _ctx(subject, data, supervision):
+    return DiscoveryContext(subject, data.hook_name, data.train_acts, subject.sae_for(data.hook_name), 0, supervision,
+                            Budget(None), progress, labels=data.train_labels, concepts=data.concepts,
+                            extra=dict(data.context_extra))  # fmt: skip
+
+
+def test_shipped_persona_mini_meets_its_bar_and_is_small():
+    card = PERSONA_MINI.load().card
+    assert card["quality"]["stated_persona_accuracy"] >= 0.9 and card["quality"]["bar_met"]
+    assert abs(card["quality"]["no_persona_p_plus"] - 0.5) < 0.1  # undecided between the poles without a persona
+    for f in PERSONA_MINI.path().rglob("*"):
+        assert f.stat().st_size < 20 * 2**20, f
+
+
+def test_without_a_persona_the_model_is_undecided(prepared):
+    _, _, data = prepared
+    assert 0.4 < data.info["p_plus_clean"]["test"] < 0.6
+
+
+def test_diffmean_and_prompting_steer_and_random_does_not(prepared):
+    subject, task, data = prepared
+    diff = task.evaluate(data, DiffMean().discover(_ctx(subject, data, "labels")))
+    prompt = task.evaluate(data, Prompt().discover(_ctx(subject, data, "none")))
+    rand = task.evaluate(data, RandomDirections().discover(_ctx(subject, data, "none")))
+    assert diff["steering_success"].value > 0.15
+    assert diff["coefficient"].value > 0  # the + direction pushes towards the + pole
+    assert diff["detection_auroc"].value > 0.8
+    assert prompt["steering_success"].value > 0.3  # the model was trained to follow a stated persona
+    assert abs(rand["steering_success"].value) < 0.1
+
+
+def test_an_oracle_direction_steers_and_its_negation_is_flipped_by_the_coefficient(prepared):
+    subject, task, data = prepared
+    v = DiffMean().discover(_ctx(subject, data, "labels")).directions[0]
+    up = task.evaluate(data, FeatureSet(data.hook_name, v[None], encoder=lambda x: x @ v[:, None]))
+    down = task.evaluate(data, FeatureSet(data.hook_name, -v[None], encoder=lambda x: -(x @ v[:, None])))
+    assert up["steering_success"].value == pytest.approx(down["steering_success"].value, abs=0.02)
+    assert up["detection_auroc"].value == pytest.approx(down["detection_auroc"].value, abs=1e-6)
+    zero = task.evaluate(data, FeatureSet(data.hook_name, torch.zeros(1, v.shape[0]), encoder=lambda x: x[..., :1] * 0))
+    assert zero["steering_success"].value == pytest.approx(0.0, abs=1e-6)
+
+
+def test_handwritten_statements_need_a_tokenizer_that_knows_them(prepared):
+    subject, _, _ = prepared
+    task = PersonaTask(parse_config(PersonaTask.Config, {"source": "handwritten", **SMALL}))
+    with pytest.raises(UserError, match="does not know a word"):
+        task.prepare(subject, seed=0)
+
+
+def test_objective_is_train_steering_success(prepared):
+    subject, task, data = prepared
+    fs = DiffMean().discover(_ctx(subject, data, "labels"))
+    assert task.objective(data, fs.subset([0])) > 0.15
+
+
+def test_prompting_is_refused_by_a_task_that_offers_no_instruction(prepared):
+    subject, _, data = prepared
+    ctx = _ctx(subject, data, "none")
+    ctx.extra.pop(PROMPTS_KEY)
+    with pytest.raises(UserError):
+        Prompt().discover(ctx)
+
+
+def test_cli_runs_persona_cells_and_records_the_coefficient(tmp_path, capsys):
+    out = tmp_path / "results"
+    argv = ["-q", "run", "--task", "persona", "--method", "diffmean,contrastive,prompt", "--limit", "24",
+            "-T", "n_neutral=8", "--results-dir", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "steering_success" in capsys.readouterr().out
+    for path in out.rglob("*.json"):
+        result = json.loads(path.read_text())
+        assert result["status"] == "ok", result.get("error")
+        per_trait = result["details"]["steering"]["per_trait"]
+        assert set(per_trait) == {"agreeableness", "conscientiousness", "extraversion"}
+        if result["method"] != "prompt":
+            assert all("coefficient" in v for v in per_trait.values())
