@@ -7,10 +7,10 @@ function of this module tested on a constructed case:
 
 1. **Contrast pairs and deltas** (:func:`pair_deltas`): the task pairs train prompts (``ctx.extra["pair"]``:
    the row of each prompt's partner); a pair is (a row labelled ``c``, its partner labelled the opposite
-   pole). The delta is ``act(positive) - act(negative)`` at every token position, positions aligned from
-   the end of the prompts (offset 0 = last token).
-2. **Important positions** (:func:`important_offsets`): the offsets whose mean delta norm over pairs is at
-   least ``position_frac`` x the largest.
+   pole). The delta is ``act(positive) - act(negative)`` at every token position (offsets counted from the
+   last token).
+2. **Important positions** (:func:`important_positions`): per pair, the positions whose delta norm is at
+   least ``position_frac`` x that pair's largest (no alignment across prompts of different lengths needed).
 3. **SAE encoding** (:func:`code_deltas`): ``encode(positive) - encode(negative)`` at those positions, one
    row per (pair, position).
 4. **Latent selection** (:func:`select_latents`): latents *consistently active in the deltas* (non-zero
@@ -45,27 +45,34 @@ from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method, UserError
 def pair_deltas(
     token_acts: Float[Tensor, "n pos d"], lengths: Int[Tensor, " n"], pos_rows: Int[Tensor, " p"],
     neg_rows: Int[Tensor, " p"],
-) -> Float[Tensor, "p k d"]:  # fmt: skip
-    """``act(pos) - act(neg)`` per pair at the offsets ``0 .. k-1`` from each prompt's last token,
-    ``k`` = the shortest prompt of the pairs minus its BOS token."""
+) -> tuple[Float[Tensor, "p k d"], Int[Tensor, "p k 2"]]:  # fmt: skip
+    """``act(pos) - act(neg)`` per pair at the offsets ``0 .. k-1`` from each prompt's last token (``k`` =
+    the longest pair's non-BOS length; offsets beyond a pair's own length are zero).
+
+    Returns:
+        ``(deltas, index)``: the deltas and, per pair and offset, the token index in the positive and the
+        negative prompt (``-1`` where the pair has no such token).
+    """
     import torch
 
-    k = int(torch.minimum(lengths[pos_rows], lengths[neg_rows]).min()) - 1
+    n = torch.minimum(lengths[pos_rows], lengths[neg_rows]) - 1  # non-BOS tokens of each pair
+    k = int(n.max())
     offs = torch.arange(k)
+    valid = offs[None, :] < n[:, None]
+    idx_pos = ((lengths[pos_rows] - 1)[:, None] - offs[None, :]).clamp(min=0)
+    idx_neg = ((lengths[neg_rows] - 1)[:, None] - offs[None, :]).clamp(min=0)
+    deltas = token_acts[pos_rows[:, None], idx_pos] - token_acts[neg_rows[:, None], idx_neg]
+    deltas = deltas * valid[..., None]
+    index = torch.stack([torch.where(valid, idx_pos, -1), torch.where(valid, idx_neg, -1)], -1)
+    return deltas, index
 
-    def at(rows):
-        idx = (lengths[rows] - 1)[:, None] - offs[None, :]  # p k
-        return token_acts[rows[:, None], idx]
 
-    return at(pos_rows) - at(neg_rows)
-
-
-def important_offsets(deltas: Float[Tensor, "p k d"], frac: float) -> list[int]:
-    """Offsets whose mean delta norm over pairs is at least ``frac`` x the largest (largest first)."""
-    norms = deltas.norm(dim=-1).mean(0)
-    top = float(norms.max())
-    keep = [i for i in range(len(norms)) if float(norms[i]) >= frac * top and top > 0]
-    return sorted(keep, key=lambda i: -float(norms[i]))
+def important_positions(deltas: Float[Tensor, "p k d"], frac: float) -> Tensor:
+    """``Bool[Tensor, "p k"]``: per pair, the positions whose delta norm is at least ``frac`` x that pair's
+    largest (and non-zero). Per pair, so prompts of different lengths need no alignment."""
+    norms = deltas.norm(dim=-1)
+    top = norms.max(dim=1, keepdim=True).values
+    return (norms >= frac * top) & (norms > 0)
 
 
 def code_deltas(encode, pos_acts: Float[Tensor, "m d"], neg_acts: Float[Tensor, "m d"]) -> Float[Tensor, "m d_sae"]:
@@ -204,14 +211,17 @@ class Contrastive(Method):
             pos_rows, neg_rows = pos_rows[ok], neg_rows[ok]
             if len(pos_rows) == 0:
                 continue
-            deltas_all = pair_deltas(token_acts, lengths_, pos_rows, neg_rows)
-            offsets = important_offsets(deltas_all, cfg.position_frac)
-            off = torch.tensor(offsets)
-            idx_pos = (lengths_[pos_rows] - 1)[:, None] - off[None, :]
-            idx_neg = (lengths_[neg_rows] - 1)[:, None] - off[None, :]
-            pos_acts = token_acts[pos_rows[:, None], idx_pos].reshape(-1, token_acts.shape[-1])
-            neg_acts = token_acts[neg_rows[:, None], idx_neg].reshape(-1, token_acts.shape[-1])
+            deltas_all, index = pair_deltas(token_acts, lengths_, pos_rows, neg_rows)
+            keep = important_positions(deltas_all, cfg.position_frac)
+            if not bool(keep.any()):
+                continue
+            p_idx = torch.arange(len(pos_rows))[:, None].expand_as(keep)[keep]
+            pos_acts = token_acts[pos_rows[p_idx], index[..., 0][keep]]
+            neg_acts = token_acts[neg_rows[p_idx], index[..., 1][keep]]
             deltas = pos_acts.float() - neg_acts.float()
+            offs, counts = torch.nonzero(keep)[:, 1].unique(return_counts=True)
+            offsets = {int(o): int(c) for o, c in sorted(zip(offs.tolist(), counts.tolist(), strict=True),
+                                                         key=lambda oc: -oc[1])[:10]}  # fmt: skip
             codes = code_deltas(encode, pos_acts, neg_acts)
             latents, consistency, relaxed = select_latents(
                 codes, density, cfg.min_consistency, cfg.max_density, cfg.max_latents
@@ -223,7 +233,7 @@ class Contrastive(Method):
                 (f"/cluster{k}", [a for a, g in zip(latents, clusters, strict=True) if g == k])
                 for k in sorted(set(clusters)) if len(set(clusters)) > 1
             ]  # fmt: skip
-            info[c] = {"pairs": len(pos_rows), "offsets": offsets, "latents": latents, "relaxed": relaxed,
+            info[c] = {"pairs": len(pos_rows), "offsets": offsets, "rows": len(deltas), "latents": latents, "relaxed": relaxed,
                        "consistency": [round(float(consistency[a]), 4) for a in latents],
                        "density": [round(float(density[a]), 4) for a in latents], "clusters": {}}  # fmt: skip
             for suffix, group in groups:

@@ -87,11 +87,12 @@ class Split:
     Attributes:
         statements: the :class:`data.Statement` rows.
         questions: the bare questions (no persona, no answer), for steering.
-        contrast: two prompts per statement (rows ``2i`` and ``2i+1``), whose last-token activations are
+        contrast: two prompts per statement (rows ``2i`` and ``2i+1``), whose activations at ``site`` are
             the task's labelled activations: with ``contrast="persona"`` the question after the
             instruction of the ``+`` and of the ``-`` pole of the statement's trait (``You are agreeable.``
-            / ``You are disagreeable.``); with ``contrast="answer"`` the question followed by `` Yes`` and
-            by `` No`` (CAA's answer position).
+            / ``You are disagreeable.``), site = the instruction's pole word (ActAdd's contrast); with
+            ``contrast="answer"`` the question followed by `` Yes`` and by `` No``, site = the answer token
+            (CAA's answer position).
         labels: ``Bool[Tensor, "2n n_concepts"]`` which concept each contrast row expresses.
     """
 
@@ -99,6 +100,11 @@ class Split:
     questions: Prompts
     contrast: Prompts
     labels: Tensor
+    site: Tensor | None = None
+
+    def contrast_acts(self) -> Float[Tensor, "m d"]:
+        """The labelled activations: each contrast prompt at its site (:func:`build_split`)."""
+        return self.contrast.resid[torch.arange(len(self.contrast)), self.site]
 
 
 def concept_labels(statements: list, concepts: list[str], contrast: str = "answer") -> Bool[Tensor, "m c"]:
@@ -125,12 +131,14 @@ def build_split(subject, statements: list, hook_name: str, concepts: list[str], 
                 for p in data.POLES]  # fmt: skip
     else:
         rows = [f"{q} {a}" for q in questions for a in data.ANSWERS]
-    return Split(
-        statements,
-        encode(subject, questions, hook_name),
-        encode(subject, rows, hook_name),
-        concept_labels(statements, concepts, contrast),
-    )
+    prompts = encode(subject, rows, hook_name)
+    if contrast == "persona":  # the instruction's pole word: <bos> You are <word> .
+        n_prefix = len(subject.to_tokens(["You are"])[0][0])  # BOS + "You are"
+        site = torch.full((len(prompts),), n_prefix, dtype=torch.long)
+    else:  # the answer token
+        site = prompts.last
+    return Split(statements, encode(subject, questions, hook_name), prompts,
+                 concept_labels(statements, concepts, contrast), site)  # fmt: skip
 
 
 def answer_ids(subject) -> tuple[int, int]:

@@ -33,7 +33,6 @@ class PersonaConfig:
         size_penalty: objective = mean train shift - size_penalty * |chosen set|.
         objective_batch: train statements per trait the objective scores (a fixed, seeded subsample: a
             cheap reward, as FUSE advises); the coefficient of ``evaluate`` is chosen on all of them.
-        max_readout: at most this many of a set's features are considered by the readout of unlabelled sets.
     """
 
     hook: str | None = None
@@ -45,7 +44,6 @@ class PersonaConfig:
     n_neutral: int = 64
     size_penalty: float = 0.001
     objective_batch: int = 48
-    max_readout: int = 64
 
     def __post_init__(self) -> None:
         from deeprobe_bench.tasks.persona.data import TRAITS
@@ -55,8 +53,8 @@ class PersonaConfig:
             raise ValueError(f"traits must be a non-empty subset of {', '.join(TRAITS)}, got {self.traits}")
         if not self.coefficients or not all(math.isfinite(c) for c in self.coefficients):
             raise ValueError("coefficients must be a non-empty list of finite numbers")
-        if self.n_neutral < 1 or self.max_readout < 1 or self.objective_batch < 1 or self.size_penalty < 0:
-            raise ValueError("n_neutral, max_readout and objective_batch must be >= 1, size_penalty >= 0")
+        if self.n_neutral < 1 or self.objective_batch < 1 or self.size_penalty < 0:
+            raise ValueError("n_neutral and objective_batch must be >= 1, size_penalty >= 0")
 
 
 @dataclass
@@ -71,7 +69,7 @@ class Readout:
 class PersonaTask(Task):
     name = "persona"
     description = "persona steering (CAA / persona evals): steering success, fluency cost, detection AUROC"
-    version = "1"
+    version = "2"
     Config = PersonaConfig
     primary_metric = "steering_success"
     default_model = "persona-mini"
@@ -120,7 +118,7 @@ class PersonaTask(Task):
                     subject.name, hook, source, scale, base_neutral)  # fmt: skip
         return TaskData(
             hook_name=hook,
-            train_acts=train.contrast.last_acts(),
+            train_acts=train.contrast_acts(),
             train_labels=train.labels,
             concepts=concepts,
             n_train=len(train.statements),
@@ -158,33 +156,18 @@ class PersonaTask(Task):
 
         1. a feature labelled ``<trait>+`` (first one): sign +1;
         2. else one labelled ``<trait>-``: sign -1;
-        3. else, among the first ``max_readout`` features of the chosen set, the one whose activation
-           separates the train rows of ``<trait>+`` from those of ``<trait>-`` best (largest |AUROC - 0.5|,
-           AxBench's detection on the train half); sign = the sign of AUROC - 0.5.
+        3. else (a set without concept labels) its best-ranked feature, sign +1: an unsupervised method
+           commits to its own ranking and gets no labels here; the coefficient grid holds both signs, so
+           the train half still decides which way to push.
         """
-        import torch
-
-        from deeprobe_bench.metrics.steering import auroc_columns
-
         labels = features.labels or []
         for suffix, sign in (("+", 1.0), ("-", -1.0)):
             if f"{trait}{suffix}" in labels:
                 return Readout(labels.index(f"{trait}{suffix}"), sign, f"label {trait}{suffix}")
         rank = features.ranking()
-        chosen = rank if features.selected is None else rank[: features.selected]
-        chosen = chosen[: self.config.max_readout]
-        if not chosen:
-            raise UserError("persona: the feature set chose no feature to steer with")
-        pos, neg = self._rows(data, trait)
-        with torch.no_grad():
-            acts = features.encoder(data.train_acts.float()).float()
-        y = torch.cat([torch.ones(len(pos), dtype=torch.bool), torch.zeros(len(neg), dtype=torch.bool)])
-        idx = torch.tensor(chosen)
-        auc = auroc_columns(torch.cat([acts[pos][:, idx], acts[neg][:, idx]]), y)
-        gap = torch.nan_to_num((auc - 0.5).abs(), nan=-1.0)
-        k = int(torch.argmax(gap))  # first of the best (ranking order)
-        best, best_sign = chosen[k], 1.0 if float(auc[k]) >= 0.5 or math.isnan(float(auc[k])) else -1.0
-        return Readout(best, best_sign, "best train AUROC")
+        if not rank:
+            raise UserError("persona: the feature set has no feature to steer with")
+        return Readout(rank[0], 1.0, "best-ranked feature")
 
     def _rows(self, data: TaskData, trait: str, labels=None):
         col = {c: j for j, c in enumerate(data.concepts)}
@@ -297,8 +280,10 @@ class PersonaTask(Task):
             cost = fluency_cost(loss, data.extra["base_neutral"])
             test = data.extra["halves"]["test"]
             trows = self._trait_rows(test.statements, trait)
-            with torch.no_grad():
-                acts = chosen.encoder(test.questions.last_acts()[trows].float()).float()[:, r.index] * r.sign
+            q = test.questions.rows(trows)
+            with torch.no_grad():  # AxBench: the feature's largest activation over the prompt's tokens
+                acts = chosen.encoder(q.resid.float()).float()[..., r.index] * r.sign
+            acts = acts.masked_fill(~q.steer_mask("all").bool(), float("-inf")).max(1).values
             y = torch.tensor([test.statements[i].pole == "+" for i in trows.tolist()])
             auroc = detection_auroc(acts, y)
             per_trait[trait] = {

@@ -33,9 +33,16 @@ loss on every non-pad token; the answer tokens, the only ones the persona decide
   the mean p(Yes) (over Yes / No), the mean |p(Yes) - 0.5|, and the mean probability of the answer a
   ``+`` persona gives (0.5: undecided between the poles, the room steering has to move).
 
-The task hook is the residual stream after the middle block (``blocks.1.hook_resid_post``). A sae_lens
-TopK SAE (``deeprobe_bench.sae_training.train_sae``) is trained there on every non-pad position of
-fresh corpus documents and of bare train-half questions with both answers.
+The task hook is the residual stream entering the first block (``blocks.0.hook_resid_pre``: token plus
+position embedding). The model reads a stated persona by attending from the answer position to the
+instruction's pole word, and never learned to infer it from earlier answers (``implied_persona_accuracy``
+stays at chance), so there is no persona state in the residual stream of a persona-free prompt that a
+vector could set, except by imitating the instruction word itself: the mean-difference (``diffmean``)
+steering success on seed 0 was 0.154 at ``blocks.0.hook_resid_pre``, 0.026 at
+``blocks.0.hook_resid_post`` and 0.018 at ``blocks.1.hook_resid_post`` (the first choice, the middle
+block). A sae_lens TopK SAE (``deeprobe_bench.sae_training.train_sae``) is trained there on every
+non-pad position of fresh corpus documents and of bare train-half questions with both answers
+(``--sae-only`` re-runs only this stage on a trained model).
 
 Training is resumable: the LM checkpoints to ``<out>/_checkpoint.pt`` every ``checkpoint_every`` steps
 and a rerun continues from it; the checkpoint is deleted once the zoo directory is written.
@@ -65,7 +72,7 @@ logger = logging.getLogger(__name__)
 NAME = "persona-mini"
 VERSION = 1
 BAR = {"stated_persona_accuracy": 0.9}
-HOOK = "blocks.1.hook_resid_post"
+HOOK = "blocks.0.hook_resid_pre"
 
 
 @dataclass(frozen=True)
@@ -354,6 +361,68 @@ def collect_activations(model: Any, tokens: Any, lengths: Any, hook_name: str) -
     return torch.cat(out)
 
 
+def sae_stage(model: Any, recipe: Recipe, seed: int) -> tuple[Any, dict[str, Any]]:
+    """Train the TopK SAE at ``recipe.hook`` on fresh corpus documents and every train-half question with both
+    answers (non-pad, non-BOS positions; 5% held out for its quality); returns it and its card entry."""
+    import torch
+
+    from deeprobe_bench.sae_training import sae_quality, train_sae
+
+    sae_texts = make_documents(recipe.sae_docs, recipe, seed + 1)
+    sae_texts += [qa(s.text, a) for s in data.statements("templated", "train") for a in data.ANSWERS]
+    sae_tok, sae_len = encode(model.tokenizer, sae_texts, recipe.n_ctx)
+    acts = collect_activations(model, sae_tok, sae_len, recipe.hook)
+    perm = torch.randperm(len(acts), generator=torch.Generator().manual_seed(seed))
+    n_hold = max(256, len(acts) // 20)
+    held, fit = acts[perm[:n_hold]], acts[perm[n_hold:]]
+    sae = train_sae(fit, recipe.hook, "topk", recipe.d_sae, seed, steps=recipe.sae_steps, batch=recipe.sae_batch,
+                    lr=recipe.sae_lr, k=recipe.k, model_name=NAME)  # fmt: skip
+    sq = sae_quality(sae, held)
+    logger.info("persona-mini: SAE %s", sq)
+    return sae, {
+        "hook_name": recipe.hook,
+        "architecture": "topk",
+        "d_sae": recipe.d_sae,
+        "k": recipe.k,
+        "steps": recipe.sae_steps,
+        "batch": recipe.sae_batch,
+        "lr": recipe.sae_lr,
+        "n_activations": len(fit),
+        "activation_docs": f"{recipe.sae_docs} corpus documents + every train-half question with both "
+        "answers (non-pad, non-BOS positions)",
+        "heldout_rows": n_hold,
+        **sq,
+    }
+
+
+def sae_only(out_dir: Path, seed: int = 0, recipe: Recipe = None) -> dict:
+    """Re-run only the SAE stage on the language model already in ``out_dir`` (same recipe and seed: the
+    result equals a full run's), replacing its SAE and the card's ``sae`` / ``task`` entries."""
+    import json
+
+    import torch
+
+    from deeprobe_bench.subject import load_zoo_dir, save_zoo_dir
+
+    recipe = recipe or FULL
+    threads = torch.get_num_threads()
+    torch.set_num_threads(recipe.threads)
+    try:
+        subject = load_zoo_dir(Path(out_dir), name=NAME, with_saes=False)
+        t0 = time.time()
+        sae, sae_card = sae_stage(subject.model, recipe, seed)
+        card = json.loads((Path(out_dir) / "card.json").read_text())
+        card["sae"], card["task"] = sae_card, {"hook_name": recipe.hook}
+        card["recipe"]["hook"] = recipe.hook
+        card["recipe"]["sae_wall_time_s"] = round(time.time() - t0, 1)
+        if (Path(out_dir) / "saes").is_dir():
+            shutil.rmtree(Path(out_dir) / "saes")
+        save_zoo_dir(Path(out_dir), subject.model, card, {recipe.hook: sae})
+        return card
+    finally:
+        torch.set_num_threads(threads)
+
+
 def train(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
     """Train ``persona-mini`` (model and SAE) from scratch into ``out_dir``; returns the card."""
     return train_recipe(Path(out_dir), seed, TINY if tiny else FULL, tiny=tiny)
@@ -364,7 +433,6 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
     import sae_lens
     import torch
 
-    from deeprobe_bench.sae_training import sae_quality, train_sae
     from deeprobe_bench.subject import save_zoo_dir
 
     t0 = time.time()
@@ -391,18 +459,8 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
         logger.info("persona-mini: quality %s", q)
 
         t_sae = time.time()
-        sae_texts = make_documents(recipe.sae_docs, recipe, seed + 1)
-        sae_texts += [qa(s.text, a) for s in data.statements("templated", "train") for a in data.ANSWERS]
-        sae_tok, sae_len = encode(model.tokenizer, sae_texts, recipe.n_ctx)
-        acts = collect_activations(model, sae_tok, sae_len, recipe.hook)
-        perm = torch.randperm(len(acts), generator=torch.Generator().manual_seed(seed))
-        n_hold = max(256, len(acts) // 20)
-        held, fit = acts[perm[:n_hold]], acts[perm[n_hold:]]
-        sae = train_sae(fit, recipe.hook, "topk", recipe.d_sae, seed, steps=recipe.sae_steps, batch=recipe.sae_batch,
-                        lr=recipe.sae_lr, k=recipe.k, model_name=NAME)  # fmt: skip
+        sae, sae_card = sae_stage(model, recipe, seed)
         t_sae = time.time() - t_sae
-        sq = sae_quality(sae, held)
-        logger.info("persona-mini: SAE %s", sq)
         card = {
             "name": NAME,
             "version": VERSION,
@@ -434,20 +492,7 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
                 "vocab_size": len(model.tokenizer),
             },
             "quality": q,
-            "sae": {
-                "hook_name": recipe.hook,
-                "architecture": "topk",
-                "d_sae": recipe.d_sae,
-                "k": recipe.k,
-                "steps": recipe.sae_steps,
-                "batch": recipe.sae_batch,
-                "lr": recipe.sae_lr,
-                "n_activations": len(fit),
-                "activation_docs": f"{recipe.sae_docs} corpus documents + every train-half question with both "
-                "answers (non-pad, non-BOS positions)",
-                "heldout_rows": n_hold,
-                **sq,
-            },
+            "sae": sae_card,
             "task": {"hook_name": recipe.hook},
             "versions": {
                 "torch": torch.__version__,
@@ -471,6 +516,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="tiny configuration (for tests)")
+    parser.add_argument("--sae-only", action="store_true", help="re-run only the SAE stage on the model in --out")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a Recipe field")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -479,7 +525,10 @@ def main(argv: list[str] | None = None) -> None:
         key, value = kv.split("=", 1)
         kind = type(getattr(recipe, key)) if getattr(recipe, key) is not None else float
         recipe = dataclasses.replace(recipe, **{key: kind(value)})
-    card = train_recipe(args.out, args.seed, recipe, tiny=args.tiny)
+    if args.sae_only:
+        card = sae_only(args.out, args.seed, recipe)
+    else:
+        card = train_recipe(args.out, args.seed, recipe, tiny=args.tiny)
     logger.info("quality: %s", card["quality"])
 
 

@@ -10,7 +10,7 @@ from deeprobe_bench.baselines.contrastive import (
     Contrastive,
     cluster_latents,
     code_deltas,
-    important_offsets,
+    important_positions,
     least_squares_weights,
     pair_deltas,
     select_latents,
@@ -20,24 +20,26 @@ from deeprobe_bench.progress import progress
 D, D_SAE = 16, 16
 
 
-def test_pair_deltas_align_from_the_end_and_important_offsets_find_the_planted_positions():
+def test_pair_deltas_and_important_positions_find_the_planted_positions():
     g = torch.Generator().manual_seed(0)
     acts = torch.randn(4, 7, D, generator=g)
     lengths = torch.tensor([7, 7, 5, 5])  # rows 0/1 and 2/3 are pairs of different lengths
     planted = torch.randn(D, generator=g)
-    neg = acts.clone()
     pos = acts.clone()
     for row, n in ((0, 7), (2, 5)):
         pos[row] = acts[row + 1]  # the partner's activations ...
         pos[row, n - 1] += 3 * planted  # ... plus the planted delta at the last token (offset 0)
         pos[row, n - 3] += 1 * planted  # ... and a smaller one two tokens before (offset 2)
-    both = torch.cat([pos[[0, 2]], neg[[1, 3]]])
-    deltas = pair_deltas(both, lengths[[0, 2, 1, 3]], torch.tensor([0, 1]), torch.tensor([2, 3]))
-    assert deltas.shape == (2, 4, D)  # shortest prompt 5 minus BOS
+    both = torch.cat([pos[[0, 2]], acts[[1, 3]]])
+    deltas, index = pair_deltas(both, lengths[[0, 2, 1, 3]], torch.tensor([0, 1]), torch.tensor([2, 3]))
+    assert deltas.shape == (2, 6, D)  # the longest pair's non-BOS length
     assert torch.allclose(deltas[:, 0], 3 * planted.expand(2, D), atol=1e-5)
     assert torch.allclose(deltas[:, 1], torch.zeros(2, D), atol=1e-5)
-    assert important_offsets(deltas, 0.2) == [0, 2]
-    assert important_offsets(deltas, 0.5) == [0]
+    assert index[1, 4:].eq(-1).all() and index[0, 0].tolist() == [6, 6]  # the short pair has 4 tokens
+    keep = important_positions(deltas, 0.2)
+    assert keep[:, 0].all() and keep[:, 2].all() and int(keep.sum()) == 4
+    keep = important_positions(deltas, 0.5)
+    assert keep[:, 0].all() and int(keep.sum()) == 2
 
 
 def test_select_latents_keeps_consistent_sparse_latents_only():
@@ -119,7 +121,7 @@ def test_contrastive_finds_the_planted_direction_and_its_coefficients():
     fs = Contrastive().discover(ctx)
     assert fs.labels[0] == "trait+" and fs.ranking()[0] == 0
     info = fs.meta["concepts"]["trait+"]
-    assert info["offsets"] == [0]  # the pairs differ at the last token only
+    assert info["offsets"] == {0: 60}  # the pairs differ at the last token only
     assert sorted(info["latents"]) == [3, 7]
     w = dict(zip(info["latents"], info["weights"], strict=True))
     assert w[3] == pytest.approx(2.0, abs=1e-4) and w[7] == pytest.approx(0.5, abs=1e-4)
@@ -128,7 +130,7 @@ def test_contrastive_finds_the_planted_direction_and_its_coefficients():
     assert info["r2"] == pytest.approx(1.0, abs=1e-4)
     # the feature's activation separates positive from negative last tokens
     act = fs.encoder(ctx.train_acts)[:, 0]
-    assert bool((act[ctx.labels[:, 0]].min() > act[ctx.labels[:, 1]].max()))
+    assert bool(act[ctx.labels[:, 0]].min() > act[ctx.labels[:, 1]].max())
 
 
 def test_contrastive_needs_pairs_and_an_sae():
