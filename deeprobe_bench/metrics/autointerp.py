@@ -290,3 +290,41 @@ class JudgeScorer:
     def score(self, features: FeatureSet) -> AutointerpResult:
         """:func:`score_features` on the train examples."""
         return score_features(features, self.examples, self.client, self.seed, self.config)
+
+
+def examples_from_tokens(
+    tokenizer: Any,
+    tokens: Any,
+    lengths: Any,
+    site: Any,
+    acts: Any,
+    labels: Any = None,
+    concepts: list[str] | None = None,
+    name: str = "",
+    sep: str = " ",
+    skip_bos: bool = True,
+) -> ExampleSet:
+    """An :class:`~deeprobe_bench.api.ExampleSet` of tokenised prompts, one row per prompt, read at ``site``.
+
+    Each text is the prompt's tokens (``tokenizer.convert_ids_to_tokens``; the BOS position dropped when
+    ``skip_bos``) joined by ``sep``, with the token at ``site`` marked ``<<token>>``; the rest of the prompt
+    after it stays as context.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer (``convert_ids_to_tokens``).
+        tokens: ``Int[Tensor, "n pos"]``, right-padded.
+        lengths: ``Int[Tensor, "n"]`` tokens per prompt.
+        site: ``Int[Tensor, "n"]`` the position each row is read at.
+        acts: ``Float[Tensor, "n d_model"]`` the activations at ``site``.
+        labels / concepts / name: as in :class:`~deeprobe_bench.api.ExampleSet`.
+        sep: joins token strings (" " for word-level tokenizers).
+        skip_bos: leave position 0 out of the text.
+    """
+    texts = []
+    for row, (n, s) in enumerate(zip(lengths.tolist(), site.tolist(), strict=True)):
+        words = [str(w) for w in tokenizer.convert_ids_to_tokens(tokens[row, :n].tolist())]
+        start = 1 if skip_bos else 0
+        before = sep.join(words[start:s])
+        after = sep.join(words[s + 1 :])
+        texts.append(ExampleSet.mark(before + sep if before else "", words[s], sep + after if after else ""))
+    return ExampleSet(texts, acts, labels, concepts, name=name)

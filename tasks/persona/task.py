@@ -66,6 +66,20 @@ class Readout:
     how: str
 
 
+def _judge_examples(subject: Any, halves: dict[str, Any], concepts: list[str]) -> dict[str, Any]:
+    """LLM-judge examples: the contrast rows of the train and test halves, the site token marked, with
+    their trait-pole concepts (read only by the local judge server)."""
+    from deeprobe_bench.metrics.autointerp import examples_from_tokens
+
+    out = {}
+    for key, split in (("train", "train"), ("eval", "test")):
+        h = halves[split]
+        site = h.site if h.site is not None else h.contrast.last
+        out[key] = examples_from_tokens(subject.tokenizer, h.contrast.tokens, h.contrast.lengths, site,
+                                        h.contrast_acts(), h.labels, concepts, name=f"persona {split} contrast rows")  # fmt: skip
+    return out
+
+
 class PersonaTask(Task):
     name = "persona"
     description = "persona steering (CAA / persona evals): steering success, fluency cost, detection AUROC"
@@ -123,6 +137,7 @@ class PersonaTask(Task):
             concepts=concepts,
             n_train=len(train.statements),
             n_test=len(halves["test"].statements),
+            examples=_judge_examples(subject, halves, concepts),
             context_extra={
                 "token_acts": train.contrast.resid,
                 "lengths": train.contrast.lengths,
