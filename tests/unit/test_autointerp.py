@@ -68,3 +68,17 @@ def test_a_dense_detector_such_as_a_probe_probability_scores_like_the_concept_it
     scores = score_activations(torch.stack([probability, flat], dim=1), ex, judge, seed=0)
     assert scores[0].score >= 0.9 and "beta" in scores[0].explanation
     assert scores[1].score <= 0.7
+
+
+def test_examples_from_tokens_mark_the_site_token_and_keep_the_context():
+    from deeprobe_bench.metrics.autointerp import examples_from_tokens
+    from deeprobe_bench.subject import word_level_tokenizer
+
+    tok = word_level_tokenizer(["You", "are", "kind", "mean", ".", "Answer", ":"])
+    ids = lambda ws: [tok.convert_tokens_to_ids(w) for w in ["<bos>", *ws]]  # noqa: E731
+    rows = [ids(["You", "are", "kind", ".", "Answer", ":"]), ids(["You", "are", "mean", "."]) + [0, 0]]
+    tokens, lengths, site = torch.tensor(rows), torch.tensor([7, 5]), torch.tensor([3, 3])
+    ex = examples_from_tokens(tok, tokens, lengths, site, torch.zeros(2, 4), torch.tensor([[True, False], [False, True]]),
+                              ["nice", "nasty"], name="toy")  # fmt: skip
+    assert ex.texts == ["You are <<kind>> . Answer :", "You are <<mean>> ."]
+    assert ex.concepts_of(1) == ["nasty"] and ex.name == "toy"
