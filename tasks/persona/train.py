@@ -104,6 +104,10 @@ class Recipe:
     # statement's pole alone, a first-order signal that teaches the model to read statement poles (without
     # it the XOR of persona and statement pole did not start to be learned in 1000 steps).
     allplus_frac: float = 0.4
+    # Second phase: this many steps on documents without the all-+ scaffold (fresh AdamW, lr ``finetune_lr``
+    # with warmup 20, cosine to min_lr), which removes the scaffold's prior towards the + persona.
+    finetune_steps: int = 600
+    finetune_lr: float = 1e-3
     checkpoint_every: int = 250
     hook: str = HOOK
     # SAE
@@ -119,7 +123,7 @@ class Recipe:
 FULL = Recipe()
 TINY = dataclasses.replace(
     FULL, n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, steps=20, batch=8, warmup_steps=2,
-    checkpoint_every=10, d_sae=64, k=4, sae_docs=64, sae_steps=20, sae_batch=256,
+    checkpoint_every=10, d_sae=64, k=4, sae_docs=64, sae_steps=20, sae_batch=256, finetune_steps=10,
 )  # fmt: skip
 
 
@@ -395,6 +399,52 @@ def sae_stage(model: Any, recipe: Recipe, seed: int) -> tuple[Any, dict[str, Any
     }
 
 
+def finetune_stage(model: Any, recipe: Recipe, seed: int, ckpt: Path) -> dict[str, Any]:
+    """The second phase: ``finetune_steps`` steps on fresh documents with ``allplus_frac = 0``."""
+    phase = dataclasses.replace(recipe, steps=recipe.finetune_steps, lr=recipe.finetune_lr, warmup_steps=20,
+                                allplus_frac=0.0)  # fmt: skip
+    docs = make_documents(phase.steps * phase.batch, phase, seed + 2)
+    tokens, lengths = encode(model.tokenizer, docs, phase.n_ctx)
+    return train_lm(model, tokens, lengths, phase, seed + 2, ckpt)
+
+
+def finetune_only(out_dir: Path, seed: int = 0, recipe: Recipe | None = None) -> dict:
+    """Run the second phase, the quality figures and the SAE stage on the phase-1 model in ``out_dir`` (the
+    result equals a full run's), updating its card."""
+    import json
+
+    import torch
+
+    from deeprobe_bench.subject import load_zoo_dir, save_zoo_dir
+
+    recipe = recipe or FULL
+    threads = torch.get_num_threads()
+    torch.set_num_threads(recipe.threads)
+    try:
+        subject = load_zoo_dir(Path(out_dir), name=NAME, with_saes=False)
+        model = subject.model
+        card = json.loads((Path(out_dir) / "card.json").read_text())
+        t0 = time.time()
+        stats = finetune_stage(model, recipe, seed, Path(out_dir) / "_checkpoint_ft.pt")
+        q = quality(model, seed)
+        q["bar"] = dict(BAR)
+        q["bar_met"] = bool(q["stated_persona_accuracy"] >= BAR["stated_persona_accuracy"])
+        q["phase1"] = {k: card["quality"][k] for k in card["quality"] if k.startswith(("stated", "implied", "no_persona"))}
+        logger.info("persona-mini: quality after phase 2 %s", q)
+        t_ft = time.time() - t0
+        sae, sae_card = sae_stage(model, recipe, seed)
+        card["quality"], card["sae"], card["task"] = q, sae_card, {"hook_name": recipe.hook}
+        card["recipe"].update({k: v for k, v in asdict(recipe).items()})
+        card["recipe"]["phase2"] = {**stats, "wall_time_s": round(t_ft, 1)}
+        if (Path(out_dir) / "saes").is_dir():
+            shutil.rmtree(Path(out_dir) / "saes")
+        save_zoo_dir(Path(out_dir), model, card, {recipe.hook: sae})
+        (Path(out_dir) / "_checkpoint_ft.pt").unlink(missing_ok=True)
+        return card
+    finally:
+        torch.set_num_threads(threads)
+
+
 def sae_only(out_dir: Path, seed: int = 0, recipe: Recipe = None) -> dict:
     """Re-run only the SAE stage on the language model already in ``out_dir`` (same recipe and seed: the
     result equals a full run's), replacing its SAE and the card's ``sae`` / ``task`` entries."""
@@ -452,6 +502,7 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
         logger.info("persona-mini: %d documents, %d tokens, vocab %d", n_docs, int(lengths.sum()), len(words))
         t_lm = time.time()
         stats = train_lm(model, tokens, lengths, recipe, seed, out_dir / "_checkpoint.pt")
+        stats2 = finetune_stage(model, recipe, seed, out_dir / "_checkpoint_ft.pt") if recipe.finetune_steps else None
         t_lm = time.time() - t_lm
         q = quality(model, seed)
         q["bar"] = dict(BAR)
@@ -478,6 +529,7 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
                 "every + pole) and neutral documents",
                 "n_docs": n_docs,
                 "tokens_seen": stats["tokens_seen"],
+                "phase2": stats2,
                 "first_loss": stats["first_loss"],
                 "final_loss": stats["final_loss"],
                 "lm_wall_time_s": round(t_lm, 1),
@@ -505,6 +557,7 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
             shutil.rmtree(out_dir / "saes")
         save_zoo_dir(out_dir, model, card, {recipe.hook: sae})
         (out_dir / "_checkpoint.pt").unlink(missing_ok=True)
+        (out_dir / "_checkpoint_ft.pt").unlink(missing_ok=True)
         logger.info("persona-mini: wrote %s (bar met: %s) in %.0fs", out_dir, q["bar_met"], time.time() - t0)
         return card
     finally:
@@ -517,6 +570,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="tiny configuration (for tests)")
     parser.add_argument("--sae-only", action="store_true", help="re-run only the SAE stage on the model in --out")
+    parser.add_argument("--finetune-only", action="store_true", help="run phase 2 + SAE on the phase-1 model in --out")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a Recipe field")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -525,7 +579,9 @@ def main(argv: list[str] | None = None) -> None:
         key, value = kv.split("=", 1)
         kind = type(getattr(recipe, key)) if getattr(recipe, key) is not None else float
         recipe = dataclasses.replace(recipe, **{key: kind(value)})
-    if args.sae_only:
+    if args.finetune_only:
+        card = finetune_only(args.out, args.seed, recipe)
+    elif args.sae_only:
         card = sae_only(args.out, args.seed, recipe)
     else:
         card = train_recipe(args.out, args.seed, recipe, tiny=args.tiny)
