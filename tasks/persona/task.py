@@ -257,6 +257,8 @@ class PersonaTask(Task):
         from deeprobe_bench.metrics.steering import prompts_of
 
         chosen = features.chosen() if prompts_of(features) is None else features
+        if len(chosen) == 0:  # the empty set steers nothing
+            return 0.0
         if prompts_of(features) is not None:
             vals = [self._prompted(data, prompts_of(features), t, "train")["shift"] for t in self.config.traits]
         else:
@@ -287,6 +289,10 @@ class PersonaTask(Task):
                 costs.append(cost)
                 continue
             chosen = features.chosen()
+            if len(chosen) == 0:  # the empty set steers nothing
+                per_trait[trait] = {"shift": 0.0, "stderr": 0.0, "coefficient": 0.0, "fluency_cost": 0.0}
+                shifts.append(0.0), ses.append(0.0), coefs.append(0.0), costs.append(0.0), aurocs.append(0.5)
+                continue
             res = self._steer_trait(data, chosen, trait, "test")
             r = res["readout"]
             unit = res["vector"].float() / res["vector"].float().norm().clamp_min(1e-12)

@@ -37,10 +37,14 @@ The task hook is the residual stream entering the first block (``blocks.0.hook_r
 position embedding). The model reads a stated persona by attending from the answer position to the
 instruction's pole word, and never learned to infer it from earlier answers (``implied_persona_accuracy``
 stays at chance), so there is no persona state in the residual stream of a persona-free prompt that a
-vector could set, except by imitating the instruction word itself: the mean-difference (``diffmean``)
-steering success on seed 0 was 0.154 at ``blocks.0.hook_resid_pre``, 0.026 at
-``blocks.0.hook_resid_post`` and 0.018 at ``blocks.1.hook_resid_post`` (the first choice, the middle
-block). A sae_lens TopK SAE (``deeprobe_bench.sae_training.train_sae``) is trained there on every
+vector could set, except by imitating the instruction word itself: on the phase-1 model the
+mean-difference (``diffmean``) steering success on seed 0 was 0.154 at ``blocks.0.hook_resid_pre``, 0.026
+at ``blocks.0.hook_resid_post`` and 0.018 at ``blocks.1.hook_resid_post`` (the first choice, the middle
+block).
+
+A second phase (``finetune_steps`` 600, ``finetune_lr`` 1e-3, fresh AdamW) trains on documents without the
+all-+ scaffold: the scaffold leaves a prior towards the + persona that large random perturbations of the
+embedding exposed (random-direction steering success 0.254 before, 0.103 after, seed 0). A sae_lens TopK SAE (``deeprobe_bench.sae_training.train_sae``) is trained there on every
 non-pad position of fresh corpus documents and of bare train-half questions with both answers
 (``--sae-only`` re-runs only this stage on a trained model).
 
