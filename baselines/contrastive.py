@@ -35,11 +35,13 @@ where it lands here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from jaxtyping import Float, Int
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method, UserError
+
+if TYPE_CHECKING:  # `deeprobe-bench ls` must not import torch
+    from jaxtyping import Float, Int
+    from torch import Tensor
 
 
 def pair_deltas(
