@@ -37,7 +37,7 @@ def test_panneal_penalty_is_continuous_across_a_change_of_p():
     losses = []
     for step in range(20):
         inp = SimpleNamespace(n_training_steps=step, coefficients={"l1": 1.0})
-        losses.append(float(sae.calculate_aux_loss(inp, feats, None, None)["lp_loss"]))
+        losses.append(float(sae.calculate_aux_loss(inp, feats, None, None)["lp_loss"].detach()))
     # p = 1 until step 12, 0.6 until 19, then 0.2; with the same batch every step the penalty never jumps
     assert [h[1] for h in sae.history] == pytest.approx([0.6, 0.2])
     assert losses == pytest.approx([losses[0]] * 20, rel=1e-5)
