@@ -129,7 +129,9 @@ def _panneal_classes() -> tuple[type, type]:
     return PAnnealTrainingSAEConfig, PAnnealTrainingSAE
 
 
-def _batches(acts: Any, batch: int, seed: int) -> Iterator[Any]:
+def shuffled_batches(acts: Any, batch: int, seed: int) -> Iterator[Any]:
+    """Endless ``batch``-row batches of ``acts``, reshuffled every epoch by a generator seeded with ``seed``
+    (the last partial batch of an epoch is dropped): the data provider of sae_lens' ``SAETrainer``."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -236,7 +238,7 @@ def train_sae(
         save_final_checkpoint=False,
         logger=LoggingConfig(log_to_wandb=False),
     )
-    trained = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=_batches(acts * scale, batch, seed)).fit()
+    trained = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=shuffled_batches(acts * scale, batch, seed)).fit()
     with tempfile.TemporaryDirectory() as tmp:
         trained.save_inference_model(tmp)
         inference = SAE.load_from_disk(tmp)

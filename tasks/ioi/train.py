@@ -42,11 +42,11 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from deeprobe_bench.sae_training import shuffled_batches
 from deeprobe_bench.tasks.ioi import data
 
 logger = logging.getLogger(__name__)
@@ -586,16 +586,6 @@ def collect_activations(model: Any, tokens: Any, lengths: Any, hook_name: str, l
     return torch.cat(out)
 
 
-def _batches(acts: Any, batch: int, seed: int) -> Iterator[Any]:
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    while True:
-        perm = torch.randperm(len(acts), generator=gen)
-        for i in range(0, len(perm) - batch + 1, batch):
-            yield acts[perm[i : i + batch]]
-
-
 def train_sae(acts: Any, hook_name: str, recipe: Recipe, seed: int) -> Any:
     """A sae_lens TopK SAE trained on ``acts``, returned as an inference ``sae_lens.SAE``."""
     import torch
@@ -631,7 +621,7 @@ def train_sae(acts: Any, hook_name: str, recipe: Recipe, seed: int) -> Any:
         save_final_checkpoint=False,
         logger=LoggingConfig(log_to_wandb=False),
     )
-    sae = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=_batches(acts, recipe.sae_batch, seed)).fit()
+    sae = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=shuffled_batches(acts, recipe.sae_batch, seed)).fit()
     with tempfile.TemporaryDirectory() as tmp:
         sae.save_inference_model(tmp)
         inference = SAE.load_from_disk(tmp)
