@@ -4,6 +4,9 @@ Tables are built from the result JSONs and nothing else. Per task:
 
 - only results with status ``ok``; ``--limit`` runs are left out unless asked for, and only the
   newest task version present is shown (numbers of different versions are not comparable);
+- per model, only the results of its newest weights (``model_info.weights_sha256`` of the most recently
+  finished result): the results of a model since retrained are left out, with a warning (results that
+  predate the recorded fingerprint are kept);
 - one row per (method label, model, task options); one column per metric, in the order the task
   returned them, headed with its direction (``faithfulness_auc ↑``), each cell ``mean ± std``
   over seeds (sample std, ddof=1; just the mean for one seed), plus ``seeds``, ``supervision``
@@ -82,7 +85,23 @@ def select(results: Iterable[Result], task: str, include_limited: bool = False) 
         newest = max(versions, key=_version_key)
         log.warning("task %s: results of versions %s; showing version %s only", task, ", ".join(sorted(versions)), newest)
         chosen = [r for r in chosen if str(r.task_version) == newest]
-    return chosen
+    return _newest_weights(chosen)
+
+
+def _newest_weights(results: list[Result]) -> list[Result]:
+    """Drop the results of a model's older weights (see the module docstring)."""
+    def sha(r: Result) -> str | None:
+        return (r.model_info or {}).get("weights_sha256")
+
+    newest: dict[str, str] = {}
+    for r in sorted((r for r in results if sha(r)), key=lambda r: r.finished_at or ""):
+        newest[r.model] = sha(r)
+    stale = [r for r in results if sha(r) and sha(r) != newest[r.model]]
+    for model in sorted({r.model for r in stale}):
+        n = sum(r.model == model for r in stale)
+        log.warning("model %s: %d results of older weights left out (weights %s are the newest)", model, n,
+                    newest[model][:12])  # fmt: skip
+    return [r for r in results if not (sha(r) and sha(r) != newest[r.model])]
 
 
 def _version_key(v: str) -> tuple[Any, ...]:

@@ -230,6 +230,7 @@ def run_grid(
                 "limit": limit,
             }
             if not force and path.exists():
+                expected["weights_sha256"] = _weights_sha256(get_subject())
                 stored, why = _reusable(path, expected)
                 if stored is not None and judge is not None and "judge" not in (stored.details or {}):
                     stored, why = None, "a judge is configured and the stored result has no judge score"
@@ -282,6 +283,7 @@ def _reusable(path: Any, expected: dict[str, Any]) -> tuple[Result | None, str]:
         "method_version": str(stored.method_version),
         "method_config": stored.method_config,
         "limit": (stored.samples or {}).get("limit"),
+        "weights_sha256": (stored.model_info or {}).get("weights_sha256"),
     }
     diff = [k for k in expected if to_jsonable(expected[k]) != to_jsonable(have[k])]
     if diff:
@@ -289,8 +291,18 @@ def _reusable(path: Any, expected: dict[str, Any]) -> tuple[Result | None, str]:
     return stored, ""
 
 
+def _weights_sha256(subject: Any) -> str | None:
+    """The SHA-256 of the subject's weights (a retrained model never reuses another's results), or None
+    for a subject without a torch model."""
+    from deeprobe_bench.activations import fingerprint
+
+    model = getattr(subject, "model", None)
+    return fingerprint(model) if hasattr(model, "state_dict") else None
+
+
 def _model_info(subject: Any) -> dict[str, Any]:
-    """JSON facts about the subject: its ``info`` / ``card`` dict (called if a method), else {}."""
+    """JSON facts about the subject: its ``info`` / ``card`` dict (called if a method), else {}, with the
+    SHA-256 of its weights (``weights_sha256``, checked before a stored result is reused)."""
     for attr in ("info", "card", "model_card"):
         value = getattr(subject, attr, None)
         if callable(value):
@@ -299,8 +311,12 @@ def _model_info(subject: Any) -> dict[str, Any]:
             except Exception:  # a broken card must not fail the cell
                 continue
         if isinstance(value, dict):
-            return to_jsonable(value)
-    return {}
+            info = to_jsonable(value)
+            break
+    else:
+        info = {}
+    sha = _weights_sha256(subject)
+    return info if sha is None else {**info, "weights_sha256": sha}
 
 
 def _forward_passes(subject: Any) -> int | None:

@@ -109,7 +109,8 @@ class Subject:
         return cache[word]
 
     def info(self) -> dict[str, Any]:
-        """What identifies this subject in a result: name, architecture, SAEs, card quality figures."""
+        """What identifies this subject in a result: name, architecture, SAEs, card quality figures (the
+        runner adds the SHA-256 of the weights)."""
         cfg = self.model.cfg
         return {
             "name": self.name,

@@ -84,6 +84,37 @@ def test_finished_cells_are_skipped_unless_forced(tmp_path, capsys):
     assert read_result(path).started_at != "marker"
 
 
+def test_a_retrained_model_never_reuses_the_old_models_results(tmp_path, caplog, toys):
+    import logging
+
+    import torch
+    from helpers import load_toy_subject
+
+    weights = torch.nn.Linear(2, 2)
+
+    def loader(name):
+        subject = load_toy_subject(name)
+        subject.model = weights  # the runner fingerprints ``subject.model``'s state_dict
+        return subject
+
+    def run():
+        return runner.run_grid("toy", None, ["toy-random"], [0], results_dir=str(tmp_path), progress=False,
+                               subject_loader=loader)
+
+    first = run()[0]
+    assert len(first.model_info["weights_sha256"]) == 64
+    caplog.set_level(logging.INFO)
+    run()
+    assert "skipped (finished)" in caplog.text  # same weights: reused
+    caplog.clear()
+    with torch.no_grad():
+        weights.weight.add_(1.0)
+    del weights._deeprobe_fingerprint  # memoised per model object; a retrained model is a new object
+    again = run()[0]
+    assert "stored result differs in weights_sha256" in caplog.text and "skipped" not in caplog.text
+    assert again.model_info["weights_sha256"] != first.model_info["weights_sha256"]
+
+
 def test_limit_runs_are_recorded_and_kept_apart(tmp_path, capsys):
     res = tmp_path / "res"
     code, out, _ = run_cli(capsys, "run", "--task", "toy", "--method", "toy-random", "--limit", "5",
@@ -260,9 +291,10 @@ def test_run_grid_loads_subject_once_and_prepares_once_per_seed(tmp_path, toys, 
     ]
     assert loads == ["toy"] and prepares == [0, 1]
     assert all(r.forward_passes == 0 for r in out)  # prepare's passes are not charged to methods
-    # all finished: nothing is loaded or prepared again
+    # all finished: the model is loaded once more (its weights decide whether a result is reused), nothing
+    # is prepared again
     again = runner.run_grid("toy", "toy", ["toy-random"], [0, 1], results_dir=str(tmp_path), subject_loader=loader)
-    assert loads == ["toy"] and prepares == [0, 1] and all(r.ok for r in again)
+    assert loads == ["toy", "toy"] and prepares == [0, 1] and all(r.ok for r in again)
 
 
 def test_run_cell_respects_the_objective_budget(tmp_path, toys):

@@ -76,6 +76,21 @@ def test_errors_limited_runs_other_tasks_and_old_versions_are_left_out():
     assert "limited" in set(leaderboard.build_table(rs, "toy", include_limited=True)["method"])
 
 
+def test_results_of_a_retrained_models_older_weights_are_left_out(caplog):
+    old = make_result("a", score=0.9)
+    new = make_result("a", seed=1, score=0.1)
+    other = make_result("b", score=0.5)  # another method on the new weights
+    unknown = make_result("c", score=0.7)  # predates the recorded fingerprint: kept
+    for r, sha, at in ((old, "1" * 64, "2026-01-01T00:00:00"), (new, "2" * 64, "2026-02-01T00:00:00"),
+                       (other, "2" * 64, "2026-01-15T00:00:00")):
+        r.model_info = {"weights_sha256": sha}
+        r.finished_at = at
+    df = leaderboard.aggregate([old, new, other, unknown], "toy").set_index("method")
+    assert sorted(df.index) == ["a", "b", "c"]
+    assert df.loc["a", "seeds"] == 1 and df.loc["a", "score_mean"] == pytest.approx(0.1)
+    assert "1 results of older weights left out" in caplog.text
+
+
 def test_task_options_column_only_when_they_differ():
     a, b = make_result("m", score=0.1), make_result("m", seed=1, score=0.3)
     assert "task options" not in leaderboard.build_table([a, b], "toy").columns
