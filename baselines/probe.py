@@ -1,9 +1,14 @@
 """``probe``: one logistic-regression probe per concept, the supervised upper bound.
 
 For each concept of the task's label columns (``ctx.concepts``) with at least two positive and two
-negative train rows, a scikit-learn ``LogisticRegression`` (L2, ``C``, balanced class weights) is fit on
-the train activations. Its weight vector is the feature's direction and its probability ``sigmoid(w . x +
-b)`` the feature's activation. Features are ranked by their F1 on the train rows at probability 0.5.
+negative train rows, a scikit-learn ``LogisticRegression`` (L2, ``C``, balanced class weights, so a rare
+concept is not fitted as "never") is fit on the train activations. Its weight vector is the feature's
+direction. Its activation is the *calibrated* probability ``sigmoid(w . x + b + log(pi / (1 - pi)))``, with
+``pi`` the concept's train base rate: balanced weights fit the model as if both classes had prior 1/2, and
+adding the log prior odds to the logit restores the true prior (the prior correction of King & Zeng 2001,
+"Logistic Regression in Rare Events Data"). Without it a rare concept's probability is inflated, and the
+board-game tagging rule (precision >= 0.95 at a threshold of the activation) rejects the probe.
+Features are ranked by their F1 on the train rows at probability 0.5 of the balanced fit.
 Supervision ``labels``: it sees the train split's concept labels, never the test split.
 """
 
@@ -33,6 +38,7 @@ class ProbeConfig:
 
 class Probe(Method):
     name = "probe"
+    version = "2"  # 2: calibrated activation (prior correction)
     description = "logistic-regression probe per concept (scikit-learn); the supervised upper bound"
     supervision = "labels"
     Config = ProbeConfig
@@ -54,8 +60,9 @@ class Probe(Method):
                 C=self.config.C, max_iter=self.config.max_iter, class_weight="balanced", random_state=ctx.seed
             )
             clf.fit(x, y)
+            prior = float(y.mean())
             weights.append(clf.coef_[0])
-            biases.append(clf.intercept_[0])
+            biases.append(clf.intercept_[0] + np.log(prior / (1 - prior)))
             names.append(concept)
             scores.append(f1_score(y, clf.predict(x)))
         if not names:
