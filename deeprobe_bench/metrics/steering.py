@@ -4,8 +4,11 @@
   target behaviour) when a steering vector is added, ``mean_i p_steered(i) - p_clean(i)`` over held-out
   prompts, in probability points (-1..1, higher is better).
 - **Coefficient choice** (AxBench, Wu et al. 2025, arXiv 2501.17148: "pick the steering factor on one
-  half, report on the other"): the coefficient of a fixed grid with the largest shift on the train half;
-  ties go to the smallest absolute coefficient, then the positive one.
+  half, report on the other"): the coefficient of a fixed grid with the largest shift on the train half
+  among those whose fluency cost (measured on train-side neutral text) stays within a ceiling; ties go to
+  the smallest absolute coefficient, then the positive one. The ceiling keeps a coefficient that breaks
+  the model from being chosen for the shift its disruption happens to cause (AxBench scores steering as 0
+  when fluency fails for the same reason).
 - **Fluency cost**: the increase in mean next-token loss (nats per token) on neutral text at that
   coefficient, ``loss_steered - loss_clean`` (0 is free; higher is worse).
 - **Detection AUROC** (AxBench's concept detection): the area under the ROC curve of a feature's
@@ -55,20 +58,34 @@ def shift(p_steered: Float[Tensor, " n"], p_clean: Float[Tensor, " n"]) -> tuple
     return float(d.mean()), se
 
 
-def choose_coefficient(grid: Sequence[float], train_shift: Sequence[float]) -> tuple[float, int]:
+def choose_coefficient(
+    grid: Sequence[float],
+    train_shift: Sequence[float],
+    train_cost: Sequence[float] | None = None,
+    max_cost: float | None = None,
+) -> tuple[float, int]:
     """``(coefficient, index)`` of the grid point with the largest train-half shift.
+
+    Args:
+        grid: the coefficients.
+        train_shift: the train-half shift at each coefficient.
+        train_cost: the fluency cost (nats per token) at each coefficient; with ``max_cost``, only the
+            coefficients with ``cost <= max_cost`` compete (if none does, the one of least cost is taken).
+        max_cost: the fluency ceiling; None: no ceiling.
 
     Ties (within 1e-9) go to the smallest |coefficient|, then to the positive one.
 
     Raises:
-        ValueError: empty grid or a grid and shifts of different lengths.
+        ValueError: empty grid, or a grid and shifts (or costs) of different lengths.
     """
-    if not grid or len(grid) != len(train_shift):
-        raise ValueError(f"need one shift per coefficient, got {len(grid)} coefficients and {len(train_shift)} shifts")
-    best = max(train_shift)
-    idx = min(
-        (i for i, s in enumerate(train_shift) if s >= best - 1e-9), key=lambda i: (abs(grid[i]), -grid[i])
-    )
+    if not grid or len(grid) != len(train_shift) or (train_cost is not None and len(train_cost) != len(grid)):
+        raise ValueError(f"need one shift (and cost) per coefficient, got {len(grid)} coefficients and "
+                         f"{len(train_shift)} shifts")  # fmt: skip
+    allowed = list(range(len(grid)))
+    if train_cost is not None and max_cost is not None:
+        allowed = [i for i in allowed if train_cost[i] <= max_cost] or [min(allowed, key=lambda i: train_cost[i])]
+    best = max(train_shift[i] for i in allowed)
+    idx = min((i for i in allowed if train_shift[i] >= best - 1e-9), key=lambda i: (abs(grid[i]), -grid[i]))
     return float(grid[idx]), idx
 
 

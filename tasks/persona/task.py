@@ -29,7 +29,10 @@ class PersonaConfig:
             ``-`` instruction of its trait, last token; the ActAdd / instruction contrast) or ``answer``
             (each train question followed by `` Yes`` and `` No``, the answer token; CAA's contrast).
         positions: where the vector is added: ``all`` non-BOS tokens of the prompt (CAA) or the ``last``.
-        n_neutral: neutral texts of the fluency cost.
+        n_neutral: neutral texts of the fluency cost (and as many others, from another seed, on which the
+            train-half coefficient choice measures it).
+        max_fluency_cost: the fluency ceiling of the coefficient choice (nats per token on neutral text):
+            coefficients that cost more on the train-side neutral texts are not chosen (None: no ceiling).
         size_penalty: objective = mean train shift - size_penalty * |chosen set|.
         objective_batch: train statements per trait the objective scores (a fixed, seeded subsample: a
             cheap reward, as FUSE advises); the coefficient of ``evaluate`` is chosen on all of them.
@@ -42,6 +45,7 @@ class PersonaConfig:
     coefficients: tuple[float, ...] = DEFAULT_GRID
     positions: Literal["all", "last"] = "all"
     n_neutral: int = 64
+    max_fluency_cost: float | None = 0.5
     size_penalty: float = 0.001
     objective_batch: int = 48
 
@@ -55,6 +59,8 @@ class PersonaConfig:
             raise ValueError("coefficients must be a non-empty list of finite numbers")
         if self.n_neutral < 1 or self.objective_batch < 1 or self.size_penalty < 0:
             raise ValueError("n_neutral and objective_batch must be >= 1, size_penalty >= 0")
+        if self.max_fluency_cost is not None and not self.max_fluency_cost >= 0:
+            raise ValueError("max_fluency_cost must be >= 0 (or None for no ceiling)")
 
 
 @dataclass
@@ -83,7 +89,7 @@ def _judge_examples(subject: Any, halves: dict[str, Any], concepts: list[str]) -
 class PersonaTask(Task):
     name = "persona"
     description = "persona steering (CAA / persona evals): steering success, fluency cost, detection AUROC"
-    version = "2"
+    version = "3"
     Config = PersonaConfig
     primary_metric = "steering_success"
     default_model = "persona-mini"
@@ -112,9 +118,13 @@ class PersonaTask(Task):
             halves[split] = core.build_split(subject, rows, hook, concepts, cfg.contrast)
         if source == "templated":
             neutral_texts = data.neutral_texts(cfg.n_neutral, 5_000_000 + seed)
-        else:
-            neutral_texts = list(data.NEUTRAL_ENGLISH[: cfg.n_neutral])
+            neutral_train_texts = data.neutral_texts(cfg.n_neutral, 6_000_000 + seed)
+        else:  # the hand-written English texts: one half chooses the coefficient, the other scores it
+            half = len(data.NEUTRAL_ENGLISH) // 2
+            neutral_texts = list(data.NEUTRAL_ENGLISH[:half][: cfg.n_neutral])
+            neutral_train_texts = list(data.NEUTRAL_ENGLISH[half:][: cfg.n_neutral])
         neutral = core.encode(subject, neutral_texts, hook)
+        neutral_train = core.encode(subject, neutral_train_texts, hook)
         train = halves["train"]
         scale = core.residual_scale(train.questions)
         pair = torch.arange(len(train.contrast)) ^ 1  # rows 2i and 2i+1 are one statement's two contrast prompts
@@ -128,6 +138,7 @@ class PersonaTask(Task):
         for split, h in halves.items():
             base[split] = core.p_yes(subject, h.questions, hook)[0]
         base_neutral = core.neutral_loss(subject, neutral, hook)
+        base_neutral_train = core.neutral_loss(subject, neutral_train, hook)
         logger.info("persona on %s at %s (%s statements): residual scale %.3f, neutral loss %.3f",
                     subject.name, hook, source, scale, base_neutral)  # fmt: skip
         return TaskData(
@@ -146,6 +157,7 @@ class PersonaTask(Task):
             },
             extra={"subject": subject, "halves": halves, "neutral": neutral, "neutral_texts": neutral_texts,
                    "scale": scale, "base": base, "base_neutral": base_neutral, "source": source,
+                   "neutral_train": neutral_train, "base_neutral_train": base_neutral_train,
                    "objective_rows": objective_rows},  # fmt: skip
             info={
                 "hook_name": hook,
@@ -206,6 +218,18 @@ class PersonaTask(Task):
         p = core.p_yes(data.extra["subject"], h.questions.rows(rows), data.hook_name, vecs, self.config.positions)
         return core.p_match(p, stm) - core.p_match(data.extra["base"][split][rows][None, :], stm)
 
+    def _train_costs(self, data: TaskData, vector) -> list[float]:
+        """Fluency cost of each coefficient of the grid on the train-side neutral texts (nats per token)."""
+        from deeprobe_bench.metrics.steering import fluency_cost
+        from deeprobe_bench.tasks.persona import core
+
+        unit = vector.float() / vector.float().norm().clamp_min(1e-12)
+        subject, hook = data.extra["subject"], data.hook_name
+        return [0.0 if c == 0 else fluency_cost(core.neutral_loss(subject, data.extra["neutral_train"], hook,
+                                                                  vector=c * data.extra["scale"] * unit),
+                                                data.extra["base_neutral_train"])
+                for c in self.config.coefficients]  # fmt: skip
+
     def _trait_rows(self, statements, trait):
         import torch
 
@@ -222,8 +246,10 @@ class PersonaTask(Task):
         rows = self._trait_rows(train.statements, trait) if split is not None else data.extra["objective_rows"][trait]
         d_train = self._shifts(data, "train", vector, rows)
         curve = [float(x) for x in d_train.mean(1)]
-        coef, gi = choose_coefficient(list(self.config.coefficients), curve)
-        out = {"readout": r, "vector": vector, "coefficient": coef, "train_shift": curve[gi], "train_curve": curve}
+        costs = self._train_costs(data, vector) if self.config.max_fluency_cost is not None else None
+        coef, gi = choose_coefficient(list(self.config.coefficients), curve, costs, self.config.max_fluency_cost)
+        out = {"readout": r, "vector": vector, "coefficient": coef, "train_shift": curve[gi], "train_curve": curve,
+               "train_fluency_cost": costs}  # fmt: skip
         if split is not None:
             test = data.extra["halves"][split]
             trows = self._trait_rows(test.statements, trait)
@@ -309,7 +335,8 @@ class PersonaTask(Task):
             auroc = detection_auroc(acts, y)
             per_trait[trait] = {
                 "shift": res["shift"], "stderr": res["shift_se"], "coefficient": res["coefficient"],
-                "train_shift": res["train_shift"], "train_curve": res["train_curve"], "fluency_cost": cost,
+                "train_shift": res["train_shift"], "train_curve": res["train_curve"],
+                "train_fluency_cost": res["train_fluency_cost"], "fluency_cost": cost,
                 "detection_auroc": auroc, "feature": r.index, "sign": r.sign, "readout": r.how,
                 "label": (chosen.labels or [None] * len(chosen))[r.index],
             }  # fmt: skip
@@ -332,6 +359,7 @@ class PersonaTask(Task):
                 "per_trait": per_trait,
                 "mode": "prompt" if prompts is not None else "vector",
                 "coefficients": list(self.config.coefficients),
+                "max_fluency_cost": self.config.max_fluency_cost,
                 "split": "held-out statements, no persona stated; coefficient chosen on the train half",
             }
         }

@@ -33,6 +33,17 @@ def test_choose_coefficient_takes_the_best_then_the_smallest():
         steering.choose_coefficient(grid, [0.1])
 
 
+
+def test_choose_coefficient_skips_coefficients_over_the_fluency_ceiling():
+    grid = [-1.0, 0.0, 0.5, 2.0]
+    shift, cost = [0.1, 0.0, 0.2, 0.4], [0.3, 0.0, 0.2, 4.5]  # 2.0 shifts most by breaking the model
+    assert steering.choose_coefficient(grid, shift) == (2.0, 3)
+    assert steering.choose_coefficient(grid, shift, cost, max_cost=0.5) == (0.5, 2)
+    assert steering.choose_coefficient(grid, shift, cost, max_cost=None) == (2.0, 3)
+    assert steering.choose_coefficient([1.0, 2.0], [0.1, 0.3], [1.0, 4.0], max_cost=0.5) == (1.0, 0)  # least cost
+    with pytest.raises(ValueError):
+        steering.choose_coefficient(grid, shift, [0.0])
+
 def test_shift_and_fluency_cost():
     m, se = steering.shift(torch.tensor([0.9, 0.7]), torch.tensor([0.5, 0.5]))
     assert m == pytest.approx(0.3) and se == pytest.approx(0.1)
