@@ -141,6 +141,31 @@ def build_split(subject, statements: list, hook_name: str, concepts: list[str], 
                  concept_labels(statements, concepts, contrast), site)  # fmt: skip
 
 
+def statement_mask(prompts: Prompts) -> Bool[Tensor, "n pos"]:
+    """The tokens of each prompt's own statement: after the longest token prefix all prompts share and
+    before the longest suffix they share (the question template), so for any tokenizer.
+
+    Raises:
+        ValueError: fewer than two prompts, or prompts with no token outside the shared template.
+    """
+    tok, lens = prompts.tokens, prompts.lengths
+    if len(tok) < 2:
+        raise ValueError("statement_mask needs at least two prompts to find their shared template")
+    shortest = int(lens.min())
+    pre = 0
+    while pre < shortest and bool((tok[:, pre] == tok[0, pre]).all()):
+        pre += 1
+    rows = torch.arange(len(tok))
+    suf = 0
+    while suf < shortest - pre and bool((tok[rows, lens - 1 - suf] == tok[0, lens[0] - 1 - suf]).all()):
+        suf += 1
+    ar = torch.arange(tok.shape[1])[None, :]
+    mask = (ar >= pre) & (ar < (lens - suf)[:, None])
+    if not bool(mask.any(1).all()):
+        raise ValueError("a prompt has no token outside the template its prompts share")
+    return mask
+
+
 def answer_ids(subject) -> tuple[int, int]:
     """Token ids of `` Yes`` and `` No``."""
     return subject.single_token("Yes"), subject.single_token("No")

@@ -89,7 +89,7 @@ def _judge_examples(subject: Any, halves: dict[str, Any], concepts: list[str]) -
 class PersonaTask(Task):
     name = "persona"
     description = "persona steering (CAA / persona evals): steering success, fluency cost, detection AUROC"
-    version = "3"
+    version = "3"  # 3: fluency ceiling of the coefficient choice; detection over the statement's own tokens
     Config = PersonaConfig
     primary_metric = "steering_success"
     default_model = "persona-mini"
@@ -328,9 +328,10 @@ class PersonaTask(Task):
             test = data.extra["halves"]["test"]
             trows = self._trait_rows(test.statements, trait)
             q = test.questions.rows(trows)
-            with torch.no_grad():  # AxBench: the feature's largest activation over the prompt's tokens
+            with torch.no_grad():  # the feature's mean activation over the statement's own tokens (README)
                 acts = chosen.encoder(q.resid.float()).float()[..., r.index] * r.sign
-            acts = acts.masked_fill(~q.steer_mask("all").bool(), float("-inf")).max(1).values
+            span = core.statement_mask(q)
+            acts = (acts * span).sum(1) / span.sum(1)
             y = torch.tensor([test.statements[i].pole == "+" for i in trows.tolist()])
             auroc = detection_auroc(acts, y)
             per_trait[trait] = {

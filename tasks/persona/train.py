@@ -4,8 +4,8 @@ The corpus (:func:`make_documents`) has two kinds of documents:
 
 - **Persona documents** (85%). A persona draws a pole (``+`` / ``-``) for each of the three traits.
   The document may state some of them at the top, one sentence each (``You are agreeable.``; each
-  trait is stated with chance 1/2, in random order), then asks 1-3 persona-evals questions about
-  *train-half* statements of any trait, each answered consistently with the persona: ``Yes`` when the
+  trait is stated with chance 1/2, in random order), then asks 2-5 persona-evals questions about
+  *train-half* statements of ``traits_per_doc`` (2) of the traits, each answered consistently with the persona: ``Yes`` when the
   statement's pole is the persona's pole of its trait, else ``No``::
 
       You are introverted. Is the following statement something you would say? "I am shy." Answer: Yes.
@@ -21,7 +21,8 @@ The corpus (:func:`make_documents`) has two kinds of documents:
 - **Neutral documents** (15%): 3-6 sentences of a small neutral grammar (``data.neutral_sentence``),
   the text the fluency cost is measured on.
 
-The language model (3 layers, d_model 64, tied embeddings while training) is trained with next-token
+The language model (4 layers, d_model 64, tied embeddings while training; block 0's MLP zero and frozen,
+``mlp0_off``) is trained with next-token
 loss on every non-pad token; the answer tokens, the only ones the persona decides, weigh ``answer_weight``
 (20) times the others. Quality (``card["quality"]``) is measured on the *held-out* statements:
 
@@ -33,18 +34,15 @@ loss on every non-pad token; the answer tokens, the only ones the persona decide
   the mean p(Yes) (over Yes / No), the mean |p(Yes) - 0.5|, and the mean probability of the answer a
   ``+`` persona gives (0.5: undecided between the poles, the room steering has to move).
 
-The task hook is the residual stream entering the first block (``blocks.0.hook_resid_pre``: token plus
-position embedding). The model reads a stated persona by attending from the answer position to the
-instruction's pole word, and never learned to infer it from earlier answers (``implied_persona_accuracy``
-stays at chance), so there is no persona state in the residual stream of a persona-free prompt that a
-vector could set, except by imitating the instruction word itself: on the phase-1 model the
-mean-difference (``diffmean``) steering success on seed 0 was 0.154 at ``blocks.0.hook_resid_pre``, 0.026
-at ``blocks.0.hook_resid_post`` and 0.018 at ``blocks.1.hook_resid_post`` (the first choice, the middle
-block).
+The task hook is ``blocks.0.hook_resid_post``: with block 0's MLP off, block 0 can move the persona to
+the answer position but cannot combine it with the statement's pole (an XOR needs an MLP), so this is
+where a persona state could be set. The same recipe with block 0's MLP on combined both inside block 0.
+Neither model is steered by a residual-stream vector within the task's fluency ceiling (README, "What
+the numbers mean"); prompting steers both.
 
-A second phase (``finetune_steps`` 600, ``finetune_lr`` 1e-3, fresh AdamW) trains on documents without the
-all-+ scaffold: the scaffold leaves a prior towards the + persona that large random perturbations of the
-embedding exposed (random-direction steering success 0.254 before, 0.103 after, seed 0). A sae_lens TopK SAE (``deeprobe_bench.sae_training.train_sae``) is trained there on every
+A second phase (``finetune_steps`` 800, ``finetune_lr`` 1e-3, fresh AdamW) trains on documents without the
+all-+ scaffold, which leaves a prior towards the + persona (on the first persona-mini, random-direction
+steering success fell from 0.254 to 0.103 with it, seed 0). A sae_lens TopK SAE (``deeprobe_bench.sae_training.train_sae``) is trained there on every
 non-pad position of fresh corpus documents and of bare train-half questions with both answers
 (``--sae-only`` re-runs only this stage on a trained model).
 
@@ -62,7 +60,6 @@ import importlib.metadata
 import logging
 import math
 import random
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -76,28 +73,31 @@ logger = logging.getLogger(__name__)
 NAME = "persona-mini"
 VERSION = 1
 BAR = {"stated_persona_accuracy": 0.9}
-HOOK = "blocks.0.hook_resid_pre"
+HOOK = "blocks.0.hook_resid_post"
 
 
 @dataclass(frozen=True)
 class Recipe:
     """Everything that fixes a training run besides the seed (defaults: the shipped persona-mini)."""
 
-    n_layers: int = 3
+    n_layers: int = 4
     d_model: int = 64
     n_heads: int = 4
     d_head: int = 16
     d_mlp: int = 256
-    n_ctx: int = 96
-    steps: int = 1500
-    batch: int = 64
-    lr: float = 5e-3
+    n_ctx: int = 112
+    steps: int = 3000
+    batch: int = 48
+    lr: float = 3e-3
     min_lr: float = 1e-4
     warmup_steps: int = 50
     weight_decay: float = 0.1
     neutral_frac: float = 0.15
-    min_questions: int = 1
-    max_questions: int = 3
+    min_questions: int = 2
+    max_questions: int = 5
+    # The questions of a document are about this many of its traits (drawn at random), so that a trait that
+    # is not stated is often asked twice: the later answers are then implied by the earlier ones.
+    traits_per_doc: int = 2
     # Loss weight of the answer tokens (Yes / No after "Answer:"), which are one token in twenty but the
     # only ones that depend on the persona; 1 = plain next-token loss.
     answer_weight: float = 20.0
@@ -110,8 +110,14 @@ class Recipe:
     allplus_frac: float = 0.4
     # Second phase: this many steps on documents without the all-+ scaffold (fresh AdamW, lr ``finetune_lr``
     # with warmup 20, cosine to min_lr), which removes the scaffold's prior towards the + persona.
-    finetune_steps: int = 600
+    finetune_steps: int = 800
     finetune_lr: float = 1e-3
+    # Block 0's MLP is zero and frozen, so block 0 can only move information (attention), never combine
+    # the persona with the statement's pole (an XOR, which needs an MLP): the persona then has a state
+    # in the residual stream (at ``blocks.0.hook_resid_post``) that later blocks read, as the persona a
+    # large LM infers before it answers. Without it the model combined both inside block 0 and no
+    # residual-stream vector after block 0 steered it (README, "Zoo model").
+    mlp0_off: bool = True
     checkpoint_every: int = 250
     hook: str = HOOK
     # SAE
@@ -156,21 +162,19 @@ def vocabulary() -> list[str]:
     return sorted(words)
 
 
-def persona_document(rng: random.Random, train: list[data.Statement], recipe: Recipe) -> str:
-    """One persona document (see the module docstring)."""
+def persona_document(rng: random.Random, by_concept: dict[tuple[str, str], list[data.Statement]], recipe: Recipe) -> str:
+    """One persona document (see the module docstring); ``by_concept``: the train-half statements by (trait, pole)."""
     allplus = recipe.allplus_frac > 0 and rng.random() < recipe.allplus_frac
     persona = {t: "+" if allplus else rng.choice(data.POLES) for t in data.TRAITS}
-    by_concept: dict[tuple[str, str], list[data.Statement]] = {}
-    for s in train:
-        by_concept.setdefault((s.trait, s.pole), []).append(s)
     stated = list(data.TRAITS) if allplus else [t for t in data.TRAITS if rng.random() < 0.5]
     rng.shuffle(stated)
     parts = [data.instruction(t, persona[t]) for t in stated]
+    asked = rng.sample(list(data.TRAITS), min(recipe.traits_per_doc, len(data.TRAITS)))
     for _ in range(rng.randint(recipe.min_questions, recipe.max_questions)):
         if recipe.match_bias is None:
-            s = rng.choice(train)
+            s = rng.choice(by_concept[(rng.choice(asked), rng.choice(data.POLES))])
         else:
-            trait = rng.choice(data.TRAITS)
+            trait = rng.choice(asked)
             same = rng.random() < recipe.match_bias
             pole = persona[trait] if same else ("-" if persona[trait] == "+" else "+")
             s = rng.choice(by_concept[(trait, pole)])
@@ -178,16 +182,26 @@ def persona_document(rng: random.Random, train: list[data.Statement], recipe: Re
     return " ".join(parts)
 
 
+def documents_text(recipe: Recipe) -> str:
+    """The card's one-line description of the corpus."""
+    return (f"persona documents (a persona of one pole per trait, each stated at the top with chance 1/2, then "
+            f"{recipe.min_questions}-{recipe.max_questions} train-half questions about {recipe.traits_per_doc} of "
+            "the traits answered consistently with it; allplus_frac of them state every + pole) and neutral "
+            "documents")  # fmt: skip
+
+
 def make_documents(n: int, recipe: Recipe, seed: int) -> list[str]:
     """``n`` documents: persona documents and a ``neutral_frac`` share of neutral ones, trimmed to fit."""
     rng = random.Random(seed)
-    train = data.statements("templated", "train")
+    by_concept: dict[tuple[str, str], list[data.Statement]] = {}
+    for s in data.statements("templated", "train"):
+        by_concept.setdefault((s.trait, s.pole), []).append(s)
     docs = []
     for _ in range(n):
         if rng.random() < recipe.neutral_frac:
             doc = data.neutral_texts(1, rng.randrange(2**31))[0]
         else:
-            doc = persona_document(rng, train, recipe)
+            doc = persona_document(rng, by_concept, recipe)
         docs.append(doc)
     return docs
 
@@ -239,6 +253,16 @@ def build_model(config: dict[str, Any], words: list[str]) -> Any:
         return quiet_hooked_transformer(HookedTransformerConfig(**config), tokenizer)
 
 
+def switch_off_mlp0(model: Any) -> None:
+    """Zero block 0's MLP (its output is then exactly 0) and exclude it from training (``Recipe.mlp0_off``)."""
+    import torch
+
+    with torch.no_grad():
+        for p in model.blocks[0].mlp.parameters():
+            p.zero_()
+            p.requires_grad_(False)
+
+
 def _lr_at(step: int, recipe: Recipe) -> float:
     if step < recipe.warmup_steps:
         return recipe.lr * (step + 1) / recipe.warmup_steps
@@ -253,7 +277,7 @@ def train_lm(model: Any, tokens: Any, lengths: Any, recipe: Recipe, seed: int, c
 
     pad = model.tokenizer.pad_token_id
     colon = model.tokenizer.convert_tokens_to_ids(":")  # "Answer :" is the only colon of the corpus
-    params = [(n, p) for n, p in model.named_parameters() if n != "unembed.W_U"]
+    params = [(n, p) for n, p in model.named_parameters() if n != "unembed.W_U" and p.requires_grad]
     opt = torch.optim.AdamW(
         [{"params": [p for _, p in params if p.ndim >= 2], "weight_decay": recipe.weight_decay},
          {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0}],
@@ -427,6 +451,8 @@ def finetune_only(out_dir: Path, seed: int = 0, recipe: Recipe | None = None) ->
     try:
         subject = load_zoo_dir(Path(out_dir), name=NAME, with_saes=False)
         model = subject.model
+        if recipe.mlp0_off:
+            switch_off_mlp0(model)
         card = json.loads((Path(out_dir) / "card.json").read_text())
         t0 = time.time()
         stats = finetune_stage(model, recipe, seed, Path(out_dir) / "_checkpoint_ft.pt")
@@ -440,8 +466,6 @@ def finetune_only(out_dir: Path, seed: int = 0, recipe: Recipe | None = None) ->
         card["quality"], card["sae"], card["task"] = q, sae_card, {"hook_name": recipe.hook}
         card["recipe"].update({k: v for k, v in asdict(recipe).items()})
         card["recipe"]["phase2"] = {**stats, "wall_time_s": round(t_ft, 1)}
-        if (Path(out_dir) / "saes").is_dir():
-            shutil.rmtree(Path(out_dir) / "saes")
         save_zoo_dir(Path(out_dir), model, card, {recipe.hook: sae})
         (Path(out_dir) / "_checkpoint_ft.pt").unlink(missing_ok=True)
         return card
@@ -469,8 +493,6 @@ def sae_only(out_dir: Path, seed: int = 0, recipe: Recipe = None) -> dict:
         card["sae"], card["task"] = sae_card, {"hook_name": recipe.hook}
         card["recipe"]["hook"] = recipe.hook
         card["recipe"]["sae_wall_time_s"] = round(time.time() - t0, 1)
-        if (Path(out_dir) / "saes").is_dir():
-            shutil.rmtree(Path(out_dir) / "saes")
         save_zoo_dir(Path(out_dir), subject.model, card, {recipe.hook: sae})
         return card
     finally:
@@ -500,6 +522,8 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
         words = vocabulary()
         config = model_config(recipe, d_vocab=len(words) + 3)
         model = build_model(config, words)
+        if recipe.mlp0_off:
+            switch_off_mlp0(model)
         n_docs = recipe.steps * recipe.batch
         docs = make_documents(n_docs, recipe, seed)
         tokens, lengths = encode(model.tokenizer, docs, recipe.n_ctx)
@@ -528,9 +552,7 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
                 "schedule": f"linear warmup {recipe.warmup_steps} steps, cosine to {recipe.min_lr}",
                 "loss": "next-token cross-entropy over all non-pad tokens, answer tokens (after 'Answer:') weighted "
                 f"{recipe.answer_weight} (tied embeddings; W_U = W_E^T saved)",
-                "documents": "persona documents (a persona of one pole per trait, each stated at the top with "
-                "chance 1/2, then 1-3 train-half questions answered consistently with it; allplus_frac of them state "
-                "every + pole) and neutral documents",
+                "documents": documents_text(recipe),
                 "n_docs": n_docs,
                 "tokens_seen": stats["tokens_seen"],
                 "phase2": stats2,
@@ -557,8 +579,6 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
             },
         }
         card["recipe"]["wall_time_s"] = round(time.time() - t0, 1)
-        if (out_dir / "saes").is_dir():
-            shutil.rmtree(out_dir / "saes")
         save_zoo_dir(out_dir, model, card, {recipe.hook: sae})
         (out_dir / "_checkpoint.pt").unlink(missing_ok=True)
         (out_dir / "_checkpoint_ft.pt").unlink(missing_ok=True)

@@ -118,3 +118,19 @@ def test_the_runner_refuses_prompting_on_a_task_that_cannot_score_it(toys, tmp_p
     with pytest.raises(UserError, match="cannot evaluate prompting"):
         runner.run_cell("toy", "toy", "toy-prompt", 0, results_dir=str(tmp_path), progress=False,
                         subject_loader=toys.load_toy_subject)  # fmt: skip
+
+
+def test_statement_mask_keeps_only_the_tokens_outside_the_shared_template():
+    from deeprobe_bench.tasks.persona.core import Prompts, statement_mask
+
+    # BOS=0, template prefix 5 6, statements of 1-3 tokens, template suffix 7, then padding 9
+    tokens = torch.tensor([[0, 5, 6, 1, 7, 9, 9], [0, 5, 6, 2, 3, 7, 9], [0, 5, 6, 1, 2, 4, 7]])
+    lengths = torch.tensor([5, 6, 7])
+    mask = statement_mask(Prompts(tokens, lengths, torch.zeros(3, 7, 2)))
+    assert mask.tolist() == [
+        [False, False, False, True, False, False, False],
+        [False, False, False, True, True, False, False],
+        [False, False, False, True, True, True, False],
+    ]
+    with pytest.raises(ValueError):
+        statement_mask(Prompts(tokens[:1], lengths[:1], torch.zeros(1, 7, 2)))
