@@ -187,10 +187,17 @@ def load_tokenizer(directory: Path) -> Any:
 
 
 def save_zoo_dir(directory: Path, model: Any, card: dict[str, Any], saes: dict[str, Any] | None = None) -> None:
-    """Write a zoo model directory (see the module docstring). The tokenizer is ``model.tokenizer``."""
+    """Write a zoo model directory (see the module docstring). The tokenizer is ``model.tokenizer``.
+
+    SAEs already in ``directory`` are removed first: they were trained on an earlier model's activations.
+    """
+    import shutil
+
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
+    if (directory / SAES).is_dir():
+        shutil.rmtree(directory / SAES)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS))
     model.tokenizer.save_pretrained(str(directory))

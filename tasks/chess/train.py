@@ -2,7 +2,7 @@
 
 The language model is a character-level GPT in the format of Chess-GPT (adamkarvonen/
 chess_llm_interpretability: vocab 32, ``";1.e4 e5 2.Nf3 ..."``), 4 layers, d_model 128, trained from
-scratch with next-character loss on uniformly random legal games cut to 256 characters
+scratch with next-character loss on uniformly random legal games cut to 128 characters
 (:mod:`deeprobe_bench.tasks.chess.data`). Training game ``i`` of the run is game ``i`` of the ``train``
 stream of the seed; step ``s`` reads games ``s * batch .. (s + 1) * batch - 1``, generated on the fly, so
 no game is seen twice and a resumed run reads exactly what an uninterrupted one would.
@@ -54,10 +54,10 @@ class Recipe:
     n_heads: int = 4
     d_head: int = 32
     d_mlp: int = 512
-    n_ctx: int = data.N_CHARS  # = the cut of a game's text
+    n_ctx: int = 128  # = the cut of a game's text (about 11 full moves; the paper's window is 256)
     # language-model training
-    steps: int = 800
-    batch: int = 32  # games per step (batch * n_ctx characters)
+    steps: int = 3600
+    batch: int = 64  # games per step (batch * n_ctx characters)
     lr: float = 2e-3
     min_lr: float = 1e-4
     warmup_steps: int = 100
@@ -724,7 +724,6 @@ def train(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
 
 def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -> dict:
     """:func:`train` with an explicit :class:`Recipe`."""
-    import shutil
 
     import torch
 
@@ -782,8 +781,6 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
             "task": {"hook_name": hook},
             "versions": _versions(),
         }
-        if (out_dir / "saes").is_dir():
-            shutil.rmtree(out_dir / "saes")
         save_zoo_dir(out_dir, model, card, saes)
         logger.info("chess-mini: wrote %s in %.0fs", out_dir, time.time() - t0)
         return card
@@ -807,7 +804,6 @@ def train_random(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
     The SAE sits at chess-mini's hook (read from its card beside ``out_dir`` or the shipped one; the last
     layer's resid_post when there is none).
     """
-    import shutil
 
     import torch
 
@@ -849,8 +845,6 @@ def train_random(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
             "task": {"hook_name": hook},
             "versions": _versions(),
         }
-        if (out_dir / "saes").is_dir():
-            shutil.rmtree(out_dir / "saes")
         save_zoo_dir(out_dir, model, card, saes)
         logger.info("chess-mini-random: wrote %s in %.0fs", out_dir, time.time() - t0)
         return card

@@ -39,7 +39,6 @@ import logging
 import math
 import random
 import re
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -809,8 +808,6 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
             },
         }
         card["recipe"]["wall_time_s"] = round(time.time() - t0, 1)
-        if (Path(out_dir) / "saes").is_dir():  # an SAE of an earlier run may sit at another hook
-            shutil.rmtree(Path(out_dir) / "saes")
         save_zoo_dir(Path(out_dir), model, card, {hook_name: sae})
         logger.info("ioi-mini: wrote %s (bar met: %s) in %.0fs", out_dir, quality["bar_met"], time.time() - t0)
         return card
