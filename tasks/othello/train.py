@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -54,13 +55,13 @@ class Recipe:
 
     size: int = 6  # 8x8 could not reach the legal-move bar on this machine in time (README, card)
     # model
-    n_layers: int = 4
+    n_layers: int = 6
     d_model: int = 128
     n_heads: int = 4
     d_head: int = 32
     d_mlp: int = 512
     # training
-    steps: int = 1800
+    steps: int = 4000
     batch: int = 128  # games per step (fresh games each step)
     lr: float = 1.5e-3
     min_lr: float = 2e-5
@@ -70,7 +71,7 @@ class Recipe:
     checkpoint_every_s: float = 180.0
     # evaluation
     n_eval_games: int = 500  # held-out games for the learning curve
-    eval_every: int = 250
+    eval_every: int = 500
     probe_train_games: int = 500
     probe_test_games: int = 300
     # SAEs
@@ -79,6 +80,8 @@ class Recipe:
     sae_steps: int = 1500
     sae_batch: int = 1024
     k: int = 32
+    # standard's L1 coefficient and p-anneal's initial alpha, for inputs at mean norm sqrt(d) (5.0: L0 16, EV 0.57)
+    l1: float = 2.0
     threads: int = 1
 
 
@@ -296,11 +299,29 @@ def train_lm(model: Any, recipe: Recipe, seed: int, work: Path) -> dict[str, Any
     }
 
 
-def work_dir(name: str, seed: int, tiny: bool, size: int = 8) -> Path:
+_STAGE_FIELDS = {
+    "probes": ("probe_train_games", "probe_test_games"),
+    "sae": ("d_sae", "sae_games", "sae_steps", "sae_batch", "k", "l1", "probe_test_games"),
+}
+
+
+def recipe_key(recipe: Recipe, stage: str) -> str:
+    """Hash of the recipe fields that fix ``stage`` (``lm``: everything but the probe and SAE fields)."""
+    later = {f for fields in _STAGE_FIELDS.values() for f in fields}
+    if stage == "lm":
+        fields = {k: v for k, v in asdict(recipe).items() if k not in later and k != "checkpoint_every_s"}
+    else:
+        fields = {k: getattr(recipe, k) for k in _STAGE_FIELDS[stage]}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def work_dir(name: str, seed: int, recipe: Recipe) -> Path:
+    """Checkpoints and finished stages of one run; keyed by the whole recipe, so a changed recipe never
+    resumes another's checkpoint."""
     root = os.environ.get("DEEPROBE_CACHE", str(Path.home() / ".cache" / "deeprobe_bench"))
     if root.lower() in ("off", "0", "none", ""):
         root = tempfile.gettempdir()
-    path = Path(root) / "zoo-work" / f"{name}-{size}x{size}-seed{seed}{'-tiny' if tiny else ''}"
+    path = Path(root) / "zoo-work" / f"{name}-{recipe.size}x{recipe.size}-seed{seed}-{recipe_key(recipe, 'lm')}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -389,7 +410,7 @@ def train_saes(
     batch = min(recipe.sae_batch, len(acts))
     for arch in archs:
         t0 = time.time()
-        sae = train_sae(acts, hook, arch, recipe.d_sae, seed, steps=recipe.sae_steps, batch=batch, k=recipe.k,
+        sae = train_sae(acts, hook, arch, recipe.d_sae, seed, steps=recipe.sae_steps, batch=batch, k=recipe.k, l1=recipe.l1,
                         model_name=model.cfg.model_name)  # fmt: skip
         q = {k: float(v) for k, v in sae_quality(sae, ev).items()}
         q.update({"arch": arch, "d_sae": recipe.d_sae, "steps": recipe.sae_steps, "batch": batch,
@@ -404,7 +425,7 @@ def train_saes(
 
 def probe_stage(model: Any, recipe: Recipe, seed: int, work: Path) -> dict[str, float]:
     """:func:`probe_accuracies`, stored in ``work/probes.json`` (reused when present: resumable)."""
-    path = work / "probes.json"
+    path = work / f"probes-{recipe_key(recipe, 'probes')}.json"
     if path.exists():
         return json.loads(path.read_text())
     acc = probe_accuracies(model, recipe, seed)
@@ -420,7 +441,7 @@ def sae_stage(model: Any, recipe: Recipe, hook: str, arch: str, seed: int, work:
     """
     from sae_lens import SAE
 
-    path = work / "sae" / f"{hook}@{arch}"
+    path = work / "sae" / f"{hook}@{arch}-{recipe_key(recipe, 'sae')}"
     if (path / "quality.json").exists():
         sae = SAE.load_from_disk(path)
         sae.eval()
@@ -461,10 +482,10 @@ def train(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
     recipe = TINY if tiny else FULL
     torch.set_num_threads(recipe.threads)
     model = build_model(model_config(recipe, NAME, seed), recipe.size)
-    stats = train_lm(model, recipe, seed, work_dir(NAME, seed, tiny, recipe.size))
+    stats = train_lm(model, recipe, seed, work_dir(NAME, seed, recipe))
     n_eval = 100 if tiny else 1000
     legal = legal_top1(model, eval_games(n_eval, recipe.size, EVAL_SEED_BASE + 50 + seed))
-    work = work_dir(NAME, seed, tiny, recipe.size)
+    work = work_dir(NAME, seed, recipe)
     acc = probe_stage(model, recipe, seed, work)
     hook = choose_hook(acc)
     saes, sae_q = {}, {}
@@ -497,27 +518,18 @@ def train(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
     })  # fmt: skip
     if recipe.size != 8:
         card["board_size_note"] = EIGHT_BY_EIGHT_NOTE
-    if not tiny and seed == 0:
-        card["recipe"]["shipped_run_note"] = SHIPPED_RUN_NOTE
     save_zoo_dir(Path(out_dir), model, card, saes)
     return card
 
 
 EIGHT_BY_EIGHT_NOTE = (
-    "6x6 instead of 8x8 (issue 3 allows it): the same recipe on 8x8 (4 layers, d_model 128, batch 128 games, "
-    "context 59) ran at 1.76 s per step on the shared 2-core machine (206 steps in 363 s) and reached legal_top1 "
-    "0.692 on 500 held-out games at step 250 (loss 3.19, 514 s); its 4200-step schedule would have taken about "
-    "2 hours, past the time budget, and REFERENCE.md section 8 reports 86% legal top-1 after 25 min of "
-    "(unshared) CPU on 8x8. 6x6 (context 31, vocab 33) is the 6x6 Othello-GPT setting of alfredclwong/othello-gpt."
-)
-
-
-SHIPPED_RUN_NOTE = (
-    "The shipped run was shortened twice while training, as the shared machine slowed down: it started "
-    "with steps=3500, was resumed from its checkpoint at step 168 with steps=2300 (still in warmup, so the "
-    "learning rate was unchanged) and at step 1094 with steps=1800 (the cosine schedule then continued for "
-    "1800 steps, a drop of the learning rate from about 0.62 to 0.41 of its peak at that step). "
-    "`deeprobe-bench zoo train othello-mini` runs the 1800-step schedule from the start."
+    "6x6 instead of 8x8 (issue 3 allows it). The 6x6 recipe (6 layers, d_model 128, batch 128 games, 4000 "
+    "steps) took 4196 s on the 2-core machine shared with two other training jobs; one step costs 0.68 s at "
+    "one thread on the quiet machine (4 layers: 0.45 s). 8x8 doubles the context (59 vs 31) and the board "
+    "to learn: an earlier 8x8 run (4 layers, d_model 128) reached legal_top1 0.692 on 500 held-out games at "
+    "step 250 (loss 3.19) at 1.76 s per step under load, and REFERENCE.md section 8 reports 86% legal top-1 "
+    "after 25 min of CPU on 8x8, short of the 0.95 bar; its probe bar would need hours more. 6x6 (context "
+    "31, vocab 33) is the 6x6 Othello-GPT setting of alfredclwong/othello-gpt."
 )
 
 
@@ -588,12 +600,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(recipe.threads)
     if args.lm_only:
         model = build_model(model_config(recipe, NAME, args.seed), recipe.size)
-        stats = train_lm(model, recipe, args.seed, work_dir(NAME, args.seed, args.tiny, recipe.size))
+        stats = train_lm(model, recipe, args.seed, work_dir(NAME, args.seed, recipe))
         logger.info("done: %s", json.dumps({k: v for k, v in stats.items() if k != "learning_curve"}))
         logger.info("recipe %s", json.dumps(asdict(recipe)))
     elif args.stage:
         model = build_model(model_config(recipe, NAME, args.seed), recipe.size)
-        work = work_dir(NAME, args.seed, args.tiny, recipe.size)
+        work = work_dir(NAME, args.seed, recipe)
         train_lm(model, recipe, args.seed, work)  # resumes (a no-op once trained)
         if args.stage == "probes":
             probe_stage(model, recipe, args.seed, work)
