@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -96,12 +97,16 @@ def _newest_weights(results: list[Result]) -> list[Result]:
     newest: dict[str, str] = {}
     for r in sorted((r for r in results if sha(r)), key=lambda r: r.finished_at or ""):
         newest[r.model] = sha(r)
-    stale = [r for r in results if sha(r) and sha(r) != newest[r.model]]
-    for model in sorted({r.model for r in stale}):
-        n = sum(r.model == model for r in stale)
+    keep, stale = [], Counter()
+    for r in results:
+        if sha(r) in (None, newest.get(r.model)):
+            keep.append(r)
+        else:
+            stale[r.model] += 1
+    for model, n in sorted(stale.items()):
         log.warning("model %s: %d results of older weights left out (weights %s are the newest)", model, n,
                     newest[model][:12])  # fmt: skip
-    return [r for r in results if not (sha(r) and sha(r) != newest[r.model])]
+    return keep
 
 
 def _version_key(v: str) -> tuple[Any, ...]:

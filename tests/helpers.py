@@ -389,3 +389,19 @@ def tiny_ioi_subject(directory: Path, d_model: int = 32, n_layers: int = 2, d_sa
     sae = TopKSAE(TopKSAEConfig(d_in=d_model, d_sae=d_sae, k=k))
     sae.cfg.metadata.hook_name = hook
     return Subject("tiny", model, {hook: sae}, {"task": {"hook_name": hook}})
+
+
+class ProgressBar:
+    """A stand-in for the tqdm bar ``ctx.progress`` returns: iterable, with ``update`` counting into ``n``."""
+
+    def __init__(self, it: Any) -> None:
+        self.it, self.n = it, 0
+
+    def __iter__(self):
+        return iter(self.it)
+
+    def update(self, k: int) -> None:
+        self.n += k
+
+    def close(self) -> None:
+        pass

@@ -10,6 +10,7 @@ activation), both methods give the same effect to every latent and rank J first.
 
 import pytest
 import torch
+from helpers import ProgressBar
 
 from deeprobe_bench.api import Behaviour, Budget, DiscoveryContext
 from deeprobe_bench.baselines.attribution import Attribution, AttributionConfig, latent_attribution, resume_layer
@@ -133,7 +134,7 @@ def test_mcts_with_the_attribution_prior_puts_the_read_out_latent_first_in_pool_
         return float(J in s) - 0.05 * len(s)
 
     ctx = DiscoveryContext(subject, HOOK, torch.randn(16, D, generator=torch.Generator().manual_seed(1)), sae, 0,
-                           "objective", budget, lambda it=None, **kw: _Bar(it), objective=objective,
+                           "objective", budget, lambda it=None, **kw: ProgressBar(it), objective=objective,
                            behaviour=behaviour)  # fmt: skip
     before = subject.forward_passes
     fs = MCTS(MCTSConfig(budget=30, pool=6, prior="attribution")).discover(ctx)
@@ -146,15 +147,3 @@ def test_mcts_with_the_attribution_prior_puts_the_read_out_latent_first_in_pool_
     assert budget.objective_calls <= 30
 
 
-class _Bar:
-    def __init__(self, it):
-        self.it, self.n = it, 0
-
-    def __iter__(self):
-        return iter(self.it)
-
-    def update(self, k):
-        self.n += k
-
-    def close(self):
-        pass

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import ProgressBar
 
 from deeprobe_bench.api import Budget, BudgetExhausted, DiscoveryContext
 from deeprobe_bench.baselines.greedy import Greedy, GreedyConfig
@@ -37,22 +38,8 @@ def ctx_for(budget, seed=0, pool_calls=None):
 
     return DiscoveryContext(
         subject=None, hook_name="h", train_acts=torch.zeros(64, 16), sae=FakeSAE(), seed=seed,
-        supervision="objective", budget=b, progress=lambda it=None, **kw: _Bar(it), objective=objective,
+        supervision="objective", budget=b, progress=lambda it=None, **kw: ProgressBar(it), objective=objective,
     )
-
-
-class _Bar:
-    def __init__(self, it):
-        self.it, self.n = it, 0
-
-    def __iter__(self):
-        return iter(self.it)
-
-    def update(self, k):
-        self.n += k
-
-    def close(self):
-        pass
 
 
 @pytest.mark.parametrize("policy", ["uct", "puct"])
