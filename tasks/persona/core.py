@@ -70,12 +70,17 @@ def encode(subject, texts: list[str], hook_name: str) -> Prompts:
     """Tokenise ``texts`` (BOS + text) and cache their activations at ``hook_name``.
 
     Raises:
-        UserError: a text holds a word the subject's tokenizer does not know.
+        UserError: a text holds a word the subject's tokenizer does not know, or is longer than its context.
     """
     tokens, lengths = subject.to_tokens(texts)
+    if tokens.shape[1] > subject.model.cfg.n_ctx:
+        raise UserError(f"a persona prompt is {tokens.shape[1]} tokens, longer than the context of model "
+                        f"{subject.name} ({subject.model.cfg.n_ctx}): {texts[int(lengths.argmax())]!r}")  # fmt: skip
     unk = subject.tokenizer.unk_token_id
-    if unk is not None and bool((tokens == unk).any()):
-        bad = int((tokens == unk).any(1).nonzero()[0])
+    ar = torch.arange(tokens.shape[1])[None, :]
+    text = (ar > 0) & (ar < lengths[:, None])  # not BOS, not padding: GPT-2's unknown token is its BOS
+    if unk is not None and bool(((tokens == unk) & text).any()):
+        bad = int(((tokens == unk) & text).any(1).nonzero()[0])
         raise UserError(f"model {subject.name} does not know a word of the persona prompt {texts[bad]!r}")
     return Prompts(tokens, lengths, activations.get(subject.model, tokens, hook_name))
 
@@ -86,13 +91,15 @@ class Split:
 
     Attributes:
         statements: the :class:`data.Statement` rows.
-        questions: the bare questions (no persona, no answer), for steering.
-        contrast: two prompts per statement (rows ``2i`` and ``2i+1``), whose activations at ``site`` are
+        questions: the questions with no persona stated (after the system prompt, if any) and no answer,
+            for steering.
+        contrast: two prompts per statement (rows ``2i`` and ``2i+1``), whose activations at the site are
             the task's labelled activations: with ``contrast="persona"`` the question after the
             instruction of the ``+`` and of the ``-`` pole of the statement's trait (``You are agreeable.``
-            / ``You are disagreeable.``), site = the instruction's pole word (ActAdd's contrast); with
-            ``contrast="answer"`` the question followed by `` Yes`` and by `` No``, site = the answer token
-            (CAA's answer position).
+            / ``You are disagreeable.``); with ``contrast="answer"`` the question followed by `` Yes`` and
+            by `` No``. The site is each prompt's last token: where the answer is read (``persona``), the
+            answer token itself (``answer``, CAA's answer position). Versions 2-3 took the instruction's pole
+            word for ``persona`` (README, "What methods see").
         labels: ``Bool[Tensor, "2n n_concepts"]`` which concept each contrast row expresses.
     """
 
@@ -100,11 +107,10 @@ class Split:
     questions: Prompts
     contrast: Prompts
     labels: Tensor
-    site: Tensor | None = None
 
     def contrast_acts(self) -> Float[Tensor, "m d"]:
-        """The labelled activations: each contrast prompt at its site (:func:`build_split`)."""
-        return self.contrast.resid[torch.arange(len(self.contrast)), self.site]
+        """The labelled activations: each contrast prompt at its site, the last token."""
+        return self.contrast.last_acts()
 
 
 def concept_labels(statements: list, concepts: list[str], contrast: str = "answer") -> Bool[Tensor, "m c"]:
@@ -124,21 +130,20 @@ def concept_labels(statements: list, concepts: list[str], contrast: str = "answe
     return lab
 
 
-def build_split(subject, statements: list, hook_name: str, concepts: list[str], contrast: str = "persona") -> Split:
+def build_split(
+    subject, statements: list, hook_name: str, concepts: list[str], contrast: str = "persona", system: str | None = None
+) -> Split:
+    """The :class:`Split` of ``statements``; every prompt opens with the system prompt ``system`` (if any)."""
     questions = [data.question(s.text) for s in statements]
     if contrast == "persona":
         rows = [f"{data.instruction(s.trait, p)} {q}" for s, q in zip(statements, questions, strict=True)
                 for p in data.POLES]  # fmt: skip
     else:
         rows = [f"{q} {a}" for q in questions for a in data.ANSWERS]
-    prompts = encode(subject, rows, hook_name)
-    if contrast == "persona":  # the instruction's pole word: <bos> You are <word> .
-        n_prefix = len(subject.to_tokens(["You are"])[0][0])  # BOS + "You are"
-        site = torch.full((len(prompts),), n_prefix, dtype=torch.long)
-    else:  # the answer token
-        site = prompts.last
-    return Split(statements, encode(subject, questions, hook_name), prompts,
-                 concept_labels(statements, concepts, contrast), site)  # fmt: skip
+    prompts = encode(subject, [data.with_system(r, system) for r in rows], hook_name)
+    bare = encode(subject, [data.with_system(q, system) for q in questions], hook_name)
+    return Split(statements, bare, prompts,
+                 concept_labels(statements, concepts, contrast))  # fmt: skip
 
 
 def statement_mask(prompts: Prompts) -> Bool[Tensor, "n pos"]:

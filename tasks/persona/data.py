@@ -20,7 +20,8 @@ Hand-written statements (``handwritten.json``, for pretrained models such as gpt
 trait (a ``+`` and a ``-`` statement), split into halves by pair index (even train, odd held out).
 
 The persona instruction of a pole (stated at the top of a document, and the prompting baseline's
-instruction) is ``You are <pole word>.`` (``You are agreeable.``).
+instruction) is ``You are <pole word>.`` (``You are agreeable.``). It follows the persona-neutral system
+prompt :data:`SYSTEM_PROMPT` (``You are an assistant.``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ POLE_WORDS: dict[str, dict[str, str]] = {
     "extraversion": {"+": "extraverted", "-": "introverted"},
 }
 QUESTION = "Is the following statement something you would say?"
+# The persona-neutral system prompt every persona document of the zoo corpus opens with, and with which the
+# task asks its questions (as persona evals are run on chat models under their default system prompt).
+SYSTEM_PROMPT = "You are an assistant."
 ANSWERS: tuple[str, str] = ("Yes", "No")
 
 ADJECTIVE_TEMPLATES: tuple[str, ...] = (
@@ -149,6 +153,11 @@ def concepts() -> list[str]:
 def instruction(trait: str, pole: str) -> str:
     """The persona instruction of a pole, ``You are <pole word>.``"""
     return f"You are {POLE_WORDS[trait][pole]}."
+
+
+def with_system(text: str, system: str | None = None) -> str:
+    """``text`` after the system prompt ``system`` (None or empty: ``text`` alone)."""
+    return f"{system} {text}" if system else text
 
 
 def question(statement: str) -> str:

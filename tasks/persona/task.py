@@ -11,7 +11,9 @@ from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_GRID: tuple[float, ...] = (-2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0)
+# Steps of 0.25 up to |c| = 1, then 1.5 and 2 (AxBench sweeps its steering factor as finely). Version 3's grid
+# had nothing between 0.5 and 1, where persona-mini's answers turn (README, "What the numbers mean").
+DEFAULT_GRID: tuple[float, ...] = (-2.0, -1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
 @dataclass
@@ -22,6 +24,9 @@ class PersonaConfig:
         hook: hook point studied; default the model card's task hook, else the subject's first SAE hook.
         source: statements: ``templated`` (lexicons x templates; the zoo model's), ``handwritten`` (50
             pairs per trait, for pretrained models) or ``auto`` (templated for zoo models, else handwritten).
+        system_prompt: the persona-neutral sentence every prompt opens with (``data.SYSTEM_PROMPT``; the
+            zoo corpus opens every persona document with it, as a chat model runs under its default system
+            prompt); None: none.
         traits: the traits scored (each steered towards its ``+`` pole).
         coefficients: the fixed grid of steering coefficients, in units of the mean residual norm at the
             hook (a coefficient c adds ``c * scale * v / |v|``); the best on the train half is used.
@@ -40,6 +45,7 @@ class PersonaConfig:
 
     hook: str | None = None
     source: Literal["auto", "templated", "handwritten"] = "auto"
+    system_prompt: str | None = "You are an assistant."
     contrast: Literal["persona", "answer"] = "persona"
     traits: tuple[str, ...] = ("agreeableness", "conscientiousness", "extraversion")
     coefficients: tuple[float, ...] = DEFAULT_GRID
@@ -80,8 +86,7 @@ def _judge_examples(subject: Any, halves: dict[str, Any], concepts: list[str]) -
     out = {}
     for key, split in (("train", "train"), ("eval", "test")):
         h = halves[split]
-        site = h.site if h.site is not None else h.contrast.last
-        out[key] = examples_from_tokens(subject.tokenizer, h.contrast.tokens, h.contrast.lengths, site,
+        out[key] = examples_from_tokens(subject.tokenizer, h.contrast.tokens, h.contrast.lengths, h.contrast.last,
                                         h.contrast_acts(), h.labels, concepts, name=f"persona {split} contrast rows")  # fmt: skip
     return out
 
@@ -89,7 +94,10 @@ def _judge_examples(subject: Any, halves: dict[str, Any], concepts: list[str]) -
 class PersonaTask(Task):
     name = "persona"
     description = "persona steering (CAA / persona evals): steering success, fluency cost, detection AUROC"
-    version = "3"  # 3: fluency ceiling of the coefficient choice; detection over the statement's own tokens
+    # 3: fluency ceiling of the coefficient choice; detection over the statement's own tokens
+    # 4: prompts open with the system prompt; the persona contrast is read at the last token (was the
+    #    instruction's pole word); a finer coefficient grid
+    version = "4"
     Config = PersonaConfig
     primary_metric = "steering_success"
     default_model = "persona-mini"
@@ -115,7 +123,7 @@ class PersonaTask(Task):
             rows = data.statements(source, split, cfg.traits)
             if limit is not None:  # keep whole contrast pairs, every trait
                 rows = [s for s in rows if s.pair < max(1, limit // (2 * len(cfg.traits)))]
-            halves[split] = core.build_split(subject, rows, hook, concepts, cfg.contrast)
+            halves[split] = core.build_split(subject, rows, hook, concepts, cfg.contrast, cfg.system_prompt)
         if source == "templated":
             neutral_texts = data.neutral_texts(cfg.n_neutral, 5_000_000 + seed)
             neutral_train_texts = data.neutral_texts(cfg.n_neutral, 6_000_000 + seed)
@@ -164,6 +172,7 @@ class PersonaTask(Task):
                 "source": source,
                 "traits": list(cfg.traits),
                 "target": "the + pole of each trait (agreeable, conscientious, extraverted)",
+                "system_prompt": cfg.system_prompt,
                 "rows": f"train_acts: last token of each train statement's two {cfg.contrast} contrast prompts",
                 "steering": f"x + c * scale * v/|v| at {cfg.positions} non-BOS prompt tokens of the hook; "
                 f"c from {list(cfg.coefficients)} chosen on the train half",
@@ -258,7 +267,7 @@ class PersonaTask(Task):
         return out
 
     def _prompted(self, data: TaskData, prompts: dict[str, str], trait: str, split: str) -> dict[str, Any]:
-        """Steering by prompting: the ``<trait>+`` instruction prepended to the bare questions."""
+        """Steering by prompting: the ``<trait>+`` instruction between the system prompt and the question."""
         from deeprobe_bench.metrics.steering import shift
         from deeprobe_bench.tasks.persona import core
         from deeprobe_bench.tasks.persona import data as pdata
@@ -268,7 +277,8 @@ class PersonaTask(Task):
         h = data.extra["halves"][split]
         rows = self._trait_rows(h.statements, trait)
         stm = [h.statements[i] for i in rows.tolist()]
-        texts = [f"{prompts[trait + '+']} {pdata.question(s.text)}" for s in stm]
+        texts = [pdata.with_system(f"{prompts[trait + '+']} {pdata.question(s.text)}", self.config.system_prompt)
+                 for s in stm]  # fmt: skip
         subject = data.extra["subject"]
         p = core.p_yes(subject, core.encode(subject, texts, data.hook_name), data.hook_name)
         d = core.p_match(p, stm)[0] - core.p_match(data.extra["base"][split][rows][None, :], stm)[0]

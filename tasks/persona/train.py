@@ -108,6 +108,14 @@ class Recipe:
     # statement's pole alone, a first-order signal that teaches the model to read statement poles (without
     # it the XOR of persona and statement pole did not start to be learned in 1000 steps).
     allplus_frac: float = 0.4
+    # Chance that a persona document carries neutral sentences (1-2, each after the instructions or after a
+    # question): text the persona does not decide, so that the model learns to predict it with the persona
+    # state present (the fluency cost of a persona direction is measured on such text).
+    neutral_in_persona: float = 0.5
+    # Every persona document opens with the persona-neutral system prompt ``data.SYSTEM_PROMPT``. Without it,
+    # a question with no persona stated was gated shut: the model (v4 candidate) followed the persona
+    # direction only when some instruction was present (README, "Zoo model").
+    system_prompt: bool = True
     # Second phase: this many steps on documents without the all-+ scaffold (fresh AdamW, lr ``finetune_lr``
     # with warmup 20, cosine to min_lr), which removes the scaffold's prior towards the + persona.
     finetune_steps: int = 800
@@ -118,6 +126,12 @@ class Recipe:
     # large LM infers before it answers. Without it the model combined both inside block 0 and no
     # residual-stream vector after block 0 steered it (README, "Zoo model").
     mlp0_off: bool = True
+    # Only the first ``attn_blocks`` blocks attend; the attention of every later block is zero and frozen
+    # (None: all attend). With 1, the persona can reach the answer only as the state block 0 leaves at the
+    # answer token, which the later MLPs combine with the statement's pole: a residual-stream direction by
+    # construction. With attention in later blocks the model read the persona by attention from the
+    # answer token with the statement's pole in the query (query-key XOR), and no vector steered it.
+    attn_blocks: int | None = 1
     checkpoint_every: int = 250
     hook: str = HOOK
     # SAE
@@ -155,7 +169,7 @@ def vocabulary() -> list[str]:
     """Every word of the corpus and of the task's prompts (both halves of the statements), sorted."""
     words: set[str] = set()
     texts = [qa(s.text, a) for s in data.templated_statements() for a in data.ANSWERS]
-    texts += [data.instruction(t, p) for t in data.TRAITS for p in data.POLES]
+    texts += [data.instruction(t, p) for t in data.TRAITS for p in data.POLES] + [data.SYSTEM_PROMPT]
     texts += [" ".join(data.NEUTRAL_SUBJECTS + data.NEUTRAL_VERBS + data.NEUTRAL_OBJECTS + data.NEUTRAL_ENDINGS) + "."]
     for text in texts:
         words.update(_words(text))
@@ -168,9 +182,10 @@ def persona_document(rng: random.Random, by_concept: dict[tuple[str, str], list[
     persona = {t: "+" if allplus else rng.choice(data.POLES) for t in data.TRAITS}
     stated = list(data.TRAITS) if allplus else [t for t in data.TRAITS if rng.random() < 0.5]
     rng.shuffle(stated)
-    parts = [data.instruction(t, persona[t]) for t in stated]
+    parts = [data.SYSTEM_PROMPT] * recipe.system_prompt + [data.instruction(t, persona[t]) for t in stated]
     asked = rng.sample(list(data.TRAITS), min(recipe.traits_per_doc, len(data.TRAITS)))
-    for _ in range(rng.randint(recipe.min_questions, recipe.max_questions)):
+    n_questions = rng.randint(recipe.min_questions, recipe.max_questions)
+    for _ in range(n_questions):
         if recipe.match_bias is None:
             s = rng.choice(by_concept[(rng.choice(asked), rng.choice(data.POLES))])
         else:
@@ -179,15 +194,19 @@ def persona_document(rng: random.Random, by_concept: dict[tuple[str, str], list[
             pole = persona[trait] if same else ("-" if persona[trait] == "+" else "+")
             s = rng.choice(by_concept[(trait, pole)])
         parts.append(qa(s.text, "Yes" if s.pole == persona[s.trait] else "No"))
+    if recipe.neutral_in_persona > 0 and rng.random() < recipe.neutral_in_persona:
+        for _ in range(rng.randint(1, 2)):
+            parts.insert(rng.randint(len(parts) - n_questions, len(parts)), data.neutral_sentence(rng))
     return " ".join(parts)
 
 
 def documents_text(recipe: Recipe) -> str:
     """The card's one-line description of the corpus."""
-    return (f"persona documents (a persona of one pole per trait, each stated at the top with chance 1/2, then "
-            f"{recipe.min_questions}-{recipe.max_questions} train-half questions about {recipe.traits_per_doc} of "
-            "the traits answered consistently with it; allplus_frac of them state every + pole) and neutral "
-            "documents")  # fmt: skip
+    return (f"persona documents (the system prompt {data.SYSTEM_PROMPT!r}, then a persona of one pole per trait, "
+            f"each stated with chance 1/2, then {recipe.min_questions}-{recipe.max_questions} train-half questions "
+            f"about {recipe.traits_per_doc} of the traits answered consistently with it, with 1-2 neutral sentences "
+            f"among them in a share {recipe.neutral_in_persona}; allplus_frac of them state every + pole) and "
+            "neutral documents")  # fmt: skip
 
 
 def make_documents(n: int, recipe: Recipe, seed: int) -> list[str]:
@@ -253,12 +272,16 @@ def build_model(config: dict[str, Any], words: list[str]) -> Any:
         return quiet_hooked_transformer(HookedTransformerConfig(**config), tokenizer)
 
 
-def switch_off_mlp0(model: Any) -> None:
-    """Zero block 0's MLP (its output is then exactly 0) and exclude it from training (``Recipe.mlp0_off``)."""
+def switch_off(model: Any, recipe: Recipe) -> None:
+    """Zero the sublayers the recipe switches off (their output is then exactly 0) and exclude them from
+    training: block 0's MLP (``Recipe.mlp0_off``) and the attention of blocks ``attn_blocks`` on."""
     import torch
 
+    parts = [model.blocks[0].mlp] if recipe.mlp0_off else []
+    if recipe.attn_blocks is not None:
+        parts += [b.attn for b in model.blocks[recipe.attn_blocks :]]
     with torch.no_grad():
-        for p in model.blocks[0].mlp.parameters():
+        for p in (p for part in parts for p in part.parameters()):
             p.zero_()
             p.requires_grad_(False)
 
@@ -348,8 +371,8 @@ def p_yes(model: Any, texts: list[str], batch: int = 256) -> Any:
     return torch.cat(out)
 
 
-def quality(model: Any, seed: int) -> dict[str, Any]:
-    """The held-out quality figures of the module docstring."""
+def quality(model: Any, seed: int, system: str | None = data.SYSTEM_PROMPT) -> dict[str, Any]:
+    """The held-out quality figures of the module docstring, every prompt after the system prompt ``system``."""
     import torch
 
     rng = random.Random(seed)
@@ -358,13 +381,14 @@ def quality(model: Any, seed: int) -> dict[str, Any]:
     stated, implied, consistent = [], [], []
     for s in test:
         for pole in data.POLES:
-            stated.append(f"{data.instruction(s.trait, pole)} {data.question(s.text)}")
+            stated.append(data.with_system(f"{data.instruction(s.trait, pole)} {data.question(s.text)}", system))
             prior = rng.choice([x for x in train if x.trait == s.trait])
-            implied.append(f"{qa(prior.text, 'Yes' if prior.pole == pole else 'No')} {data.question(s.text)}")
+            implied.append(data.with_system(f"{qa(prior.text, 'Yes' if prior.pole == pole else 'No')} "
+                                            f"{data.question(s.text)}", system))  # fmt: skip
             consistent.append(s.pole == pole)
     want = torch.tensor(consistent)
     p_stated, p_implied = p_yes(model, stated), p_yes(model, implied)
-    p_none = p_yes(model, [data.question(s.text) for s in test])
+    p_none = p_yes(model, [data.with_system(data.question(s.text), system) for s in test])
     return {
         "stated_persona_accuracy": float(((p_stated > 0.5) == want).float().mean()),
         "stated_persona_p_consistent": float(torch.where(want, p_stated, 1 - p_stated).mean()),
@@ -451,8 +475,7 @@ def finetune_only(out_dir: Path, seed: int = 0, recipe: Recipe | None = None) ->
     try:
         subject = load_zoo_dir(Path(out_dir), name=NAME, with_saes=False)
         model = subject.model
-        if recipe.mlp0_off:
-            switch_off_mlp0(model)
+        switch_off(model, recipe)
         card = json.loads((Path(out_dir) / "card.json").read_text())
         t0 = time.time()
         stats = finetune_stage(model, recipe, seed, Path(out_dir) / "_checkpoint_ft.pt")
@@ -522,8 +545,7 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
         words = vocabulary()
         config = model_config(recipe, d_vocab=len(words) + 3)
         model = build_model(config, words)
-        if recipe.mlp0_off:
-            switch_off_mlp0(model)
+        switch_off(model, recipe)
         n_docs = recipe.steps * recipe.batch
         docs = make_documents(n_docs, recipe, seed)
         tokens, lengths = encode(model.tokenizer, docs, recipe.n_ctx)

@@ -16,7 +16,7 @@ from deeprobe_bench.tasks.persona import PersonaTask
 from deeprobe_bench.tasks.persona.zoo import PERSONA_MINI
 
 # one trait and a moderate grid keep the module fast
-SMALL = {"traits": "agreeableness", "n_neutral": "16", "coefficients": "-1,-0.5,-0.25,0,0.25,0.5,1"}
+SMALL = {"traits": "agreeableness", "n_neutral": "16", "coefficients": "-1,-0.75,-0.5,-0.25,0,0.25,0.5,0.75,1"}
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,17 @@ def test_prompting_steers_and_random_vectors_do_not(prepared):
     assert abs(rand["steering_success"].value) < 0.05
 
 
+def test_the_mean_difference_steers_agreeableness_within_the_fluency_ceiling_and_random_directions_do_not(prepared):
+    subject, task, data = prepared
+    diffmean = task.evaluate(data, DiffMean().discover(_ctx(subject, data, "labels")))
+    per_trait = diffmean["_details"]["steering"]["per_trait"]["agreeableness"]
+    assert diffmean["steering_success"].value > 0.08 and per_trait["fluency_cost"] < 0.6  # card: 0.127 at c 0.75
+    for seed in range(3):
+        ctx = _ctx(subject, data, "none")
+        ctx.seed = seed
+        assert abs(task.evaluate(data, RandomDirections().discover(ctx))["steering_success"].value) < 0.02
+
+
 def test_the_fluency_ceiling_keeps_disruptive_coefficients_out(prepared):
     subject, task, data = prepared
     fs = DiffMean().discover(_ctx(subject, data, "labels"))
@@ -77,7 +88,7 @@ def test_an_oracle_direction_steers_and_its_negation_is_flipped_by_the_coefficie
     # unlabelled: the coefficient grid (both signs) decides the direction, so v and -v steer alike
     assert up["steering_success"].value == pytest.approx(down["steering_success"].value, abs=1e-6)
     assert up["coefficient"].value == pytest.approx(-down["coefficient"].value)
-    assert 0.0 <= up["detection_auroc"].value <= 1.0  # max over tokens: not the complement of -v's
+    assert up["detection_auroc"].value == pytest.approx(1 - down["detection_auroc"].value)  # a signed readout
     zero = task.evaluate(data, FeatureSet(data.hook_name, torch.zeros(1, v.shape[0]), encoder=lambda x: x[..., :1] * 0))
     assert zero["steering_success"].value == pytest.approx(0.0, abs=1e-6)
 
@@ -86,6 +97,13 @@ def test_handwritten_statements_need_a_tokenizer_that_knows_them(prepared):
     subject, _, _ = prepared
     task = PersonaTask(parse_config(PersonaTask.Config, {"source": "handwritten", **SMALL}))
     with pytest.raises(UserError, match="does not know a word"):
+        task.prepare(subject, seed=0)
+
+
+def test_a_prompt_longer_than_the_context_is_a_user_error(prepared):
+    subject, _, _ = prepared
+    task = PersonaTask(parse_config(PersonaTask.Config, {**SMALL, "system_prompt": " ".join(["You are an assistant."] * 30)}))
+    with pytest.raises(UserError, match="longer than the context"):
         task.prepare(subject, seed=0)
 
 

@@ -13,8 +13,10 @@ transformer-lens 3.9 / sae-lens 6.54 / transformers 5):
 
 So a cache holding a tiny GPT-2-architecture checkpoint under ``models--gpt2`` and tiny SAEs under
 ``models--jbloom--GPT2-Small-SAEs-Reformatted`` drives the whole real path. The model has 9 layers
-(``blocks.8`` must exist for the release's hooks) of width 32, a 257-token byte-level BPE vocabulary
-(256 bytes + ``<|endoftext|>``, like GPT-2's last id) and 64-latent SAEs.
+(``blocks.8`` must exist for the release's hooks) of width 32, a byte-level BPE vocabulary of 256 bytes +
+``<|endoftext|>`` (BOS, EOS and unknown token, as in GPT-2) + the merges that make `` Yes`` and `` No``
+single tokens (the persona task's answers), a context of 192 (the longest persona prompt, 166 bytes) and 64-latent
+SAEs.
 
 The cache is laid out as ``huggingface_hub`` writes it (``blobs/`` + symlinked ``snapshots/<commit>/``
 + ``refs/main``). huggingface_hub reads ``HF_HUB_OFFLINE`` / ``HF_HUB_CACHE`` into
@@ -43,7 +45,9 @@ from deeprobe_bench.subject import GPT2_SMALL, Subject
 MODEL_REPO = "gpt2"  # what TransformerLens resolves "gpt2-small" to
 SAE_REPO = "jbloom/GPT2-Small-SAEs-Reformatted"  # the repo_id of the SAELens release gpt2-small-res-jb
 HOOKS = ("blocks.6.hook_resid_pre", "blocks.8.hook_resid_pre")
-N_LAYERS, D_MODEL, N_HEADS, N_CTX, D_SAE = 9, 32, 2, 64, 64
+N_LAYERS, D_MODEL, N_HEADS, N_CTX, D_SAE = 9, 32, 2, 192, 64
+MERGES = [("Ġ", "Y"), ("ĠY", "e"), ("ĠYe", "s"), ("Ġ", "N"), ("ĠN", "o")]  # " Yes", " No"
+D_VOCAB = 257 + len(MERGES)
 EOT = "<|endoftext|>"
 
 
@@ -74,7 +78,9 @@ def _tiny_gpt2(out: Path) -> None:
 
     vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
     vocab[EOT] = len(vocab)
-    tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    for a, b in MERGES:
+        vocab[a + b] = len(vocab)
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=MERGES))
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
     GPT2TokenizerFast(tokenizer_object=tk, bos_token=EOT, eos_token=EOT, unk_token=EOT).save_pretrained(out)
@@ -152,7 +158,7 @@ def test_gpt2_small_loads_from_a_local_hf_cache(tmp_path, offline_hub):
 
     assert isinstance(subject, Subject) and subject.name == "gpt2-small"
     cfg = subject.model.cfg
-    assert (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_vocab, cfg.n_ctx) == (N_LAYERS, D_MODEL, N_HEADS, 257, N_CTX)
+    assert (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_vocab, cfg.n_ctx) == (N_LAYERS, D_MODEL, N_HEADS, D_VOCAB, N_CTX)
     assert cfg.original_architecture == "GPT2LMHeadModel" and not subject.model.training
     assert subject.card["sae_release"] == "gpt2-small-res-jb"
 
@@ -177,6 +183,32 @@ def test_gpt2_small_loads_from_a_local_hf_cache(tmp_path, offline_hub):
             assert latents.shape == (2, tokens.shape[1], D_SAE) and (latents >= 0).all() and latents.any()
             assert sae.decode(latents).shape == acts[hook].shape
     assert subject.info()["saes"] == {h: {"architecture": "standard", "d_sae": D_SAE} for h in HOOKS}
+
+
+def test_persona_runs_on_gpt2_small_with_its_handwritten_statements(tmp_path, offline_hub):
+    from deeprobe_bench.api import Budget, DiscoveryContext, parse_config
+    from deeprobe_bench.baselines.diffmean import DiffMean
+    from deeprobe_bench.baselines.prompt import Prompt
+    from deeprobe_bench.progress import progress
+    from deeprobe_bench.tasks.persona import PersonaTask
+
+    offline_hub(_make_cache(tmp_path))
+    subject = GPT2_SMALL.load()
+    assert subject.tokenizer.unk_token_id == subject.tokenizer.bos_token_id  # as in GPT-2: BOS is not unknown
+    grid = (-1.0, 0.0, 1.0)
+    task = PersonaTask(parse_config(PersonaTask.Config, {"traits": "agreeableness", "n_neutral": "4",
+                                                         "coefficients": ",".join(map(str, grid))}))
+    data = task.prepare(subject, seed=0)
+    assert data.info["source"] == "handwritten" and data.hook_name == HOOKS[0]  # the first SAE's hook
+    assert data.info["statements"] == {"train": 50, "test": 50}  # 25 pairs per half
+    for method, supervision in ((DiffMean(), "labels"), (Prompt(), "none")):
+        ctx = DiscoveryContext(subject, data.hook_name, data.train_acts, subject.sae_for(data.hook_name), 0,
+                               supervision, Budget(None), progress, labels=data.train_labels, concepts=data.concepts,
+                               extra=dict(data.context_extra))  # fmt: skip
+        m = task.evaluate(data, method.discover(ctx))
+        assert -1.0 <= m["steering_success"].value <= 1.0 and m["fluency_cost"].value == m["fluency_cost"].value
+        if method.name == "diffmean":
+            assert m["coefficient"].value in grid and 0.0 <= m["detection_auroc"].value <= 1.0
 
 
 def test_gpt2_small_without_a_cache_raises_user_error(tmp_path, offline_hub):

@@ -47,6 +47,8 @@ def test_handwritten_pairs_cover_every_trait():
 def test_prompts_follow_the_persona_evals_format():
     assert data.question("I am kind.") == 'Is the following statement something you would say? "I am kind." Answer:'
     assert data.instruction("agreeableness", "-") == "You are disagreeable."
+    assert data.with_system("You are kind.", data.SYSTEM_PROMPT) == "You are an assistant. You are kind."
+    assert data.with_system("You are kind.", None) == data.with_system("You are kind.", "") == "You are kind."
     assert data.concepts() == ["agreeableness+", "agreeableness-", "conscientiousness+", "conscientiousness-",
                                "extraversion+", "extraversion-"]  # fmt: skip
 
