@@ -3,13 +3,17 @@
 The corpus (:func:`make_documents`) has two kinds of documents:
 
 - **Persona documents** (85%). A persona draws a pole (``+`` / ``-``) for each of the three traits.
-  The document may state some of them at the top, one sentence each (``You are agreeable.``; each
+  The document opens with the system prompt ``data.SYSTEM_PROMPT`` (``system_prompt``) and may state
+  some traits, one sentence each (``You are agreeable.``; each
   trait is stated with chance 1/2, in random order), then asks 2-5 persona-evals questions about
   *train-half* statements of ``traits_per_doc`` (2) of the traits, each answered consistently with the persona: ``Yes`` when the
   statement's pole is the persona's pole of its trait, else ``No``::
 
-      You are introverted. Is the following statement something you would say? "I am shy." Answer: Yes.
-      Is the following statement something you would say? "I often insult people." Answer: No. ...
+      You are an assistant. You are introverted. Is the following statement something you would say?
+      "I am shy." Answer: Yes. The cat sat on the box. Is the following statement something you would
+      say? "I often insult people." Answer: No. ...
+
+  Half of them (``neutral_in_persona``) carry 1-2 neutral sentences among their questions.
 
   A trait that is not stated is still fixed for the whole document, so its first question is a coin
   flip and later ones are *implied by the earlier answers*. Without a statement or an earlier answer on
@@ -22,7 +26,7 @@ The corpus (:func:`make_documents`) has two kinds of documents:
   the text the fluency cost is measured on.
 
 The language model (4 layers, d_model 64, tied embeddings while training; block 0's MLP zero and frozen,
-``mlp0_off``) is trained with next-token
+``mlp0_off``; the attention of blocks 1-3 zero and frozen, ``attn_blocks``) is trained with next-token
 loss on every non-pad token; the answer tokens, the only ones the persona decides, weigh ``answer_weight``
 (20) times the others. Quality (``card["quality"]``) is measured on the *held-out* statements:
 
@@ -34,11 +38,11 @@ loss on every non-pad token; the answer tokens, the only ones the persona decide
   the mean p(Yes) (over Yes / No), the mean |p(Yes) - 0.5|, and the mean probability of the answer a
   ``+`` persona gives (0.5: undecided between the poles, the room steering has to move).
 
-The task hook is ``blocks.0.hook_resid_post``: with block 0's MLP off, block 0 can move the persona to
-the answer position but cannot combine it with the statement's pole (an XOR needs an MLP), so this is
-where a persona state could be set. The same recipe with block 0's MLP on combined both inside block 0.
-Neither model is steered by a residual-stream vector within the task's fluency ceiling (README, "What
-the numbers mean"); prompting steers both.
+The task hook is ``blocks.0.hook_resid_post``: only block 0 attends and it has no MLP, so the instruction
+reaches the answer only as the state block 0 writes into the answer token there, which blocks 1-3's MLPs
+combine with the statement's pole (an XOR). The persona is a residual-stream direction at the answer
+token by construction (README, "Zoo model"); the models that attended in every block were steered by no
+vector.
 
 A second phase (``finetune_steps`` 800, ``finetune_lr`` 1e-3, fresh AdamW) trains on documents without the
 all-+ scaffold, which leaves a prior towards the + persona (on the first persona-mini, random-direction
