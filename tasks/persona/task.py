@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError
+from deeprobe_bench.tasks.persona.data import SYSTEM_PROMPT  # no torch: `ls` stays fast
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class PersonaConfig:
 
     hook: str | None = None
     source: Literal["auto", "templated", "handwritten"] = "auto"
-    system_prompt: str | None = "You are an assistant."
+    system_prompt: str | None = SYSTEM_PROMPT
     contrast: Literal["persona", "answer"] = "persona"
     traits: tuple[str, ...] = ("agreeableness", "conscientiousness", "extraversion")
     coefficients: tuple[float, ...] = DEFAULT_GRID
