@@ -405,3 +405,13 @@ class ProgressBar:
 
     def close(self) -> None:
         pass
+
+
+def task_context(subject: Any, data: api.TaskData, supervision: str, seed: int = 0) -> api.DiscoveryContext:
+    """The :class:`api.DiscoveryContext` a method gets on a prepared task, as the runner builds it for
+    supervision ``none`` / ``labels`` (no budget; labels and concepts always attached)."""
+    from deeprobe_bench.progress import progress
+
+    return api.DiscoveryContext(subject, data.hook_name, data.train_acts, subject.sae_for(data.hook_name), seed,
+                                supervision, api.Budget(None), progress, labels=data.train_labels,
+                                concepts=data.concepts, extra=dict(data.context_extra))  # fmt: skip

@@ -79,8 +79,9 @@ def encode(subject, texts: list[str], hook_name: str) -> Prompts:
     unk = subject.tokenizer.unk_token_id
     ar = torch.arange(tokens.shape[1])[None, :]
     text = (ar > 0) & (ar < lengths[:, None])  # not BOS, not padding: GPT-2's unknown token is its BOS
-    if unk is not None and bool(((tokens == unk) & text).any()):
-        bad = int(((tokens == unk) & text).any(1).nonzero()[0])
+    unknown = (tokens == unk) & text if unk is not None else torch.zeros_like(text)
+    if bool(unknown.any()):
+        bad = int(unknown.any(1).nonzero()[0])
         raise UserError(f"model {subject.name} does not know a word of the persona prompt {texts[bad]!r}")
     return Prompts(tokens, lengths, activations.get(subject.model, tokens, hook_name))
 

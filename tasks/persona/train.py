@@ -113,8 +113,9 @@ class Recipe:
     # it the XOR of persona and statement pole did not start to be learned in 1000 steps).
     allplus_frac: float = 0.4
     # Chance that a persona document carries neutral sentences (1-2, each after the instructions or after a
-    # question): text the persona does not decide, so that the model learns to predict it with the persona
-    # state present (the fluency cost of a persona direction is measured on such text).
+    # question): text the persona does not decide, after an instruction, as prompting's fluency cost puts it
+    # (that cost was 0.974 nats/token on v3, which had none, and is 0.091 on v4; not measured apart from
+    # v4's other changes).
     neutral_in_persona: float = 0.5
     # Every persona document opens with the persona-neutral system prompt ``data.SYSTEM_PROMPT``. Without it,
     # a question with no persona stated was gated shut: the model (v4 candidate) followed the persona
@@ -375,11 +376,13 @@ def p_yes(model: Any, texts: list[str], batch: int = 256) -> Any:
     return torch.cat(out)
 
 
-def quality(model: Any, seed: int, system: str | None = data.SYSTEM_PROMPT) -> dict[str, Any]:
-    """The held-out quality figures of the module docstring, every prompt after the system prompt ``system``."""
+def quality(model: Any, seed: int, system_prompt: bool = True) -> dict[str, Any]:
+    """The held-out quality figures of the module docstring, every prompt after ``data.SYSTEM_PROMPT`` when
+    ``system_prompt`` (as the recipe's documents)."""
     import torch
 
     rng = random.Random(seed)
+    system = data.SYSTEM_PROMPT if system_prompt else None
     test = data.statements("templated", "test")
     train = data.statements("templated", "train")
     stated, implied, consistent = [], [], []
@@ -483,7 +486,7 @@ def finetune_only(out_dir: Path, seed: int = 0, recipe: Recipe | None = None) ->
         card = json.loads((Path(out_dir) / "card.json").read_text())
         t0 = time.time()
         stats = finetune_stage(model, recipe, seed, Path(out_dir) / "_checkpoint_ft.pt")
-        q = quality(model, seed)
+        q = quality(model, seed, recipe.system_prompt)
         q["bar"] = dict(BAR)
         q["bar_met"] = bool(q["stated_persona_accuracy"] >= BAR["stated_persona_accuracy"])
         q["phase1"] = {k: card["quality"][k] for k in card["quality"] if k.startswith(("stated", "implied", "no_persona"))}
@@ -558,7 +561,7 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
         stats = train_lm(model, tokens, lengths, recipe, seed, out_dir / "_checkpoint.pt")
         stats2 = finetune_stage(model, recipe, seed, out_dir / "_checkpoint_ft.pt") if recipe.finetune_steps else None
         t_lm = time.time() - t_lm
-        q = quality(model, seed)
+        q = quality(model, seed, recipe.system_prompt)
         q["bar"] = dict(BAR)
         q["bar_met"] = bool(q["stated_persona_accuracy"] >= BAR["stated_persona_accuracy"])
         logger.info("persona-mini: quality %s", q)

@@ -5,7 +5,7 @@ import re
 
 import pytest
 import torch
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, task_context
 
 from deeprobe_bench import cli
 from deeprobe_bench.api import FeatureSet, parse_config
@@ -40,19 +40,13 @@ def test_the_hook_matters_and_the_oracle_and_random_directions_score_as_expected
 
 
 def test_probe_beats_random_directions_on_attribute_coverage(prepared):
-    from deeprobe_bench.api import Budget, DiscoveryContext
     from deeprobe_bench.baselines.probe import Probe
     from deeprobe_bench.baselines.random import RandomDirections
-    from deeprobe_bench.progress import progress
 
     subject, task, data = prepared
 
-    def ctx(sup):
-        return DiscoveryContext(subject, data.hook_name, data.train_acts, subject.sae_for(data.hook_name), 0, sup,
-                                Budget(None), progress, labels=data.train_labels, concepts=data.concepts)  # fmt: skip
-
-    probe = task.evaluate(data, Probe().discover(ctx("labels")))["attribute_coverage"].value
-    rnd = task.evaluate(data, RandomDirections().discover(ctx("none")))["attribute_coverage"].value
+    probe = task.evaluate(data, Probe().discover(task_context(subject, data, "labels")))["attribute_coverage"].value
+    rnd = task.evaluate(data, RandomDirections().discover(task_context(subject, data, "none")))["attribute_coverage"].value
     assert probe > rnd + 0.1
 
 

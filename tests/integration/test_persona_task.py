@@ -4,14 +4,14 @@ import json
 
 import pytest
 import torch
+from helpers import task_context
 
 from deeprobe_bench import cli
-from deeprobe_bench.api import Budget, DiscoveryContext, FeatureSet, UserError, parse_config
+from deeprobe_bench.api import FeatureSet, UserError, parse_config
 from deeprobe_bench.baselines.diffmean import DiffMean
 from deeprobe_bench.baselines.prompt import Prompt
 from deeprobe_bench.baselines.random import RandomDirections
 from deeprobe_bench.metrics.steering import PROMPTS_KEY
-from deeprobe_bench.progress import progress
 from deeprobe_bench.tasks.persona import PersonaTask
 from deeprobe_bench.tasks.persona.zoo import PERSONA_MINI
 
@@ -29,12 +29,6 @@ def prepared(tmp_path_factory):
     return subject, task, task.prepare(subject, seed=0)
 
 
-def _ctx(subject, data, supervision):
-    return DiscoveryContext(subject, data.hook_name, data.train_acts, subject.sae_for(data.hook_name), 0, supervision,
-                            Budget(None), progress, labels=data.train_labels, concepts=data.concepts,
-                            extra=dict(data.context_extra))  # fmt: skip
-
-
 def test_shipped_persona_mini_meets_its_bar_and_is_small():
     card = PERSONA_MINI.load().card
     assert card["quality"]["stated_persona_accuracy"] >= 0.9 and card["quality"]["bar_met"]
@@ -50,26 +44,25 @@ def test_without_a_persona_the_model_is_undecided(prepared):
 
 def test_prompting_steers_and_random_vectors_do_not(prepared):
     subject, task, data = prepared
-    prompt = task.evaluate(data, Prompt().discover(_ctx(subject, data, "none")))
-    rand = task.evaluate(data, RandomDirections().discover(_ctx(subject, data, "none")))
-    assert prompt["steering_success"].value > 0.3  # the model follows a stated persona (card: p 0.985)
+    prompt = task.evaluate(data, Prompt().discover(task_context(subject, data, "none")))
+    rand = task.evaluate(data, RandomDirections().discover(task_context(subject, data, "none")))
+    assert prompt["steering_success"].value > 0.3  # the model follows a stated persona (card: p 0.992)
     assert abs(rand["steering_success"].value) < 0.05
 
 
 def test_the_mean_difference_steers_agreeableness_within_the_fluency_ceiling_and_random_directions_do_not(prepared):
     subject, task, data = prepared
-    diffmean = task.evaluate(data, DiffMean().discover(_ctx(subject, data, "labels")))
+    diffmean = task.evaluate(data, DiffMean().discover(task_context(subject, data, "labels")))
     per_trait = diffmean["_details"]["steering"]["per_trait"]["agreeableness"]
     assert diffmean["steering_success"].value > 0.08 and per_trait["fluency_cost"] < 0.6  # card: 0.127 at c 0.75
     for seed in range(3):
-        ctx = _ctx(subject, data, "none")
-        ctx.seed = seed
+        ctx = task_context(subject, data, "none", seed)
         assert abs(task.evaluate(data, RandomDirections().discover(ctx))["steering_success"].value) < 0.02
 
 
 def test_the_fluency_ceiling_keeps_disruptive_coefficients_out(prepared):
     subject, task, data = prepared
-    fs = DiffMean().discover(_ctx(subject, data, "labels"))
+    fs = DiffMean().discover(task_context(subject, data, "labels"))
     capped = task._steer_trait(data, fs, "agreeableness", "test")
     i = list(task.config.coefficients).index(capped["coefficient"])
     assert capped["train_fluency_cost"][i] <= task.config.max_fluency_cost
@@ -82,7 +75,7 @@ def test_the_fluency_ceiling_keeps_disruptive_coefficients_out(prepared):
 
 def test_an_oracle_direction_steers_and_its_negation_is_flipped_by_the_coefficient(prepared):
     subject, task, data = prepared
-    v = DiffMean().discover(_ctx(subject, data, "labels")).directions[0]
+    v = DiffMean().discover(task_context(subject, data, "labels")).directions[0]
     up = task.evaluate(data, FeatureSet(data.hook_name, v[None], encoder=lambda x: x @ v[:, None]))
     down = task.evaluate(data, FeatureSet(data.hook_name, -v[None], encoder=lambda x: -(x @ v[:, None])))
     # unlabelled: the coefficient grid (both signs) decides the direction, so v and -v steer alike
@@ -109,15 +102,15 @@ def test_a_prompt_longer_than_the_context_is_a_user_error(prepared):
 
 def test_objective_is_train_steering_success(prepared):
     subject, task, data = prepared
-    fs = DiffMean().discover(_ctx(subject, data, "labels")).subset([0])
+    fs = DiffMean().discover(task_context(subject, data, "labels")).subset([0])
     shift = task._steer_trait(data, fs.chosen(), "agreeableness", None)["train_shift"]
     assert task.objective(data, fs) == pytest.approx(shift - task.config.size_penalty * 1)
-    assert task.objective(data, Prompt().discover(_ctx(subject, data, "none"))) > 0.3
+    assert task.objective(data, Prompt().discover(task_context(subject, data, "none"))) > 0.3
 
 
 def test_prompting_is_refused_by_a_task_that_offers_no_instruction(prepared):
     subject, _, data = prepared
-    ctx = _ctx(subject, data, "none")
+    ctx = task_context(subject, data, "none")
     ctx.extra.pop(PROMPTS_KEY)
     with pytest.raises(UserError):
         Prompt().discover(ctx)

@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, task_context
 
 from deeprobe_bench.api import UserError
 from deeprobe_bench.subject import GPT2_SMALL, Subject
@@ -186,15 +186,14 @@ def test_gpt2_small_loads_from_a_local_hf_cache(tmp_path, offline_hub):
 
 
 def test_persona_runs_on_gpt2_small_with_its_handwritten_statements(tmp_path, offline_hub):
-    from deeprobe_bench.api import Budget, DiscoveryContext, parse_config
+    from deeprobe_bench.api import parse_config
     from deeprobe_bench.baselines.diffmean import DiffMean
     from deeprobe_bench.baselines.prompt import Prompt
-    from deeprobe_bench.progress import progress
     from deeprobe_bench.tasks.persona import PersonaTask
 
     offline_hub(_make_cache(tmp_path))
     subject = GPT2_SMALL.load()
-    assert subject.tokenizer.unk_token_id == subject.tokenizer.bos_token_id  # as in GPT-2: BOS is not unknown
+    assert subject.tokenizer.unk_token_id == subject.tokenizer.bos_token_id  # as in GPT-2: the unknown token is the BOS
     grid = (-1.0, 0.0, 1.0)
     task = PersonaTask(parse_config(PersonaTask.Config, {"traits": "agreeableness", "n_neutral": "4",
                                                          "coefficients": ",".join(map(str, grid))}))
@@ -202,10 +201,7 @@ def test_persona_runs_on_gpt2_small_with_its_handwritten_statements(tmp_path, of
     assert data.info["source"] == "handwritten" and data.hook_name == HOOKS[0]  # the first SAE's hook
     assert data.info["statements"] == {"train": 50, "test": 50}  # 25 pairs per half
     for method, supervision in ((DiffMean(), "labels"), (Prompt(), "none")):
-        ctx = DiscoveryContext(subject, data.hook_name, data.train_acts, subject.sae_for(data.hook_name), 0,
-                               supervision, Budget(None), progress, labels=data.train_labels, concepts=data.concepts,
-                               extra=dict(data.context_extra))  # fmt: skip
-        m = task.evaluate(data, method.discover(ctx))
+        m = task.evaluate(data, method.discover(task_context(subject, data, supervision)))
         assert -1.0 <= m["steering_success"].value <= 1.0 and m["fluency_cost"].value == m["fluency_cost"].value
         if method.name == "diffmean":
             assert m["coefficient"].value in grid and 0.0 <= m["detection_auroc"].value <= 1.0
