@@ -19,8 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-Supervision = Literal["none", "labels", "objective", "judge"]
+Supervision = Literal["none", "labels", "objective", "judge", "oracle", "null"]
 SUPERVISIONS: tuple[str, ...] = typing.get_args(Supervision)
+#: supervisions of the reference rows, the floor and ceiling of every metric (DESIGN.md, "Calibration"):
+#: ``oracle`` reads the task's ground truth on every split it scores; ``null`` is uninformative by
+#: construction (a constant and a noise feature) and gets no more than ``none``. Tables show such rows
+#: apart and never rank them.
+REFERENCE_SUPERVISIONS: tuple[str, ...] = ("oracle", "null")
 
 
 class UserError(Exception):
@@ -339,6 +344,8 @@ class DiscoveryContext:
         behaviour: the task's differentiable behaviour metric with clean / counterfactual inputs
             (:class:`Behaviour`), for gradient attribution and patching (supervision ``objective``
             only, and only when the task provides one; else None).
+        oracle: supervision ``oracle`` only (the reference rows): ``oracle() -> FeatureSet``, the task's
+            own ground-truth feature set on every split it scores (:meth:`Task.oracle_features`).
     """
 
     subject: Any
@@ -356,6 +363,7 @@ class DiscoveryContext:
     extra: dict[str, Any] = field(default_factory=dict)
     saes: dict[str, Any] = field(default_factory=dict)
     behaviour: Behaviour | None = None
+    oracle: Callable[[], FeatureSet] | None = None
 
     def require_sae(self, method: str, variant: str | None = None) -> Any:
         """The SAE at the hook (``variant`` of :attr:`saes` when given, else :attr:`sae`).
@@ -492,6 +500,15 @@ class TaskData:
     info: dict[str, Any] = field(default_factory=dict)
     examples: dict[str, ExampleSet] = field(default_factory=dict)
     behaviour: Behaviour | None = None
+    reference_rows: list[tuple[str, Any, Any]] = field(default_factory=list)
+
+    def add_reference_rows(self, hook_name: str, acts: Any, labels: Any) -> None:
+        """Register ``acts: Float[Tensor, "rows d_model"]`` at ``hook_name`` with their ground-truth
+        ``labels: Bool[Tensor, "rows n_concepts"]`` (columns :attr:`concepts`), from any split the task
+        scores on, so that the default oracle (:meth:`Task.oracle_features`) reads the truth of exactly
+        these rows. Never handed to a method other than the reference ``oracle``.
+        """
+        self.reference_rows.append((hook_name, acts, labels))
 
 
 class Task:
@@ -526,3 +543,19 @@ class Task:
 
     def evaluate(self, data: TaskData, features: FeatureSet) -> dict[str, Metric]:  # pragma: no cover
         raise NotImplementedError
+
+    def oracle_features(self, data: TaskData, seed: int) -> FeatureSet:
+        """The ceiling of every metric: features that read this task's ground truth on every split it
+        scores (DESIGN.md, "Calibration"), returned to the reference method ``oracle``.
+
+        The default serves tasks whose ground truth is concept labels: it reads the labels of every row
+        the task registered with :meth:`TaskData.add_reference_rows` (see
+        :func:`deeprobe_bench.references.label_lookup_features`). A task whose metrics need more
+        (a steering vector, a circuit) overrides it and says in its README what its oracle is.
+
+        Raises:
+            UserError: the task registered no labelled rows and has no oracle of its own.
+        """
+        from deeprobe_bench.references import label_lookup_features
+
+        return label_lookup_features(data, seed)

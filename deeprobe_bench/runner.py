@@ -407,6 +407,8 @@ def _run_one(
                                 "(TaskData.examples['train'])")  # fmt: skip
         ctx.judge = JudgeScorer(judge, data.examples["train"], seed=seed)
         ctx.objective = _counted_objective(task, data, budget)
+    elif sup == "oracle":  # the reference ceiling: the task's own ground truth (deeprobe_bench.references)
+        ctx.oracle = functools.partial(task.oracle_features, data, seed)
 
     method = method_cls(method_cfg)
     passes0 = _forward_passes(subject)
