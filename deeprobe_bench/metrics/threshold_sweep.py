@@ -221,11 +221,15 @@ def reconstruction_counts(
     min_precision: float = 0.95,
     min_true_positives: int = 10,
     chunk: int = 2048,
+    max_acts: Float[Tensor, " f"] | None = None,
 ) -> ReconstructionCounts:
-    """Tag on the label split, predict on the test split; the counts of :func:`reconstruction`."""
+    """Tag on the label split, predict on the test split; the counts of :func:`reconstruction`.
+
+    ``max_acts``: the per-feature maxima the thresholds are fractions of; default the label split's.
+    """
     t = _thresholds(thresholds)
     n_c, n_f = label_labels.shape[1], label_acts.shape[1]
-    mx = _max_acts(label_acts.float())
+    mx = _max_acts(label_acts.float()) if max_acts is None else max_acts.float()
     if n_f == 0 or n_c == 0:
         z = torch.zeros(len(t), n_c)
         return ReconstructionCounts(t, torch.zeros(len(t), n_f, n_c, dtype=torch.bool), mx, z, z.clone(),
