@@ -1,0 +1,293 @@
+"""The zoo kit's language-model trainer: one resumable loop for every zoo recipe.
+
+A recipe gives a model (a ``HookedTransformer``), a pure data stream ``batch_at(step)`` (the token ids
+of training step ``step``; the same step always gives the same batch, so a resumed run sees exactly the
+batches it would have seen) and a :class:`Schedule`. :func:`train_lm` trains with next-token
+cross-entropy under AdamW (no weight decay on biases, LayerNorm and embeddings' 1-d parameters), clips
+the gradient norm at 1.0 and checkpoints to ``work/lm.safetensors`` every ``checkpoint_every_s``
+seconds: model and optimizer tensors, with the step, losses and learning curve as JSON in the
+safetensors header (tensors only; no pickle). Killed at any point, a rerun continues from the last
+checkpoint: the steps after it are redone from the same batches, none is lost or repeated twice in
+the final weights, so the result equals an uninterrupted run's (tested).
+
+The learning rate follows warmup-stable-decay (Hu et al. 2024, MiniCPM; Hägele et al. 2024): linear
+warmup to ``lr``, constant, then a linear decay to ``min_lr`` over the last ``decay_steps`` steps.
+Because the stable phase does not depend on the total, a long run can be extended or stopped early by
+changing ``Schedule.steps`` before its decay began (the work directory does not depend on ``steps``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "lm.safetensors"
+PROGRESS = "progress.json"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Optimisation of one LM run.
+
+    Attributes:
+        steps: total optimizer steps (may change between resumes while ``step < steps - decay_steps``).
+        lr: peak (stable) learning rate.
+        warmup_steps: linear warmup from ``lr / warmup_steps`` to ``lr``.
+        decay_steps: the last ``decay_steps`` steps decay linearly from ``lr`` to ``min_lr``.
+        min_lr: learning rate at the last step.
+        weight_decay: AdamW weight decay on parameters with 2 or more dimensions.
+        betas: AdamW betas.
+        grad_clip: maximum global gradient norm.
+    """
+
+    steps: int
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    decay_steps: int = 0
+    min_lr: float = 0.0
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.warmup_steps < 0 or not 0 <= self.decay_steps <= self.steps:
+            raise ValueError(f"need steps >= 1, warmup_steps >= 0, 0 <= decay_steps <= steps; got {self}")
+
+    @property
+    def decay_start(self) -> int:
+        return self.steps - self.decay_steps
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimizer step ``step`` (0-based)."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if step < self.decay_start:
+            return self.lr
+        frac = (step - self.decay_start + 1) / max(1, self.decay_steps)
+        return self.lr + (self.min_lr - self.lr) * min(1.0, frac)
+
+    def key(self) -> dict[str, Any]:
+        """The fields that fix the trajectory of the stable phase (``steps`` and the decay length excluded)."""
+        d = asdict(self)
+        d.pop("steps")
+        d.pop("decay_steps")
+        return d
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (mode 0700) if needed and check that it is ours and not writable by others.
+
+    Raises:
+        PermissionError: the directory belongs to another user or is group/world writable.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = path.stat()
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to another user (uid {st.st_uid}); refusing to use it")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise PermissionError(f"{path} is writable by other users; refusing to use it (chmod 700 {path})")
+    return path
+
+
+def cache_root() -> Path:
+    """``$DEEPROBE_CACHE`` or ``~/.cache/deeprobe_bench``: the root of zoo work directories."""
+    return Path(os.environ.get("DEEPROBE_CACHE") or Path.home() / ".cache" / "deeprobe_bench")
+
+
+def work_dir(name: str, key: dict[str, Any]) -> Path:
+    """``<cache>/zoo-work/<name>-<sha256(key)[:12]>``: checkpoints of one run, private (0700).
+
+    ``key`` holds everything that fixes the run (model config, data, seed, :meth:`Schedule.key`), so a
+    changed recipe never resumes another's checkpoint.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    root = private_dir(cache_root() / "zoo-work")
+    return private_dir(root / f"{name}-{digest}")
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def _optimizer_tensors(opt: Any, names: dict[int, str]) -> dict[str, Any]:
+    out = {}
+    for pid, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            out[f"opt.{names[pid]}.{k}"] = v.detach().reshape(v.shape).contiguous().clone()
+    return out
+
+
+def save_checkpoint(path: Path, model: Any, opt: Any, state: dict[str, Any]) -> None:
+    """Write model and AdamW tensors with ``state`` (JSON) in the header, atomically (tmp + rename)."""
+    from safetensors.torch import save_file
+
+    names = {i: n for i, (n, _) in enumerate(model.named_parameters())}
+    tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors.update(_optimizer_tensors(opt, names))
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, model: Any, opt: Any) -> dict[str, Any]:
+    """Restore what :func:`save_checkpoint` wrote into ``model`` and ``opt``; returns ``state``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as fh:
+        state = json.loads(fh.metadata()["state"])
+    tensors = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    sd = opt.state_dict()
+    for pid, name in enumerate(n for n, _ in model.named_parameters()):
+        st = {k.rsplit(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"opt.{name}.") and
+              k.count(".") == name.count(".") + 2}  # fmt: skip
+        if st:
+            sd["state"][pid] = st
+    opt.load_state_dict(sd)
+    return state
+
+
+def make_optimizer(model: Any, schedule: Schedule) -> Any:
+    import torch
+
+    decay = [p for _, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for _, p in model.named_parameters() if p.ndim < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": schedule.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=schedule.lr,
+        betas=schedule.betas,
+    )
+
+
+def train_lm(
+    model: Any,
+    batch_at: Callable[[int], Any],
+    schedule: Schedule,
+    work: Path,
+    *,
+    pad: int | None = None,
+    eval_fn: Callable[[Any], dict[str, float]] | None = None,
+    eval_every: int = 0,
+    checkpoint_every_s: float = 180.0,
+    stop_after_s: float | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` in place with next-token cross-entropy, resuming from ``work/lm.safetensors``.
+
+    Args:
+        model: a ``HookedTransformer`` (``model(tokens) -> Float[Tensor, "batch pos vocab"]``).
+        batch_at: ``step -> Int[Tensor, "batch pos+1"]`` token ids; inputs are ``[:, :-1]``, targets
+            ``[:, 1:]``. Must be a pure function of ``step``.
+        schedule: optimisation (:class:`Schedule`).
+        work: private directory of this run (:func:`work_dir`).
+        pad: target id ignored by the loss (``None``: none ignored).
+        eval_fn: ``model -> {metric: value}`` run every ``eval_every`` steps and at the end (model in
+            eval mode); points go to the learning curve.
+        checkpoint_every_s: seconds between checkpoints (and one at the end).
+        stop_after_s: return (after a checkpoint) once this many seconds have passed in this call, with
+            ``done`` False; ``None``: run to ``schedule.steps``.
+
+    Returns:
+        ``{"done", "step", "first_loss", "final_loss" (mean of the last 100), "learning_curve",
+        "lm_wall_time_s" (all sessions), "steps_per_s" (this call)}``.
+
+    Raises:
+        ValueError: the checkpoint is past the decay start of a changed ``schedule`` (its lr history
+            would differ from the schedule's).
+    """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    opt = make_optimizer(model, schedule)
+    ckpt = Path(work) / CHECKPOINT
+    state: dict[str, Any] = {"step": 0, "losses": [], "curve": [], "wall": 0.0, "decay_start": None}
+    if ckpt.exists():
+        state = load_checkpoint(ckpt, model, opt)
+        logger.info("resuming %s at step %d from %s", model.cfg.model_name, state["step"], ckpt)
+        ds = state.get("decay_start")
+        if ds is not None and ds != schedule.decay_start:
+            raise ValueError(
+                f"{ckpt} was already decaying from step {ds}; its schedule cannot change now (decay_start "
+                f"{schedule.decay_start})"
+            )
+    step = state["step"]
+    ignore = -100 if pad is None else pad
+    start, last_save, start_step = time.time(), time.time(), step
+    wall0 = state["wall"]
+
+    def save() -> None:
+        state["step"] = step
+        state["wall"] = wall0 + time.time() - start
+        save_checkpoint(ckpt, model, opt, state)
+        _atomic_json(Path(work) / PROGRESS, {k: v for k, v in state.items() if k != "losses"} |
+                     {"last_loss": float(np.mean(state["losses"][-100:])) if state["losses"] else None,
+                      "steps": schedule.steps, "schedule": asdict(schedule)})  # fmt: skip
+
+    def evaluate() -> None:
+        if eval_fn is None:
+            return
+        model.eval()
+        point = {"step": step, "loss": float(np.mean(state["losses"][-100:])) if state["losses"] else None,
+                 **eval_fn(model), "wall_time_s": round(wall0 + time.time() - start, 1)}  # fmt: skip
+        model.train()
+        state["curve"].append(point)
+        logger.info("%s eval %s", model.cfg.model_name, json.dumps(point))
+
+    model.train()
+    while step < schedule.steps:
+        tokens = batch_at(step)
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        lr = schedule.lr_at(step)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        if step >= schedule.decay_start and schedule.decay_steps:
+            state["decay_start"] = schedule.decay_start
+        logits = model(inputs)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=ignore)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), schedule.grad_clip)
+        opt.step()
+        state["losses"].append(round(float(loss.item()), 5))
+        step += 1
+        if step % 50 == 0:
+            rate = (step - start_step) / max(1e-9, time.time() - start)
+            logger.info("%s step %d loss %.4f lr %.2e (%.3f steps/s)", model.cfg.model_name, step,
+                        float(np.mean(state["losses"][-50:])), lr, rate)  # fmt: skip
+        if eval_every and step % eval_every == 0 and step < schedule.steps:
+            evaluate()
+        if time.time() - last_save > checkpoint_every_s:
+            save()
+            last_save = time.time()
+        if stop_after_s is not None and time.time() - start > stop_after_s:
+            break
+    done = step >= schedule.steps
+    if done and (not state["curve"] or state["curve"][-1]["step"] != step):
+        evaluate()
+    save()
+    model.eval()
+    losses = state["losses"]
+    return {
+        "done": done,
+        "step": step,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": float(np.mean(losses[-100:])) if losses else None,
+        "learning_curve": state["curve"],
+        "lm_wall_time_s": round(state["wall"], 1),
+        "steps_per_s": round((step - start_step) / max(1e-9, time.time() - start), 4),
+    }
