@@ -6,6 +6,11 @@ Files are written to a temporary name and renamed, so a killed run never leaves 
 
 The cache directory is ``$DEEPROBE_CACHE/activations`` (default ``~/.cache/deeprobe_bench``); set
 ``DEEPROBE_CACHE=off`` to disable it.
+
+Size: the cache holds at most ``$DEEPROBE_CACHE_MAX_SIZE`` (default ``2G``; ``K`` / ``M`` / ``G`` / ``T``
+suffixes, powers of 1024; ``0`` or ``off`` = no limit). After each new entry the least recently used
+entries (by file mtime; a hit refreshes it) are removed until the cache fits (:func:`prune`).
+``deeprobe-bench cache ls`` lists the entries, ``deeprobe-bench cache prune --max-size SIZE`` prunes.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -33,6 +39,90 @@ def cache_dir() -> Path | None:
     if root.lower() in ("off", "0", "none", ""):
         return None
     return Path(root) / "activations"
+
+
+DEFAULT_MAX_SIZE = "2G"
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """``"500M"`` -> bytes (powers of 1024: K, M, G, T, optional trailing ``B``/``iB``; a bare number is bytes).
+
+    Raises:
+        UserError: not a size.
+    """
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(?:I?B)?\s*", str(text), flags=re.IGNORECASE)
+    if m is None:
+        raise UserError(f"size {text!r}: expected a number of bytes with an optional K, M, G or T suffix, e.g. 500M")
+    value, unit = float(m.group(1)), m.group(2).upper()
+    return int(value * _UNITS[unit])
+
+
+def max_cache_bytes() -> int | None:
+    """The cache's size limit in bytes from ``$DEEPROBE_CACHE_MAX_SIZE`` (default 2 GiB); None = no limit.
+
+    Raises:
+        UserError: the variable is not a size.
+    """
+    text = os.environ.get("DEEPROBE_CACHE_MAX_SIZE", DEFAULT_MAX_SIZE).strip()
+    if text.lower() in ("off", "none", "0", ""):
+        return None
+    return parse_size(text)
+
+
+def cache_entries() -> list[tuple[Path, int, float]]:
+    """``(path, size in bytes, mtime)`` of every activation cache entry, least recently used first."""
+    directory = cache_dir()
+    if directory is None or not directory.is_dir():
+        return []
+    out = []
+    for path in directory.glob("*.pt"):
+        try:
+            st = path.stat()
+        except OSError:  # removed by another process meanwhile
+            continue
+        out.append((path, st.st_size, st.st_mtime))
+    return sorted(out, key=lambda e: (e[2], e[0].name))
+
+
+def prune(max_bytes: int) -> tuple[int, int]:
+    """Remove the least recently used entries until the cache holds at most ``max_bytes``.
+
+    Returns:
+        ``(entries removed, bytes freed)``.
+    """
+    entries = cache_entries()
+    total = sum(size for _, size, _ in entries)
+    removed = freed = 0
+    for path, size, _ in entries:
+        if total <= max_bytes:
+            break
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        total -= size
+        removed += 1
+        freed += size
+    if removed:
+        logger.info("activation cache: removed %d entries (%.1f MB) to stay under %.1f MB", removed, freed / 1e6,
+                    max_bytes / 1e6)  # fmt: skip
+    return removed, freed
+
+
+def _touch(path: Path) -> None:
+    """Mark ``path`` as just used (the cache prunes the least recently used entries first)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def _after_write() -> None:
+    """Keep the cache within :func:`max_cache_bytes` after a new entry."""
+    limit = max_cache_bytes()
+    if limit is not None:
+        prune(limit)
 
 
 def fingerprint(model: torch.nn.Module) -> str:
@@ -93,6 +183,7 @@ def get(
         try:
             acts = torch.load(path, weights_only=True)
             if acts.shape[:2] == tokens.shape and torch.isfinite(acts).all():
+                _touch(path)
                 STATS["hits"] += 1
                 logger.debug("activation cache hit %s", path.name)
                 return acts
@@ -102,7 +193,7 @@ def get(
     STATS["misses"] += 1
     acts = compute(model, tokens, hook_name, batch_size, progress)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         os.close(fd)
         try:
@@ -111,6 +202,7 @@ def get(
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        _after_write()
     return acts
 
 

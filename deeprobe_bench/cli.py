@@ -12,6 +12,10 @@
     zoo ls
     judge serve [--host 127.0.0.1] [--port 8765] [--fail 429=0.1,500=0.1,slow=0.05,garbage=0.1]
                 [--slow-seconds S] [--seed N]
+    cache ls
+    cache prune [--max-size SIZE]
+
+``--allow-override`` lets a ``--plugin`` take the name of a built-in (or installed) task, method or model.
 
 ``run`` with ``--judge-base-url URL --judge-model NAME`` (key from ``$DEEPROBE_JUDGE_API_KEY`` or
 ``--judge-api-key-env VAR``) scores every cell with the autointerp ``judge_score``; ``--judge-base-url
@@ -22,7 +26,8 @@ The global options may also follow the command (``deeprobe-bench run --plugin my
 Exit status: 0 success; 1 when a cell of ``run`` ended in error (its result records it) or on an
 internal error; 2 for a mistake in what was asked (unknown name, bad option, bad file: one line
 ``deeprobe-bench: error: ...`` on stderr; the traceback only with ``--verbose``); 130 on Ctrl-C
-(result files are written atomically, so nothing is left half-written).
+(result files are written atomically, so nothing is left half-written). Every message printed passes
+through :func:`deeprobe_bench.results.redact` (no API key, nothing after ``Bearer ``).
 
 This is the one module that prints (tables and paths to stdout); everything else logs. Heavy
 modules (runner, leaderboard: torch, pandas) are imported only by the commands that need them, so
@@ -103,6 +108,11 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
         metavar="FILE_OR_MODULE",
         help="load tasks / methods / models from a .py file or a module (repeatable)",
     )
+    parser.add_argument(
+        "--allow-override", dest=f"{pre}allow_override", action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="let a --plugin take the name of a built-in task, method or model (recorded in its results)",
+    )  # fmt: skip
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "-v", "--verbose", dest=f"{pre}verbose", action="store_true",
@@ -181,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     zoo_ls = zoo_sub.add_parser("ls", help="same as `ls models`")
     _add_common(zoo_ls, top=False)
 
+    _add_cache_parser(sub)
+
     judge = sub.add_parser("judge", help="the LLM judge")
     _add_common(judge, top=False)
     judge_sub = judge.add_subparsers(dest="judge_command", metavar="COMMAND", parser_class=_Parser)
@@ -196,7 +208,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_cache_parser(sub: Any) -> None:
+    """``cache ls`` and ``cache prune [--max-size SIZE]``."""
+    cache = sub.add_parser("cache", help="the on-disk caches (activations, judge replies)")
+    _add_common(cache, top=False)
+    cache_sub = cache.add_subparsers(dest="cache_command", metavar="COMMAND", parser_class=_Parser)
+    cache_sub.required = True
+    cache_ls = cache_sub.add_parser("ls", help="list the activation cache's entries and the caches' sizes")
+    _add_common(cache_ls, top=False)
+    prune = cache_sub.add_parser("prune", help="remove the least recently used activation cache entries")
+    _add_common(prune, top=False)
+    prune.add_argument("--max-size", default="0", metavar="SIZE",
+                       help="keep at most SIZE (e.g. 500M, 2G; default 0: empty the activation cache)")
+
+
+def _fix_negative_seeds(argv: list[str]) -> list[str]:
+    """``--seeds -1,2`` -> ``--seeds=-1,2`` (argparse takes ``-1,2`` for an option), so the seed check answers."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        item = argv[i]
+        if item in ("--seeds", "--seed") and i + 1 < len(argv) and argv[i + 1][:1] == "-" and argv[i + 1][1:2].isdigit():
+            out.append(f"{item}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(item)
+        i += 1
+    return out
+
+
 def _merge_common(args: argparse.Namespace) -> None:
+    args.allow_override = args.allow_override or getattr(args, "sub_allow_override", False)
     args.plugins = list(args.plugins) + list(getattr(args, "sub_plugins", []))
     args.verbose = args.verbose or getattr(args, "sub_verbose", False)
     args.quiet = (args.quiet or getattr(args, "sub_quiet", False)) and not args.verbose
@@ -213,11 +255,18 @@ def _split_methods(values: list[str]) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from deeprobe_bench.activations import max_cache_bytes
     from deeprobe_bench.leaderboard import cells_table
-    from deeprobe_bench.runner import run_grid
+    from deeprobe_bench.results import check_writable_dir
+    from deeprobe_bench.runner import MAX_SEED, run_grid
 
     seeds = args.seeds if args.seeds is not None else [args.seed if args.seed is not None else 0]
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise api.UserError(f"seed {bad[0]} is out of range: seeds are integers from 0 to {MAX_SEED} (2**32 - 1)")
     methods = _split_methods(args.method)
+    max_cache_bytes()  # a bad $DEEPROBE_CACHE_MAX_SIZE fails here, not after the first cell
+    check_writable_dir(args.results_dir, "--results-dir")  # before the judge is opened or anything loads
     with _open_judge(args, methods) as judge:
         results = run_grid(
             args.task,
@@ -272,7 +321,14 @@ def cmd_judge_serve(args: argparse.Namespace) -> int:
     server = LocalJudgeServer(args.host, args.port, fail=parse_fault_spec(args.fail), slow_s=args.slow_seconds,
                               seed=args.seed)  # fmt: skip
     server.start()
-    _echo(f"local judge server on {server.base_url} (Ctrl-C stops it)")
+    try:
+        token_file = server.write_token_file()
+    except BaseException:
+        server.stop()
+        raise
+    where = f"token in {token_file}" if token_file else f"token {server.token}"
+    _echo(f"local judge server on {server.base_url} ({where}; clients of this account find it, or set "
+          f"$DEEPROBE_JUDGE_SERVER_TOKEN; Ctrl-C stops it)")  # fmt: skip
     server.wait_until_interrupted()
     return 0
 
@@ -312,9 +368,11 @@ def cmd_leaderboard_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from deeprobe_bench.leaderboard import write_leaderboards
+    from deeprobe_bench.results import check_writable_dir
 
     if not Path(args.results_dir).is_dir():
         raise api.UserError(f"results folder {args.results_dir} does not exist (run `deeprobe-bench run ...` first)")
+    check_writable_dir(args.out, "--out")
     paths = write_leaderboards(args.results_dir, args.out, include_limited=args.include_limited)
     if not paths:
         log.warning("no finished results in %s; no leaderboard written", args.results_dir)
@@ -334,6 +392,73 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    """``cache ls``: the activation cache's entries (least recently used first) and each cache's size;
+    ``cache prune --max-size SIZE``: remove the least recently used activation entries above SIZE."""
+    from datetime import datetime, timezone
+
+    from tabulate import tabulate
+
+    from deeprobe_bench.activations import cache_dir, cache_entries, max_cache_bytes, parse_size, prune
+    from deeprobe_bench.judge.cache import default_cache_path
+
+    if args.cache_command == "prune":
+        limit = parse_size(args.max_size)
+        removed, freed = prune(limit)
+        _echo(f"removed {removed} activation cache entries ({freed / 1e6:.1f} MB); "
+              f"{sum(e[1] for e in cache_entries()) / 1e6:.1f} MB left in {cache_dir()}")  # fmt: skip
+        return 0
+    directory = cache_dir()
+    if directory is None:
+        _echo("caching is off (DEEPROBE_CACHE=off)")
+        return 0
+    entries = cache_entries()
+    rows = [{"entry": p.name, "MB": f"{size / 1e6:.2f}",
+             "last used (UTC)": datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")}
+            for p, size, t in entries]  # fmt: skip
+    if rows:
+        _echo(tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True))
+    limit = max_cache_bytes()
+    total = sum(size for _, size, _ in entries)
+    _echo(f"activations: {len(entries)} entries, {total / 1e6:.1f} MB in {directory} "
+          f"(limit {'none' if limit is None else f'{limit / 1e6:.1f} MB'}, $DEEPROBE_CACHE_MAX_SIZE)")  # fmt: skip
+    judge_path = default_cache_path()
+    if judge_path is not None:
+        size = judge_path.stat().st_size if judge_path.is_file() else 0
+        _echo(f"judge replies: {size / 1e6:.1f} MB in {judge_path} (not pruned: replies cost tokens to ask again)")
+    return 0
+
+
+def _quiet_third_party() -> None:
+    """``--quiet`` silences the progress bars of the libraries we call too (datasets, huggingface_hub,
+    transformers); ours honour ``--quiet`` through :mod:`deeprobe_bench.progress`."""
+    import os
+
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    for module, func in (("datasets", "disable_progress_bars"), ("huggingface_hub.utils", "disable_progress_bars"),
+                         ("transformers.utils.logging", "disable_progress_bar")):  # fmt: skip
+        mod = sys.modules.get(module)  # already imported: switch it off now (else the variables above do it)
+        if mod is not None and callable(getattr(mod, func, None)):
+            getattr(mod, func)()
+
+
+class _RedactFilter(logging.Filter):
+    """Removes registered secrets (and anything after ``Bearer ``) from every log record it passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from deeprobe_bench.results import redact
+
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)))
+            record.exc_info = None
+        return True
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return cmd_run(args)
@@ -343,6 +468,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_leaderboard_build(args)
     if args.command == "judge":
         return cmd_judge_serve(args)
+    if args.command == "cache":
+        return cmd_cache(args)
     if args.command == "zoo":
         if args.zoo_command == "train":
             return cmd_zoo_train(args)
@@ -356,18 +483,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         try:
-            args = parser.parse_args(argv)
+            args = parser.parse_args(_fix_negative_seeds(list(sys.argv[1:] if argv is None else argv)))
         except SystemExit as e:  # --help
             return int(e.code or 0) if not isinstance(e.code, str) else 2
         _merge_common(args)
         verbose = args.verbose
-        setup_logging(verbose=args.verbose, quiet=args.quiet)
-        registry.load_plugins(args.plugins)
+        logger = setup_logging(verbose=args.verbose, quiet=args.quiet)
+        for handler in logger.handlers:
+            if not any(isinstance(f, _RedactFilter) for f in handler.filters):
+                handler.addFilter(_RedactFilter())
+        if args.quiet:
+            _quiet_third_party()
+        registry.load_plugins(args.plugins, allow_override=args.allow_override)
         return _dispatch(args)
     except api.UserError as e:
         if verbose:
-            traceback.print_exc(file=sys.stderr)
-        _echo(f"{PROG}: error: {_one_line(str(e))}", err=True)
+            _echo(_redact(traceback.format_exc()).rstrip(), err=True)
+        _echo(f"{PROG}: error: {_one_line(_redact(str(e)))}", err=True)
         return 2
     except KeyboardInterrupt:
         _echo(f"{PROG}: interrupted", err=True)
@@ -375,8 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `deeprobe-bench ls methods | head`
         return 0
     except Exception as e:
-        traceback.print_exc(file=sys.stderr)
-        _echo(f"{PROG}: internal error: {type(e).__name__}: {_one_line(str(e))} (please report it)", err=True)
+        _echo(_redact(traceback.format_exc()).rstrip(), err=True)
+        _echo(f"{PROG}: internal error: {type(e).__name__}: {_one_line(_redact(str(e)))} (please report it)", err=True)
         return 1
 
 
@@ -385,6 +517,12 @@ def _echo(text: Any, err: bool = False) -> None:
     stream = sys.stderr if err else sys.stdout
     stream.write(f"{text}\n")
     stream.flush()
+
+
+def _redact(text: str) -> str:
+    from deeprobe_bench.results import redact
+
+    return redact(text)
 
 
 def _one_line(text: str) -> str:

@@ -23,8 +23,16 @@ Plugins outside any package (``--plugin path/to/file.py`` or ``--plugin some.mod
 with :func:`load_plugin`. Such a module registers its objects either explicitly, with
 :func:`register_task` / :func:`register_method` (usable as class decorators) and
 :func:`register_model`, or simply by defining subclasses of ``api.Task`` / ``api.Method`` with a
-``name``: those defined in the module itself are registered automatically. Registered objects
-take precedence over entry points of the same name (with a warning).
+``name``: those defined in the module itself are registered automatically.
+
+A registered object may not take the name of an entry point (a built-in, or another installed
+package's) unless overriding is allowed (``deeprobe-bench --allow-override``, :func:`set_allow_override`):
+without it the registration fails with a :class:`PluginError` naming both, so a plugin never silently
+replaces ``sae`` and writes over its results. With it, the registered object takes precedence (with a
+warning) and :func:`provenance` records what it replaced.
+
+:func:`provenance` says where a name comes from, for every result: a distribution and its version,
+or a plugin file and the SHA-256 of its content.
 """
 
 from __future__ import annotations
@@ -165,15 +173,22 @@ _registered: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 _entry_points: dict[str, dict[str, Entry]] = {}
 _loaded_plugins: dict[str, Any] = {}
 _warned: set[tuple[str, str]] = set()
+_options: dict[str, bool] = {"allow_override": False}
 
 
 def reset() -> None:
-    """Forget registered objects, loaded plugins and scanned entry points (for tests)."""
+    """Forget registered objects, loaded plugins and scanned entry points, and forbid overrides again (for tests)."""
     for kind in KINDS:
         _registered[kind].clear()
     _entry_points.clear()
     _loaded_plugins.clear()
     _warned.clear()
+    _options["allow_override"] = False
+
+
+def set_allow_override(allow: bool) -> None:
+    """Allow (``True``) registered objects to take the name of an entry point (``--allow-override``)."""
+    _options["allow_override"] = bool(allow)
 
 
 def _kind(kind: str) -> str:
@@ -206,6 +221,12 @@ def _register(kind: str, name: str, obj: Any, source: str) -> None:
     problem = _check(kind, obj)
     if problem:
         raise PluginError(f"cannot register {_SINGULAR[kind]} {name!r} from {source}: {problem}")
+    ep = _scan(kind).get(name)
+    if ep is not None and not _options["allow_override"]:
+        raise PluginError(
+            f"{_SINGULAR[kind]} {name!r} from {source} takes the name of the one from {ep.source}; rename it, "
+            f"or pass --allow-override to replace the {_SINGULAR[kind]} {name!r}"
+        )
     old = _registered[kind].get(name)
     if old is not None and old.obj is not obj:
         log.debug("%s %r from %s replaces the one from %s", _SINGULAR[kind], name, source, old.source)
@@ -291,8 +312,18 @@ def load_plugin(spec: str) -> Any:
     return module
 
 
-def load_plugins(specs: list[str] | None) -> None:
-    """:func:`load_plugin` each of ``specs`` in order."""
+def load_plugins(specs: list[str] | None, allow_override: bool | None = None) -> None:
+    """:func:`load_plugin` each of ``specs`` in order.
+
+    Args:
+        specs: plugin files or modules.
+        allow_override: when given, :func:`set_allow_override` first (``--allow-override``).
+
+    Raises:
+        PluginError: a plugin failed to load, or takes an entry point's name without ``allow_override``.
+    """
+    if allow_override is not None:
+        set_allow_override(allow_override)
     for spec in specs or []:
         load_plugin(spec)
 
@@ -369,6 +400,59 @@ def get_model_spec(name: str) -> Any:
 def find_model_spec(name: str) -> Any | None:
     """Like :func:`get_model_spec`, but None when no plugin declares ``name`` (e.g. a pretrained model)."""
     return find("models", name)
+
+
+def _dist_version(dist: str | None) -> str | None:
+    if not dist:
+        return None
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _file_sha256(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def provenance(kind: str, name: str) -> dict[str, Any]:
+    """Where the object registered as ``name`` comes from, JSON-ready, for results.
+
+    Returns:
+        For an entry point: ``{"kind": "distribution", "distribution", "version", "entry_point"}``. For a
+        registered object: ``{"kind": "plugin file", "path", "sha256"}`` when its module was loaded from a
+        file by :func:`load_plugin`, else ``{"kind": "plugin module", "module", "path", "sha256"}``; plus
+        ``"overrides"`` (the entry point it shadows) when it took an entry point's name. ``{"kind":
+        "unknown"}`` for a name nobody registered.
+    """
+    kind = _kind(kind)
+    eps = _scan(kind)
+    entry = _registered[kind].get(name)
+    if entry is None:
+        ep_entry = eps.get(name)
+        if ep_entry is None or ep_entry._ep is None:
+            return {"kind": "unknown"}
+        return {
+            "kind": "distribution",
+            "distribution": ep_entry.dist,
+            "version": _dist_version(ep_entry.dist),
+            "entry_point": f"{ep_entry._ep.name} = {ep_entry._ep.value}",
+        }
+    module_name = getattr(entry.obj, "__module__", None) or getattr(type(entry.obj), "__module__", "") or ""
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if module_name.startswith("_deeprobe_plugin_"):
+        out: dict[str, Any] = {"kind": "plugin file", "path": path, "sha256": _file_sha256(path)}
+    else:
+        out = {"kind": "plugin module", "module": module_name, "path": path, "sha256": _file_sha256(path)}
+    if name in eps:
+        out["overrides"] = eps[name].source
+    return out
 
 
 def list_entries(kind: str) -> list[Entry]:

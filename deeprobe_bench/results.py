@@ -13,6 +13,15 @@ file. Tables are built from these files and nothing else (:mod:`deeprobe_bench.l
 Reading is tolerant (:meth:`Result.from_dict`): unknown fields are ignored and missing ones take
 their defaults, so old files still load; a file that does not parse is reported and skipped,
 never deleted (:func:`load_results`).
+
+Secrets never reach a file: :func:`register_secret` records a value (the judge's API key, the local
+judge server's token) and :func:`redact` replaces it, and anything after ``Bearer ``, by ``***``;
+:func:`atomic_write_text` redacts everything it writes, so results and tables cannot carry a key that
+an endpoint echoed into an error message.
+
+File modes: every file the project writes is created ``0600`` (:data:`FILE_MODE`: private to the
+user, as ``tempfile.mkstemp`` makes them) and every folder it creates for its caches ``0700``
+(:data:`DIR_MODE`): results, tables, activation and judge caches alike.
 """
 
 from __future__ import annotations
@@ -37,6 +46,41 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+
+#: mode of every file the project writes (results, tables, caches): read and write by the user only
+FILE_MODE = 0o600
+#: mode of the cache folders the project creates
+DIR_MODE = 0o700
+
+# --------------------------------------------------------------------------- secrets
+
+_SECRETS: set[str] = set()
+_BEARER = re.compile(r"(Bearer\s+)[^\s\"',;]+", re.IGNORECASE)
+#: shortest value worth redacting (a one-letter "key" would blank out every message)
+_MIN_SECRET_LEN = 6
+
+
+def register_secret(value: str | None) -> None:
+    """Remember ``value`` (an API key, a server token) so that :func:`redact` removes it everywhere.
+
+    Values shorter than 6 characters are ignored (redacting them would mangle ordinary text).
+    """
+    if value and len(value.strip()) >= _MIN_SECRET_LEN:
+        _SECRETS.add(value.strip())
+
+
+def redact(text: Any) -> Any:
+    """``text`` with every registered secret, and anything after ``Bearer ``, replaced by ``***``.
+
+    Non-strings are returned unchanged. Used on every error message, log line and file the project
+    writes (REFERENCE.md section 6: keys never in files or logs).
+    """
+    if not isinstance(text, str) or not text:
+        return text
+    for secret in sorted(_SECRETS, key=len, reverse=True):  # longest first: a key containing another
+        if secret in text:
+            text = text.replace(secret, "***")
+    return _BEARER.sub(r"\1***", text)
 
 #: distributions whose versions every result records
 VERSIONED_PACKAGES: tuple[str, ...] = ("torch", "transformer_lens", "sae_lens", "deeprobe_bench")
@@ -68,6 +112,11 @@ class Result:
         git_commit, dirty: commit of the deeprobe_bench checkout and whether it had local changes
             (None when not a git checkout).
         started_at, finished_at: ISO-8601 UTC timestamps.
+        provenance: where the task and the method came from, ``{"task": {...}, "method": {...}}``:
+            ``{"kind": "distribution", "distribution", "version", "entry_point"}`` for an installed
+            package, ``{"kind": "plugin file", "path", "sha256"}`` for ``--plugin FILE``, ``{"kind":
+            "plugin module", "module", "distribution", "version"}`` for ``--plugin MODULE``, plus
+            ``"overrides"`` (the built-in it replaces, with ``--allow-override``).
     """
 
     schema_version: int = SCHEMA_VERSION
@@ -96,6 +145,7 @@ class Result:
     dirty: bool | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -253,14 +303,16 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` atomically: temp file in the same folder, fsync, rename.
 
     Readers see the old content or the new one, never a part; no temp file is left behind, even
-    on KeyboardInterrupt.
+    on KeyboardInterrupt. Registered secrets are redacted (:func:`redact`); the file has mode
+    :data:`FILE_MODE`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            fh.write(redact(text))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -281,6 +333,34 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def check_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
+    """Make sure files can be written under ``path`` (a folder, existing or to be created), creating nothing.
+
+    Finds the nearest folder of ``path`` that exists (``path`` itself or an ancestor) and writes then
+    removes a probe file there, so a run fails before any work rather than after its first cell.
+
+    Raises:
+        UserError: ``path`` or an ancestor is a file, or the folder cannot be written (the message
+            names ``what``, e.g. ``--results-dir``, and the path).
+    """
+    from deeprobe_bench.api import UserError
+
+    p = Path(path)
+    existing = next((a for a in (p, *p.absolute().parents) if a.exists()), None)
+    if existing is None:  # pragma: no cover - "/" always exists
+        raise UserError(f"{what} {p}: no part of the path exists")
+    if not existing.is_dir():
+        where = "" if existing == p else f" ({existing} is a file)"
+        raise UserError(f"{what} {p} is not a folder{where}; pass a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".deeprobe-write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{what} {p} cannot be written ({e.strerror or e}); pass a folder you can write to") from None
+    return p
 
 
 def write_result(result: Result, path: str | os.PathLike[str]) -> Path:

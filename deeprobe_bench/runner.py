@@ -14,14 +14,29 @@ The flow (DESIGN.md, "The flow of one cell"), for a grid of methods x seeds on o
    not a UserError) is recorded as a Result with ``status="error"`` and the traceback in
    ``details["traceback"]``; the other cells go on. A UserError stops the grid (exit 2).
 
+Checked before any work, each a one-line :class:`api.UserError` (exit 2) with nothing written: names
+and options, seeds (``0 <= seed <= 2**32 - 1``, what numpy accepts), a method's objective ``budget``
+(at most its class's ``max_budget``, default :data:`MAX_BUDGET`), the results folder (writable, not a
+file), a zoo model made for another task, and, once the model is loaded, a ``hook`` task option the
+model does not have. A UserError raised by ``task.prepare`` names the task and the model.
+
+Every result records where its task and method came from (``Result.provenance``: distribution and
+version, or plugin file and its SHA-256; see :func:`registry.provenance`). Error messages and
+tracebacks pass through :func:`results.redact`, so an API key an endpoint echoed never reaches a file.
+
+While a cell runs with stderr not a terminal (a log file), a line ``still running`` is logged every
+:data:`HEARTBEAT_S` seconds, so a long cell is never silent.
+
 ``task.evaluate`` returns ``{name: api.Metric}`` in the order tables show them, and may add a
 ``"_details"`` dict that is copied into ``Result.details``.
 
 With a judge (``judge=``, a ``deeprobe_bench.judge.JudgeClient``): every cell also gets the autointerp
 metric ``judge_score`` on the task's ``TaskData.examples["eval"]`` (when the task gives examples) and
 records ``details["judge"]`` (which judge, prompt version, calls / cache hits / retries / tokens / cost
-spent by that cell) and ``judge_tokens``; a judge that fails for good makes that cell an error
-(stage ``judge`` or ``discover``), never the grid. Supervision ``judge`` gives a method ``ctx.judge``
+spent by that cell) and ``judge_tokens``. A judge that fails for good while scoring keeps the cell's
+other metrics: the cell stays ``ok`` with ``judge_score`` recorded as missing (value None, its
+``error`` beside it, ``details["judge_error"]``), and a later run with a judge scores it again; a judge
+that fails inside a judge-supervised method's ``discover`` makes that cell an error, never the grid. Supervision ``judge`` gives a method ``ctx.judge``
 (an ``autointerp.JudgeScorer`` on ``examples["train"]``) *and* ``ctx.objective`` (counted), for the
 causal term of a judge-based reward.
 """
@@ -31,6 +46,8 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -40,11 +57,13 @@ from deeprobe_bench import api, registry
 from deeprobe_bench import progress as progress_mod
 from deeprobe_bench.results import (
     Result,
+    check_writable_dir,
     config_label,
     git_info,
     library_versions,
     now_iso,
     read_result,
+    redact,
     result_path,
     to_jsonable,
     write_result,
@@ -56,6 +75,13 @@ SubjectLoader = Callable[[str], Any]
 
 #: how many feature labels a result keeps
 MAX_LABELS = 50
+#: the largest seed (numpy's generators take seeds below 2**32)
+MAX_SEED = 2**32 - 1
+#: the largest objective ``budget`` a method takes unless its class sets ``max_budget``: each objective call
+#: is a pass over the task's train split, so this is hours of work on the zoo models
+MAX_BUDGET = 50_000
+#: seconds between the ``still running`` log lines of a cell when stderr is not a terminal
+HEARTBEAT_S = 30.0
 
 
 def default_subject_loader(name: str) -> Any:
@@ -168,6 +194,9 @@ def run_grid(
         raise api.UserError("no seed given")
     if limit is not None and limit < 1:
         raise api.UserError(f"--limit must be a positive integer, got {limit}")
+    bad_seeds = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad_seeds:
+        raise api.UserError(f"seed {bad_seeds[0]} is out of range: seeds are integers from 0 to {MAX_SEED} (2**32 - 1)")
 
     # 1. resolve and validate everything first
     task_cls = registry.get_task(task_name)
@@ -182,9 +211,14 @@ def run_grid(
             raise api.UserError(
                 f"method {m} needs a judge (supervision 'judge'), and no judge is configured (--judge-base-url)"
             )
+    for m, cls in method_classes.items():
+        _check_budget(m, cls, method_configs[m])
     model = model_name or task_cls.default_model
     if not model:
         raise api.UserError(f"task {task_name} has no default model; pass --model NAME (see `deeprobe-bench ls models`)")
+    _check_model_fits_task(task_name, task_cls, model)
+    check_writable_dir(results_dir, "--results-dir")
+    provenance = {"task": registry.provenance("tasks", task_name)}
 
     task = task_cls(task_config)
     task_cfg_dict = api.config_to_dict(task_config)
@@ -196,7 +230,9 @@ def run_grid(
     def get_subject() -> Any:
         if "subject" not in state:
             log.debug("loading model %s", model)
-            state["subject"] = loader(model)
+            subject = loader(model)
+            _check_hooks(task_name, task_config, subject, model)
+            state["subject"] = subject
         return state["subject"]
 
     def get_data(seed: int) -> tuple[api.TaskData | None, str | None, str | None, float]:
@@ -208,11 +244,12 @@ def run_grid(
             try:
                 data = task.prepare(subject, seed, limit)
                 prepared[seed] = (data, None, None, time.perf_counter() - t0)
-            except api.UserError:
-                raise
+            except api.UserError as e:
+                raise api.UserError(f"task {task_name} cannot run on model {model}: {e}") from e
             except Exception as e:
-                log.error("%s: prepare failed for seed %d: %s: %s", task_name, seed, type(e).__name__, e)
-                prepared[seed] = (None, f"prepare failed: {type(e).__name__}: {e}", traceback.format_exc(), 0.0)
+                msg = redact(f"prepare failed: {type(e).__name__}: {e}")
+                log.error("%s: %s (seed %d)", task_name, msg, seed)
+                prepared[seed] = (None, msg, redact(traceback.format_exc()), 0.0)
         return prepared[seed]
 
     results: list[Result] = []
@@ -222,6 +259,7 @@ def run_grid(
             label = config_label(m, cfg)
             path = result_path(results_dir, task_label, model, label, seed, limit)
             cell = f"{task_label}/{model}/{label}/seed{seed}" + (f" (limit {limit})" if limit is not None else "")
+            provenance["method"] = registry.provenance("methods", m)
             expected = {
                 "task_version": str(task_cls.version),
                 "task_config": task_cfg_dict,
@@ -234,6 +272,8 @@ def run_grid(
                 stored, why = _reusable(path, expected)
                 if stored is not None and judge is not None and "judge" not in (stored.details or {}):
                     stored, why = None, "a judge is configured and the stored result has no judge score"
+                elif stored is not None and judge is not None and "judge_error" in (stored.details or {}):
+                    stored, why = None, "the stored result's judge_score is missing (the judge failed)"
                 if stored is not None:
                     log.info("%s: skipped (finished)", cell)
                     results.append(stored)
@@ -241,22 +281,24 @@ def run_grid(
                 log.info("%s: re-running: %s", cell, why)
             get_subject()  # an unknown / unavailable model fails here, before "running"
             log.info("%s: running", cell)
-            result = _run_one(
-                task=task,
-                task_name=task_name,
-                task_cfg_dict=task_cfg_dict,
-                model=model,
-                method_name=m,
-                method_cls=cls,
-                method_cfg=cfg,
-                label=label,
-                seed=seed,
-                limit=limit,
-                get_subject=get_subject,
-                get_data=get_data,
-                progress=progress,
-                judge=judge,
-            )
+            with _Heartbeat(cell):
+                result = _run_one(
+                    task=task,
+                    task_name=task_name,
+                    task_cfg_dict=task_cfg_dict,
+                    model=model,
+                    method_name=m,
+                    method_cls=cls,
+                    method_cfg=cfg,
+                    label=label,
+                    seed=seed,
+                    limit=limit,
+                    get_subject=get_subject,
+                    get_data=get_data,
+                    progress=progress,
+                    judge=judge,
+                )
+            result.provenance = to_jsonable(provenance)
             write_result(result, path)
             if result.ok:
                 summary = ", ".join(f"{k}={v['value']:.4g}" for k, v in list(result.metrics.items())[:3]
@@ -267,6 +309,97 @@ def run_grid(
             log.debug("%s: wrote %s", cell, path)
             results.append(result)
     return results
+
+
+def _check_budget(name: str, cls: type[api.Method], cfg: Any) -> None:
+    """Refuse an objective ``budget`` above the method's ``max_budget`` (default :data:`MAX_BUDGET`).
+
+    Raises:
+        api.UserError: the budget is too large (the message gives the limit).
+    """
+    budget = getattr(cfg, "budget", None)
+    limit = getattr(cls, "max_budget", MAX_BUDGET)
+    if isinstance(budget, int) and not isinstance(budget, bool) and limit is not None and budget > limit:
+        raise api.UserError(
+            f"-M budget={budget} of method {name} is above its limit of {limit} objective calls (each call is a pass "
+            f"over the task's train split); use a budget of at most {limit}"
+        )
+
+
+def _check_model_fits_task(task_name: str, task_cls: type[api.Task], model: str) -> None:
+    """Refuse a zoo model that ships with another built-in task (``--task ioi --model othello-mini``), before
+    loading it: its vocabulary cannot spell the task's data.
+
+    Raises:
+        api.UserError: the model's zoo package is another task's (the message names the task's own model).
+    """
+    spec = registry.find_model_spec(model)
+    package = getattr(spec, "package", None)
+    prefix = "deeprobe_bench.tasks."
+    task_module = getattr(task_cls, "__module__", "") or ""
+    if not isinstance(package, str) or not package.startswith(prefix) or not task_module.startswith(prefix):
+        return
+    model_task = package[len(prefix):].split(".")[0]
+    if task_module[len(prefix):].split(".")[0] == model_task:
+        return
+    own = f" (its own zoo model is {task_cls.default_model})" if task_cls.default_model else ""
+    raise api.UserError(
+        f"model {model} is the {model_task} task's zoo model and cannot run task {task_name}{own}; "
+        f"pass --model {task_cls.default_model or 'NAME'} or a pretrained model (see `deeprobe-bench ls models`)"
+    )
+
+
+def _check_hooks(task_name: str, task_config: Any, subject: Any, model: str) -> None:
+    """Refuse a ``hook`` / ``hook_name`` task option the loaded model does not have (before any work).
+
+    Raises:
+        api.UserError: the hook is not one of the model's hook points (the message gives the closest).
+    """
+    import difflib
+
+    hooks = getattr(getattr(subject, "model", None), "hook_dict", None)
+    if not isinstance(hooks, dict) or not hooks:
+        return
+    for key in ("hook", "hook_name"):
+        value = getattr(task_config, key, None)
+        if isinstance(value, str) and value and value not in hooks:
+            close = difflib.get_close_matches(value, list(hooks), n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise api.UserError(
+                f"-T {key}={value!r} of task {task_name}: model {model} has no such hook point{hint} "
+                f"(hook points look like blocks.0.hook_resid_post)"
+            )
+
+
+class _Heartbeat:
+    """Logs ``<cell>: still running (N s)`` every :data:`HEARTBEAT_S` seconds while a cell runs, when stderr is
+    not a terminal (on a terminal the progress bars show that work goes on)."""
+
+    def __init__(self, cell: str, interval_s: float | None = None) -> None:
+        self.cell = cell
+        self.interval_s = HEARTBEAT_S if interval_s is None else interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _beat(self) -> None:
+        t0 = time.perf_counter()
+        while not self._stop.wait(self.interval_s):
+            log.info("%s: still running (%.0f s)", self.cell, time.perf_counter() - t0)
+
+    def __enter__(self) -> _Heartbeat:
+        try:
+            tty = sys.stderr.isatty()
+        except (AttributeError, ValueError):
+            tty = False
+        if not tty and self.interval_s > 0:
+            self._thread = threading.Thread(target=self._beat, name="deeprobe-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(1.0)
 
 
 def _reusable(path: Any, expected: dict[str, Any]) -> tuple[Result | None, str]:
@@ -434,13 +567,24 @@ def _run_one(
         if judge is not None and data.examples.get("eval") is not None:
             stage = "judge"
             t2 = time.perf_counter()
-            metrics["judge_score"], extra_details["autointerp"] = _judge_score(judge, data, features, seed)
+            try:
+                metrics["judge_score"], extra_details["autointerp"] = _judge_score(judge, data, features, seed)
+                # how many features the mean is over (unscorable ones are left out, not averaged in at 0.5)
+                metrics["judge_n_scored"] = api.Metric(float(extra_details["autointerp"]["judged"])).to_dict()
+            except api.UserError:
+                raise
+            except Exception as e:  # the judge failed for good: keep the other metrics, judge_score missing
+                msg = redact(f"judge failed: {type(e).__name__}: {e}")
+                log.warning("%s", msg)
+                metrics["judge_score"] = {"value": None, "higher_is_better": True, "stderr": None, "error": msg}
+                extra_details["judge_error"] = {"error": msg, "traceback": redact(traceback.format_exc())}
             timing["judge_s"] = round(time.perf_counter() - t2, 4)
     except api.UserError:
         raise
     except Exception as e:
-        result.status, result.error = "error", f"{stage} failed: {type(e).__name__}: {e}"
-        result.details = {"traceback": traceback.format_exc(), "stage": stage, "task_info": to_jsonable(data.info)}
+        result.status, result.error = "error", redact(f"{stage} failed: {type(e).__name__}: {e}")
+        result.details = {"traceback": redact(traceback.format_exc()), "stage": stage,
+                          "task_info": to_jsonable(data.info)}  # fmt: skip
         if judge is not None:
             result.details["judge"] = _judge_record(judge, judge_usage0)
             result.judge_tokens = result.details["judge"]["usage"]["tokens"]

@@ -11,6 +11,9 @@ it (``hook_name -> sae_lens.SAE``) and its model card. Two kinds of models exist
       tokenizer.json       a Hugging Face ``tokenizers`` file (word-level for the zoo)
       saes/<hook_name>/    one sae_lens SAE per hook (``SAE.save_model`` layout)
 
+  The card's ``sha256`` maps every other file of the directory (path relative to it, ``/``-separated)
+  to its SHA-256 (:func:`zoo_file_digests`); :func:`load_zoo_dir` checks them before loading, so
+  bit-flipped or truncated weights are refused with a one-line error naming the file, never run.
   Tasks declare them in the entry-point group ``deeprobe_bench.models``.
 - **Pretrained models** (:class:`PretrainedModel`), loaded with ``HookedTransformer.from_pretrained``
   and ``SAE.from_pretrained`` from a SAELens release. They need the network or a local Hugging Face
@@ -186,10 +189,61 @@ def load_tokenizer(directory: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(directory))
 
 
+#: the card field holding the checksums of the directory's files
+SHA256 = "sha256"
+
+
+def zoo_file_digests(directory: Path) -> dict[str, str]:
+    """``{relative path: SHA-256 hex}`` of every file of a zoo directory but ``card.json`` (and temp files).
+
+    Paths are relative to ``directory`` with ``/`` separators, sorted; what a card's ``sha256`` holds.
+    """
+    import hashlib
+
+    directory = Path(directory)
+    out: dict[str, str] = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        rel = path.relative_to(directory).as_posix()
+        if rel == CARD or path.name.endswith(".tmp") or "__pycache__" in path.parts:
+            continue
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        out[rel] = h.hexdigest()
+    return out
+
+
+def _fix(name: str) -> str:
+    return f"run `deeprobe-bench zoo train {name}` (or reinstall deeprobe-bench for a shipped model)"
+
+
+def verify_zoo_dir(directory: Path, card: dict[str, Any], name: str) -> None:
+    """Check every file a card's ``sha256`` lists against its checksum.
+
+    Raises:
+        UserError: a listed file is missing or its content differs (one line naming the file and the fix).
+    """
+    expected = card.get(SHA256)
+    if not isinstance(expected, dict) or not expected:
+        logger.info("zoo model %s: its card has no checksums (%s); files not verified", name, SHA256)
+        return
+    actual = zoo_file_digests(directory)
+    for rel, digest in sorted(expected.items()):
+        if rel not in actual:
+            raise UserError(f"zoo model {name}: {Path(directory) / rel} is missing; {_fix(name)}")
+        if actual[rel] != digest:
+            raise UserError(
+                f"zoo model {name}: {Path(directory) / rel} does not match its SHA-256 in {CARD} (corrupt or "
+                f"changed); {_fix(name)}"
+            )
+
+
 def save_zoo_dir(directory: Path, model: Any, card: dict[str, Any], saes: dict[str, Any] | None = None) -> None:
     """Write a zoo model directory (see the module docstring). The tokenizer is ``model.tokenizer``.
 
     SAEs already in ``directory`` are removed first: they were trained on an earlier model's activations.
+    The card is written last, with the ``sha256`` of every file written (:func:`zoo_file_digests`).
     """
     import shutil
 
@@ -203,6 +257,7 @@ def save_zoo_dir(directory: Path, model: Any, card: dict[str, Any], saes: dict[s
     model.tokenizer.save_pretrained(str(directory))
     for hook_name, sae in (saes or {}).items():
         sae.save_model(directory / SAES / hook_name)
+    card = {**card, SHA256: zoo_file_digests(directory)}
     tmp = directory / (CARD + ".tmp")
     tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     tmp.replace(directory / CARD)
@@ -212,9 +267,11 @@ def load_zoo_dir(directory: Path, name: str | None = None, with_saes: bool = Tru
     """Load a zoo model directory written by :func:`save_zoo_dir`.
 
     Raises:
-        UserError: the directory or one of its files is missing (the message says how to make it).
+        UserError: the directory or one of its files is missing, a file differs from its SHA-256 in the card,
+            or a file cannot be read (corrupt JSON or safetensors): one line naming the file and the fix.
     """
     import torch
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
     from transformer_lens import HookedTransformerConfig
 
@@ -226,10 +283,32 @@ def load_zoo_dir(directory: Path, name: str | None = None, with_saes: bool = Tru
             f"zoo model {name} is incomplete at {directory} (missing {', '.join(missing)}); "
             f"run `deeprobe-bench zoo train {name}`"
         )
-    card = json.loads((directory / CARD).read_text())
-    cfg = HookedTransformerConfig(**card["config"])
-    model = quiet_hooked_transformer(cfg, load_tokenizer(directory))
-    model.load_state_dict(load_file(str(directory / WEIGHTS)))
+    unreadable = (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError)
+
+    def refuse(path: Path, e: BaseException) -> UserError:
+        text = " ".join(str(e).split())[:160]
+        return UserError(f"zoo model {name}: {path} cannot be read ({type(e).__name__}: {text}); {_fix(name)}")
+
+    try:
+        card = json.loads((directory / CARD).read_text())
+        if not isinstance(card, dict) or not isinstance(card.get("config"), dict):
+            raise ValueError("not a model card (no 'config' object)")
+    except unreadable as e:
+        raise refuse(directory / CARD, e) from None
+    verify_zoo_dir(directory, card, name)
+    try:
+        cfg = HookedTransformerConfig(**card["config"])
+    except unreadable as e:
+        raise refuse(directory / CARD, e) from None
+    try:
+        tokenizer = load_tokenizer(directory)
+    except unreadable as e:
+        raise refuse(directory / TOKENIZER, e) from None
+    model = quiet_hooked_transformer(cfg, tokenizer)
+    try:
+        model.load_state_dict(load_file(str(directory / WEIGHTS)))
+    except unreadable as e:
+        raise refuse(directory / WEIGHTS, e) from None
     model.eval()
     torch.set_grad_enabled(True)
     saes = {}
@@ -237,7 +316,10 @@ def load_zoo_dir(directory: Path, name: str | None = None, with_saes: bool = Tru
         from sae_lens import SAE
 
         for sae_dir in sorted(p for p in (directory / SAES).iterdir() if p.is_dir()):
-            sae = SAE.load_from_disk(sae_dir)
+            try:
+                sae = SAE.load_from_disk(sae_dir)
+            except unreadable as e:
+                raise refuse(sae_dir, e) from None
             sae.eval()
             hook, at, variant = sae_dir.name.partition("@")
             saes[(sae.cfg.metadata.hook_name or hook) + at + variant] = sae

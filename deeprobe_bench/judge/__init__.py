@@ -20,7 +20,15 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from deeprobe_bench.judge.client import DEFAULT_KEY_ENV, JudgeClient, JudgeConfig, JudgeError, Reply, Usage
+from deeprobe_bench.judge.client import (
+    DEFAULT_KEY_ENV,
+    JudgeClient,
+    JudgeConfig,
+    JudgeError,
+    Reply,
+    Usage,
+    check_base_url,
+)
 from deeprobe_bench.judge.prompts import PROMPT_VERSION, ReplyFormatError
 from deeprobe_bench.judge.server import LOCAL_MODEL, LOCAL_VERSION, LocalJudgeServer, is_loopback
 
@@ -87,7 +95,9 @@ def open_judge(
         A :class:`JudgeClient`, or None when no judge is configured nor needed.
 
     Raises:
-        UserError: a real endpoint without ``model``, a bad option.
+        UserError: a base URL that is not an http(s) URL, a real endpoint without ``model``, an endpoint
+            where nothing answers or that refuses the key (one cheap request, :meth:`JudgeClient.check`,
+            before any work), a bad option.
     """
     from deeprobe_bench.api import UserError
 
@@ -97,18 +107,19 @@ def open_judge(
         return
     if base_url in (None, "local"):
         with LocalJudgeServer() as server:
-            client = JudgeClient(local_config(server.base_url, **kwargs))
+            client = JudgeClient(local_config(server.base_url, server_token=server.token, **kwargs))
             try:
                 yield client
             finally:
                 client.close()
         return
+    check_base_url(base_url)
     if probe_local_server(base_url):
         client = JudgeClient(local_config(base_url, **kwargs))
     else:
         if not model:
             raise UserError("--judge-base-url needs --judge-model (the model name the endpoint serves)")
-        client = JudgeClient(JudgeConfig(base_url=base_url, model=model, **kwargs))
+        client = JudgeClient(JudgeConfig(base_url=base_url, model=model, **kwargs), check=True)
     try:
         yield client
     finally:

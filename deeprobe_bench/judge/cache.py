@@ -7,6 +7,10 @@ practice"). Only replies that parsed are stored, so a malformed reply is asked a
 
 One table ``replies``; WAL journal, so several processes (e.g. Ray workers on a shared filesystem, or
 parallel runs) can share one file. The API key is never part of the key nor stored.
+
+The file is created with mode 0600 (its folder 0700 when created here), like every file the project writes
+(:data:`deeprobe_bench.results.FILE_MODE`); SQLite gives its ``-wal`` / ``-shm`` files the same mode.
+A path that is a folder, or a file that is not a SQLite database, is a one-line :class:`UserError`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from deeprobe_bench.api import UserError
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +73,39 @@ class JudgeCache:
     def __init__(self, path: str | os.PathLike[str] | None) -> None:
         self.path = Path(path) if path is not None else None
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._prepare_file(self.path)
         target = str(self.path) if self.path is not None else ":memory:"
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(target, timeout=30.0, check_same_thread=False, isolation_level=None)
-        if self.path is not None:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(_SCHEMA)
+        try:
+            if self.path is not None:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            self._conn.close()
+            raise UserError(
+                f"judge cache {self.path} is not a usable SQLite database ({e}); move it away or pass another "
+                "--judge-cache"
+            ) from None
+
+    @staticmethod
+    def _prepare_file(path: Path) -> None:
+        """Refuse a folder; create the file 0600 (and a missing folder 0700), or bring an own file to 0600."""
+        from deeprobe_bench.results import DIR_MODE, FILE_MODE
+
+        if path.is_dir():
+            raise UserError(f"judge cache {path} is a folder; pass a file path (--judge-cache FILE)")
+        try:
+            if not path.parent.exists():
+                path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+            try:
+                if os.fstat(fd).st_uid == os.getuid():
+                    os.fchmod(fd, FILE_MODE)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise UserError(f"judge cache {path} cannot be opened ({e.strerror or e}); pass another --judge-cache") from None
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The stored reply ``{"reply", "prompt_tokens", "completion_tokens", "served_by"}``, or None."""

@@ -5,7 +5,12 @@ and the project's local judge server (:mod:`deeprobe_bench.judge.server`) all wo
 (REFERENCE.md section 6, "Client practice"):
 
 - **Key** from an environment variable (``DEEPROBE_JUDGE_API_KEY`` unless configured otherwise); only
-  the variable's *name* is ever recorded, never its value.
+  the variable's *name* is ever recorded, never its value. The value is registered with
+  :func:`deeprobe_bench.results.register_secret`, so an endpoint that echoes it in an error message
+  (``401 Incorrect API key provided: sk-...``) never puts it in an exception, a log line or a file.
+- **Checked before work** (:meth:`JudgeClient.check`): the base URL must be an ``http(s)://host`` URL
+  and one cheap request (``GET /models``) must get an answer; a refused key or nothing listening is a
+  one-line user error at once, not 30 s of retries per cell.
 - **Concurrency limit**: at most ``max_concurrency`` requests in flight per client (a semaphore), shared
   by every thread using it; :meth:`JudgeClient.complete_many` runs a batch on that many threads.
 - **Retries**: HTTP 429, 5xx, timeouts and connection errors, and replies that do not parse (the
@@ -29,6 +34,7 @@ import os
 import random
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +44,7 @@ from typing import Any
 from deeprobe_bench.api import UserError
 from deeprobe_bench.judge.cache import JudgeCache, cache_key, default_cache_path
 from deeprobe_bench.judge.prompts import PROMPT_VERSION, ReplyFormatError
+from deeprobe_bench.results import redact, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +52,33 @@ DEFAULT_KEY_ENV = "DEEPROBE_JUDGE_API_KEY"
 
 
 class JudgeError(RuntimeError):
-    """The judge could not give a usable reply (retries exhausted, or a non-retryable HTTP error)."""
+    """The judge could not give a usable reply (retries exhausted, or a non-retryable HTTP error).
+
+    The message never holds a registered secret (it is passed through :func:`~deeprobe_bench.results.redact`).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+
+def check_base_url(url: str) -> None:
+    """Refuse a judge base URL that is not ``http://host[:port][/path]`` or ``https://...``.
+
+    Raises:
+        UserError: the URL has another scheme, no host, or a port that is not a number.
+    """
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise UserError(
+            f"judge base URL {redact(url)!r} is not an http(s) URL; expected e.g. https://api.openai.com/v1, "
+            "http://127.0.0.1:8765/v1 or 'local'"
+        )
 
 
 @dataclass
@@ -63,6 +96,9 @@ class JudgeConfig:
         endpoint_id: what the cache key records as the endpoint; default ``base_url``. The local server
             sets a stable id, since its port changes from run to run.
         local: the endpoint is the project's local judge server (it accepts ground-truth labels).
+        server_token: the local server's token for its write endpoints (``/deeprobe/ground_truth``); None
+            reads ``$DEEPROBE_JUDGE_SERVER_TOKEN``, else the token file ``judge serve`` wrote for that port
+            (:func:`deeprobe_bench.judge.server.read_token`). Never recorded.
         max_concurrency: requests in flight at most.
         max_retries: retries of one request (so at most ``max_retries + 1`` attempts).
         timeout_s: seconds before a request times out (then it is retried).
@@ -77,6 +113,7 @@ class JudgeConfig:
     cache_path: str | None = None
     endpoint_id: str | None = None
     local: bool = False
+    server_token: str | None = field(default=None, repr=False)
     max_concurrency: int = 4
     max_retries: int = 5
     timeout_s: float = 60.0
@@ -91,6 +128,7 @@ class JudgeConfig:
     def __post_init__(self) -> None:
         if not self.base_url:
             raise UserError("judge base URL is empty")
+        check_base_url(self.base_url)
         if not self.model:
             raise UserError("judge model is empty (--judge-model)")
         if self.max_concurrency < 1:
@@ -205,22 +243,34 @@ class JudgeClient:
         config: see :class:`JudgeConfig`.
         sleep: the sleep function used between retries (tests pass a fake).
         rng: the jitter's random generator (default seeded from ``config.seed``).
+        check: send one cheap request first (:meth:`check`), before the reply cache is opened, so a bad
+            endpoint fails before anything is written.
 
     Raises:
-        UserError: a bad config (empty model, non-positive limits).
+        UserError: a bad config (empty model, non-positive limits, a base URL that is not http(s)), an
+            unusable cache file (a folder, not a SQLite database), or with ``check`` an endpoint that
+            does not answer or refuses the key.
     """
 
-    def __init__(self, config: JudgeConfig, sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None):
+    def __init__(self, config: JudgeConfig, sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                 check: bool = False):  # fmt: skip
         import openai
 
         self.config = config
         self._sleep = sleep
         self._rng = rng or random.Random(config.seed or 0)
         key = os.environ.get(config.api_key_env) or "not-needed"
+        register_secret(key)
         self._openai = openai.OpenAI(
             base_url=config.base_url, api_key=key, max_retries=0, timeout=config.timeout_s
         )
         del key
+        if check:
+            try:
+                self.check()
+            except BaseException:
+                self._openai.close()
+                raise
         path = config.cache_path
         if path is None:
             path = default_cache_path()
@@ -231,6 +281,40 @@ class JudgeClient:
         self._served_by: set[str] = set()
         self._registered: dict[int, Any] = {}  # id -> the example set (kept alive, so ids stay unique)
         self._gt_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ checked before work
+
+    def check(self, timeout_s: float = 10.0) -> None:
+        """One cheap request (``GET <base_url>/models``) before any work, so a bad endpoint fails at once.
+
+        A 404 (an endpoint without a models list) or another non-auth HTTP error still shows that
+        something answers, and is accepted.
+
+        Raises:
+            UserError: nothing answers at the URL (connection refused, DNS failure, timeout), or the
+                endpoint refuses the key (401 / 403). The message names the URL and the fix, and never the key.
+        """
+        import openai
+
+        url = self.config.base_url
+        try:
+            self._openai.with_options(timeout=min(timeout_s, self.config.timeout_s), max_retries=0).models.list()
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+            raise UserError(
+                f"the judge at {redact(url)} refused the API key ({e.status_code}: {_short(e)}); set "
+                f"${self.config.api_key_env} (or pass --judge-api-key-env VAR) to a valid key"
+            ) from None
+        except openai.APITimeoutError:
+            raise UserError(f"the judge at {redact(url)} did not answer within {min(timeout_s, self.config.timeout_s):g} s; "
+                            "check --judge-base-url (and that the server is running)") from None  # fmt: skip
+        except openai.APIConnectionError as e:
+            cause = e.__cause__ or e
+            raise UserError(f"nothing answers at judge URL {redact(url)} ({_short(cause)}); check --judge-base-url "
+                            "(and that the server is running)") from None  # fmt: skip
+        except openai.APIStatusError as e:
+            log.debug("judge check: GET %s/models answered %s; going on", redact(url), e.status_code)
+        except Exception as e:  # noqa: BLE001 - an answer that is not a models list still is an answer
+            log.debug("judge check: GET %s/models: %s; going on", redact(url), _short(e))
 
     # ------------------------------------------------------------------ identity and usage
 
@@ -284,14 +368,28 @@ class JudgeClient:
         if not self.config.local or examples is None or examples.labels is None or id(examples) in self._registered:
             return
         payload = {"examples": {t: examples.concepts_of(i) for i, t in enumerate(examples.texts)}}
+        from deeprobe_bench.judge.server import TOKEN_HEADER, read_token
+
         url = self.config.base_url.rstrip("/").removesuffix("/v1") + "/deeprobe/ground_truth"
-        req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+        token = self.config.server_token or read_token(self.config.base_url)
+        headers = {"Content-Type": "application/json"}
+        if token:
+            register_secret(token)
+            headers[TOKEN_HEADER] = token
+        req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers=headers)
         with self._gt_lock:  # held until the server has the labels: no request may overtake them
             if id(examples) in self._registered:
                 return
             try:
                 with urllib.request.urlopen(req, timeout=30) as resp:  # loopback URL of our own server
                     resp.read()
+            except urllib.error.HTTPError as e:
+                if e.code == 403:
+                    raise UserError(
+                        f"the local judge server at {url} refused the ground truth (403: wrong or missing token); "
+                        "set $DEEPROBE_JUDGE_SERVER_TOKEN to the token `deeprobe-bench judge serve` printed"
+                    ) from None
+                raise JudgeError(f"could not send ground truth to the local judge server at {url}: {e}") from None
             except OSError as e:
                 raise JudgeError(f"could not send ground truth to the local judge server at {url}: {e}") from None
             self._registered[id(examples)] = examples
@@ -410,5 +508,6 @@ class JudgeClient:
 
 
 def _short(exc: BaseException | None, width: int = 160) -> str:
-    text = " ".join(str(exc).split()) if exc is not None else ""
+    """One line of ``exc``'s message, secrets redacted, at most ``width`` characters."""
+    text = redact(" ".join(str(exc).split())) if exc is not None else ""
     return text if len(text) <= width else text[: width - 1] + "…"

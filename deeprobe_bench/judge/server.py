@@ -24,24 +24,36 @@ that is no answer), ``badjson`` (HTTP 200 whose body is not JSON).
 
 Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /deeprobe/info``, ``GET
 /deeprobe/stats``, ``POST /deeprobe/ground_truth``, ``POST /deeprobe/faults``. It binds to loopback only.
+
+The write endpoints (``/deeprobe/ground_truth``, ``/deeprobe/faults``) take a per-server token
+(header ``X-Deeprobe-Token``, or ``Authorization: Bearer <token>``), drawn with :mod:`secrets` when the
+server starts, so another local process cannot plant labels or faults; a request without it gets 403.
+An in-process server hands its token to its client directly; ``deeprobe-bench judge serve`` prints it
+and writes it to a private file (:func:`token_path`, mode 0600 in a 0700 folder, removed on exit) where
+a client on the same machine and account finds it (:func:`read_token`).
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
 import logging
+import os
 import random
 import re
+import secrets
 import threading
 import time
 import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from deeprobe_bench.api import UserError
 from deeprobe_bench.judge.prompts import read_prompt
+from deeprobe_bench.results import DIR_MODE, FILE_MODE, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +66,49 @@ GARBAGE = "lorem ipsum " * 50
 _CONCEPT_IN_EXPLANATION = re.compile(r'concept "([^"]+)"')
 #: share of the shown examples the best concept must cover to be named
 MIN_SHARE = 0.5
+#: the request header carrying the server's token on its write endpoints
+TOKEN_HEADER = "X-Deeprobe-Token"
+#: environment variable a client reads the local server's token from (before the token file)
+TOKEN_ENV = "DEEPROBE_JUDGE_SERVER_TOKEN"
+#: tokens of the servers running in this process, by (host, port): their clients need no file
+_IN_PROCESS: dict[tuple[str, int], str] = {}
+
+
+def token_path(host: str, port: int) -> Path | None:
+    """Where ``judge serve`` on ``host:port`` keeps its token: ``$DEEPROBE_CACHE/judge-server/<host>-<port>.token``
+    (default cache ``~/.cache/deeprobe_bench``); None when ``DEEPROBE_CACHE=off``."""
+    root = os.environ.get("DEEPROBE_CACHE", str(Path.home() / ".cache" / "deeprobe_bench"))
+    if root.lower() in ("off", "0", "none", ""):
+        return None
+    safe_host = re.sub(r"[^A-Za-z0-9.]", "_", host.strip("[]"))
+    return Path(root) / "judge-server" / f"{safe_host}-{int(port)}.token"
+
+
+def read_token(base_url: str) -> str | None:
+    """The local server's token for ``base_url``: that of a server running in this process, else
+    ``$DEEPROBE_JUDGE_SERVER_TOKEN``, else the token file of that host and port when it exists and belongs to
+    this user; None otherwise."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(base_url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.hostname and port is not None and (parts.hostname, port) in _IN_PROCESS:
+        return _IN_PROCESS[(parts.hostname, port)]
+    env = os.environ.get(TOKEN_ENV)
+    if env:
+        return env.strip()
+    if not parts.hostname or port is None:
+        return None
+    path = token_path(parts.hostname, port)
+    try:
+        if path is None or path.stat().st_uid != os.getuid():
+            return None
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _norm(text: str) -> str:
@@ -208,6 +263,12 @@ class _Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return json.loads(self.rfile.read(n) or b"{}")
 
+    def _body_discard(self) -> None:
+        try:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        except (ValueError, OSError):
+            pass
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         path = self.path.rstrip("/")
         if path == "/v1/models":
@@ -219,8 +280,20 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._error(404, f"no such endpoint {self.path}", "not_found")
 
+    def _authorised(self) -> bool:
+        """Whether the request carries this server's token (constant-time comparison)."""
+        given = self.headers.get(TOKEN_HEADER) or ""
+        auth = self.headers.get("Authorization") or ""
+        if not given and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        return hmac.compare_digest(given.encode(), self.judge.token.encode())
+
     def do_POST(self) -> None:  # noqa: N802
         path = self.path.rstrip("/")
+        if path.startswith("/deeprobe/") and not self._authorised():
+            self._body_discard()
+            self._error(403, f"{path} needs this server's token (header {TOKEN_HEADER})", "permission_denied")
+            return
         try:
             body = self._body()
         except (ValueError, UnicodeDecodeError):
@@ -315,6 +388,8 @@ class LocalJudgeServer:
         fail: fault probabilities (:func:`parse_fault_spec`), drawn with ``seed``.
         slow_s: how long a ``slow`` fault delays the answer.
         seed: seeds the random faults.
+        token: the token of the write endpoints; None draws one (``secrets.token_urlsafe(24)``), see
+            :attr:`token`.
 
     Raises:
         UserError: a non-loopback host, unknown faults.
@@ -323,10 +398,13 @@ class LocalJudgeServer:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, fail: dict[str, float] | None = None,
-                 slow_s: float = 5.0, seed: int = 0) -> None:  # fmt: skip
+                 slow_s: float = 5.0, seed: int = 0, token: str | None = None) -> None:  # fmt: skip
         if not is_loopback(host):
             raise UserError(f"the local judge server binds to loopback only (127.0.0.1, ::1, localhost), not {host!r}")
         self.host, self.port, self.slow_s = host, port, slow_s
+        self.token = token or secrets.token_urlsafe(24)
+        register_secret(self.token)
+        self._token_file: Path | None = None
         self.ground_truth = GroundTruth()
         self.faults = Faults(fail, seed)
         self._counts: Counter[str] = Counter()
@@ -376,6 +454,7 @@ class LocalJudgeServer:
             raise UserError(f"cannot start the local judge server on {self.host}:{self.port}: {e}") from None
         self._httpd.judge = self  # type: ignore[attr-defined]
         self.port = int(self._httpd.server_address[1])
+        _IN_PROCESS[(self.host, self.port)] = self.token
         self._stopping.clear()
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="deeprobe-judge", daemon=True
@@ -383,6 +462,32 @@ class LocalJudgeServer:
         self._thread.start()
         log.info("local judge server on %s", self.base_url)
         return self
+
+    def write_token_file(self) -> Path | None:
+        """Write :attr:`token` to :func:`token_path` (mode 0600, folder 0700) for clients of this account; the
+        path, or None when the cache is off. Removed by :meth:`stop`.
+
+        Raises:
+            UserError: the token folder exists and belongs to another user, or cannot be written.
+        """
+        path = token_path(self.host, self.port)
+        if path is None:
+            return None
+        try:
+            path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            st = path.parent.stat()
+            if st.st_uid != os.getuid():
+                raise UserError(f"{path.parent} belongs to another user; remove it or set DEEPROBE_CACHE")
+            os.chmod(path.parent, DIR_MODE)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(self.token + "\n")
+            os.replace(tmp, path)
+        except OSError as e:
+            raise UserError(f"cannot write the judge server's token file {path}: {e.strerror or e}") from None
+        self._token_file = path
+        return path
 
     def wait_until_interrupted(self) -> None:
         """Block until Ctrl-C, then stop (``deeprobe-bench judge serve``); the server must be started."""
@@ -395,6 +500,7 @@ class LocalJudgeServer:
     def stop(self) -> None:
         """Stop serving and close the socket (slow replies in progress are abandoned)."""
         self._stopping.set()
+        _IN_PROCESS.pop((self.host, self.port), None)
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -402,6 +508,12 @@ class LocalJudgeServer:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        if self._token_file is not None:
+            try:
+                self._token_file.unlink()
+            except OSError:
+                pass
+            self._token_file = None
 
     def __enter__(self) -> LocalJudgeServer:
         return self.start()

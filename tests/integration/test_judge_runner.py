@@ -96,13 +96,20 @@ def test_injected_faults_end_in_retries(toy, server, tmp_path):
     assert reasons == {"429": 1, "500": 1, "503": 1, "timeout": 1, "malformed reply": 1, "malformed response": 1}
 
 
-def test_a_judge_that_keeps_failing_is_a_recorded_error_of_that_cell_only(toy, server, tmp_path):
+def test_a_judge_that_keeps_failing_keeps_the_cells_other_metrics(toy, server, tmp_path):
     client = judge(server, tmp_path / "judge.sqlite", max_retries=1, max_concurrency=1)
     server.faults.push(["500", "500"])  # the first request of the first cell fails twice: retries exhausted
     first, second = run(toy, tmp_path, client)
-    assert not first.ok and "judge failed: JudgeError" in first.error and first.details["stage"] == "judge"
+    plain = run(toy, tmp_path / "plain", None, methods=("toy-random",))[0]
+    assert first.ok and first.metric("recovery") == plain.metric("recovery")  # the task's metrics are kept
+    assert first.metric("judge_score") is None and "judge failed: JudgeError" in first.metrics["judge_score"]["error"]
+    assert "judge failed: JudgeError" in first.details["judge_error"]["error"]
     assert first.details["judge"]["usage"]["errors"] == 1
-    assert second.ok and "judge_score" in second.metrics
+    assert second.ok and second.metric("judge_score") is not None
+    # the judge is asked again on the next run (it answers now); the stored second cell is reused
+    again = run(toy, tmp_path, client)
+    assert again[0].metric("judge_score") is not None and "judge_error" not in again[0].details
+    assert again[1].started_at == second.started_at
 
 
 def test_rlaif_runs_with_the_objective_and_reports_before_and_after(toy, server, tmp_path):

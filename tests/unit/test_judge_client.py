@@ -28,7 +28,8 @@ def server():
 
 def push_faults(server, faults):
     url = server.base_url.removesuffix("/v1") + "/deeprobe/faults"
-    req = urllib.request.Request(url, data=json.dumps({"queue": faults}).encode(), headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "X-Deeprobe-Token": server.token}  # the write endpoints need it
+    req = urllib.request.Request(url, data=json.dumps({"queue": faults}).encode(), headers=headers)
     urllib.request.urlopen(req, timeout=5).read()
 
 
