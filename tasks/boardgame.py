@@ -86,6 +86,8 @@ class BoardGameConfig:
         objective_games: train games the objective uses (half tag, half score).
         size_penalty: objective = reconstruction - size_penalty * |S|.
         min_precision, min_true_positives: the tagging rule of reconstruction (0.95, 10).
+        min_positives: a BSP element enters ``coverage`` when it has this many positives and negatives in
+            both the label and the test split.
     """
 
     hook: str | None = None
@@ -96,6 +98,7 @@ class BoardGameConfig:
     size_penalty: float = 0.0
     min_precision: float = 0.95
     min_true_positives: int = 10
+    min_positives: int = 10
 
     def __post_init__(self) -> None:
         for k in ("n_train", "n_label", "n_test", "objective_games"):
@@ -103,6 +106,8 @@ class BoardGameConfig:
                 raise ValueError(f"{k} must be at least 2")
         if self.size_penalty < 0:
             raise ValueError("size_penalty must be >= 0")
+        if self.min_positives < 1:
+            raise ValueError("min_positives must be >= 1")
         if not 0 < self.min_precision <= 1 or self.min_true_positives < 1:
             raise ValueError("min_precision must be in (0, 1] and min_true_positives >= 1")
 
@@ -132,9 +137,10 @@ class EvalContext:
     """What :meth:`BoardGameTask.extra_metrics` gets besides the data and features.
 
     Attributes:
-        tags: ``Bool[Tensor, "f c"]`` tags of the chosen features at the best reconstruction threshold.
-        threshold: that threshold (fraction of each feature's max activation on the label split).
-        max_acts: ``Float[Tensor, "f"]`` per-feature maxima on the label split.
+        tags: ``Bool[Tensor, "f c"]`` tags of the chosen features at the reconstruction level chosen on the
+            label split.
+        threshold: that level's firing rate (its thresholds are per-feature label-split quantiles).
+        max_acts: unused (None); kept for game plugins written against the earlier context.
         label_acts: ``Float[Tensor, "rows d"]`` label-split activations at ``features.hook_name``.
     """
 
@@ -149,14 +155,15 @@ class BoardMetrics:
     """Coverage and reconstruction of one feature set, overall and per BSP family (see :func:`board_metrics`)."""
 
     reconstruction: float
-    reconstruction_threshold: float
+    reconstruction_rate: float
+    reconstruction_paper: float
+    reconstruction_paper_threshold: float
     coverage: float
-    coverage_raw: float
-    coverage_max: float
-    coverage_threshold: float
-    per_group: dict[str, dict[str, float]]
-    tags: Any  # Bool[Tensor, "f c"] at the best reconstruction threshold
-    max_acts: Any  # Float[Tensor, "f"] on the label split
+    coverage_n_scored: int
+    coverage_paper: float
+    coverage_paper_threshold: float
+    per_group: dict[str, dict[str, float | None]]
+    tags: Any  # Bool[Tensor, "f c"] at the chosen reconstruction level
     n_tagged_features: int
 
 
@@ -167,63 +174,78 @@ def board_metrics(
     test_labels: Any,
     groups: dict[str, list[int]],
     scored: list[int],
-    masked: list[int],
+    paper_coverage: tuple[list[int], int],
     min_precision: float = 0.95,
     min_true_positives: int = 10,
+    min_positives: int = 10,
     coverage: bool = True,
 ) -> BoardMetrics:
-    """Board reconstruction and coverage (Karvonen et al. 2024) with masking and a per-group breakdown.
+    """Board reconstruction and coverage, calibrated and as the paper computes them, per BSP family.
 
     Args:
-        label_acts: ``Float[Tensor, "n f"]`` feature activations on the label split (tagging; maxima).
+        label_acts: ``Float[Tensor, "n f"]`` feature activations on the label split (choices, tags).
         label_labels: ``Bool[Tensor, "n c"]`` BSPs of the label split.
         test_acts: ``Float[Tensor, "m f"]`` feature activations on the test split.
         test_labels: ``Bool[Tensor, "m c"]`` BSPs of the test split.
         groups: ``{bsp name: columns}`` for the per-BSP breakdown.
         scored: columns of the headline metrics.
-        masked: columns masked but counted in ``coverage_raw`` (their F1 counts as 0).
+        paper_coverage: ``(columns, denominator)`` of the paper's coverage: the sum of the best F1 over
+            ``columns`` divided by ``denominator`` (the masked elements the paper counts as 0).
+        min_positives: a column enters ``coverage`` with this many positives and negatives in both splits.
         coverage: also compute coverage (skipped for the reconstruction curve).
 
     Returns:
-        ``reconstruction``: micro-F1 over ``scored`` at the best threshold (range 0..1).
-        ``coverage_raw``: at the best threshold, the mean over ``scored + masked`` columns of the best
-        single-feature F1 with masked columns at 0, so at most ``coverage_max = |scored| /
-        (|scored| + |masked|)`` (2/3 on Othello); ``coverage = coverage_raw / coverage_max`` (0..1).
-        Coverage is measured on the test split (each feature's max activation taken there).
-        ``per_group[name]``: ``reconstruction`` (micro-F1 of the group's columns, its own best threshold)
-        and ``coverage`` (mean best F1 of its columns, its own best threshold).
+        ``reconstruction`` (0..1): micro-F1 over ``scored`` on the test split, features tagged on the label
+        split at the quantile level chosen on the label split
+        (:func:`deeprobe_bench.metrics.concepts.reconstruction`); ``coverage`` (0 = chance, 1 = perfect):
+        chance-corrected best-feature F1 averaged over the ``coverage_n_scored`` scored columns
+        (:func:`deeprobe_bench.metrics.concepts.coverage`); ``reconstruction_paper`` /
+        ``coverage_paper``: the paper's figures (``t x max`` thresholds, best ``t`` on the test split).
+        ``per_group[name]``: the same calibrated figures over the family's columns (None where none is scored).
     """
+    from deeprobe_bench.metrics import concepts
     from deeprobe_bench.metrics.threshold_sweep import best_f1, reconstruction_counts
 
-    rc = reconstruction_counts(label_acts, label_labels, test_acts, test_labels,
-                               min_precision=min_precision, min_true_positives=min_true_positives)  # fmt: skip
-    t = rc.thresholds
-    micro = rc.micro_f1(scored)
-    i = int(micro.argmax())
-    per_group: dict[str, dict[str, float]] = {}
-    for name, cols in groups.items():
-        g = rc.micro_f1(cols)
-        per_group[name] = {"reconstruction": float(g.max()), "reconstruction_threshold": float(t[int(g.argmax())])}
-    cov = cov_raw = 0.0
-    cov_t = float(t[0])
-    n_all = len(scored) + len(masked)
-    cov_max = len(scored) / n_all if n_all else 0.0
+    th = concepts.quantile_thresholds(label_acts) if label_acts.shape[0] else None
+    lv_label = concepts.levels(label_acts, th) if th is not None else label_acts
+    lv_test = concepts.levels(test_acts, th) if th is not None else test_acts
+    rec = concepts.reconstruction_from_levels(lv_label, label_labels, lv_test, test_labels, scored, min_precision,
+                                              min_true_positives)  # fmt: skip
+    per_group: dict[str, dict[str, float | None]] = {n: {"reconstruction": rec.micro_f1(c)} for n, c in groups.items()}
+    cov = cov_paper = rec_paper = 0.0
+    cov_t = rec_t = 0.0
+    n_scored = 0
     if coverage:
-        f1 = best_f1(test_acts, test_labels, t)  # T c
-        per_t_raw = f1[:, scored].sum(1) / max(1, n_all)
-        j = int(per_t_raw.argmax())
-        cov_raw, cov_t = float(per_t_raw[j]), float(t[j])
-        cov = cov_raw / cov_max if cov_max > 0 else 0.0
+        cv = concepts.coverage_from_levels(lv_label, label_labels, lv_test, test_labels, min_positives)
+        idx = torch_index(scored)
+        sel = cv.scored[idx]
+        n_scored = int(sel.sum())
+        cov = float(cv.per_concept[idx][sel].mean()) if n_scored else 0.0
         for name, cols in groups.items():
-            g = f1[:, cols].mean(1)
-            per_group[name]["coverage"] = float(g.max())
-            per_group[name]["coverage_threshold"] = float(t[int(g.argmax())])
-    tags = rc.tags[i]
+            per_group[name]["coverage"] = cv.mean_over(cols)
+        paper_cols, denom = paper_coverage
+        f1 = best_f1(test_acts, test_labels)  # T c, the paper's t x max grid on the test split
+        per_t = f1[:, torch_index(paper_cols)].sum(1) / max(1, denom)
+        j = int(per_t.argmax())
+        cov_paper, cov_t = float(per_t[j]), round(0.1 * j, 1)
+        rc = reconstruction_counts(label_acts, label_labels, test_acts, test_labels,
+                                   min_precision=min_precision, min_true_positives=min_true_positives)  # fmt: skip
+        micro = rc.micro_f1(scored)
+        i = int(micro.argmax())
+        rec_paper, rec_t = float(micro[i]), float(rc.thresholds[i])
+    tags = rec.tags
     return BoardMetrics(
-        reconstruction=float(micro[i]), reconstruction_threshold=float(t[i]), coverage=cov, coverage_raw=cov_raw,
-        coverage_max=cov_max, coverage_threshold=cov_t, per_group=per_group, tags=tags, max_acts=rc.max_acts,
-        n_tagged_features=int(tags[:, scored].any(1).sum()),
+        reconstruction=rec.value, reconstruction_rate=rec.rate, reconstruction_paper=rec_paper,
+        reconstruction_paper_threshold=rec_t, coverage=cov, coverage_n_scored=n_scored, coverage_paper=cov_paper,
+        coverage_paper_threshold=cov_t, per_group=per_group, tags=tags,
+        n_tagged_features=int(tags[:, scored].any(1).sum()) if tags.numel() else 0,
     )  # fmt: skip
+
+
+def torch_index(columns: list[int]) -> Any:
+    import torch
+
+    return torch.as_tensor(list(columns), dtype=torch.long)
 
 
 class BoardGameTask(Task):
@@ -358,6 +380,8 @@ class BoardGameTask(Task):
             context_extra={"train_tokens": splits["train"].tokens, "train_measured": splits["train"].measured},
         )
         data.train_acts = self.acts(data, "train", hook)
+        for name in ("label", "test"):  # the rows the metrics score: what the oracle reads
+            data.add_reference_rows(hook, self.acts(data, name, hook), splits[name].labels)
         data.examples = {"train": self.judge_examples(data, "train", seed), "eval": self.judge_examples(data, "test", seed)}
         n_obj = min(cfg.objective_games, splits["train"].n_games)
         half = max(1, n_obj // 2)
@@ -409,7 +433,15 @@ class BoardGameTask(Task):
         )  # fmt: skip
         return rec.value - self.config.size_penalty * len(chosen)
 
+    def paper_coverage(self) -> tuple[list[int], int]:
+        """``(columns, denominator)`` of the paper-comparable ``coverage_paper``: the sum of the best F1 over
+        ``columns`` divided by ``denominator``. Default: the scored primary columns over the scored plus
+        masked primary columns (Othello: mine and theirs over the 3 channels of every square)."""
+        scored, masked = self.primary_columns()
+        return scored, len(scored) + len(masked)
+
     def evaluate(self, data: TaskData, features: FeatureSet) -> dict[str, Any]:
+        from deeprobe_bench.metrics import concepts
         from deeprobe_bench.metrics import faithfulness as faith
 
         cfg = self.config
@@ -418,49 +450,53 @@ class BoardGameTask(Task):
         label_acts = self._feature_acts(data, "label", chosen)
         test_acts = self._feature_acts(data, "test", chosen)
         groups = {b.name: cols for b, cols in zip(self.bsps(), self.columns().values(), strict=True)}
-        scored, masked = self.primary_columns()
+        scored, _ = self.primary_columns()
         res = board_metrics(
-            label_acts, label.labels, test_acts, test.labels, groups, scored, masked,
+            label_acts, label.labels, test_acts, test.labels, groups, scored, self.paper_coverage(),
             min_precision=cfg.min_precision, min_true_positives=cfg.min_true_positives,
+            min_positives=cfg.min_positives,
         )  # fmt: skip
         metrics: dict[str, Any] = {
             "reconstruction": Metric(res.reconstruction),
             "coverage": Metric(res.coverage),
-            "coverage_raw": Metric(res.coverage_raw),
+            "reconstruction_paper": Metric(res.reconstruction_paper),
+            "coverage_paper": Metric(res.coverage_paper),
             "size": Metric(float(len(chosen)), higher_is_better=False),
         }
         details: dict[str, Any] = {
             "board": {
-                "reconstruction_threshold": res.reconstruction_threshold,
-                "coverage_threshold": res.coverage_threshold,
-                "coverage_attainable_max": res.coverage_max,
+                "reconstruction_firing_rate": res.reconstruction_rate,
+                "reconstruction_paper_threshold": res.reconstruction_paper_threshold,
+                "coverage_paper_threshold": res.coverage_paper_threshold,
+                "coverage_n_scored": res.coverage_n_scored,
+                "coverage_n_columns": len(scored),
                 "n_tagged_features": res.n_tagged_features,
                 "per_bsp": res.per_group,
-                "split": {"tag": "label", "score": "test"},
+                "split": {"choose_and_tag": "label", "score": "test"},
             }
         }
         if features.scores is not None and len(features) > 0:
+            # thresholds of a feature do not depend on the others: levels once, columns per point
+            lab_all = self._feature_acts(data, "label", features)
+            th = concepts.quantile_thresholds(lab_all) if lab_all.shape[0] else None
+            lv_label = concepts.levels(lab_all, th) if th is not None else lab_all
+            lv_test = concepts.levels(self._feature_acts(data, "test", features), th) if th is not None else lab_all
+            rank = features.ranking()
 
             def rec_at(k: int) -> float:
-                if k >= len(features) and features.selected is None:
-                    return res.reconstruction
-                top = features.top(k)
-                r = board_metrics(
-                    self._feature_acts(data, "label", top), label.labels, self._feature_acts(data, "test", top),
-                    test.labels, {}, scored, masked, min_precision=cfg.min_precision,
-                    min_true_positives=cfg.min_true_positives, coverage=False,
-                )  # fmt: skip
-                return r.reconstruction
+                idx = torch_index(rank[:k])
+                return concepts.reconstruction_from_levels(
+                    lv_label[:, idx], label.labels, lv_test[:, idx], test.labels, scored,
+                    cfg.min_precision, cfg.min_true_positives,
+                ).value  # fmt: skip
 
             raw = faith.curve(rec_at, len(features), faith.K_GRID)
             full = rec_at(len(features))
             norm = [v / full if full > 0 else 0.0 for v in raw]
             metrics["reconstruction_cpr"] = Metric(faith.area(norm))
-            metrics["reconstruction_cmd"] = Metric(faith.area_from_one(norm), higher_is_better=False)
             details["reconstruction_curve"] = {"k": list(faith.K_GRID), "reconstruction": raw, "normalised": norm,
                                                "normalised_by": "reconstruction of the whole feature set"}  # fmt: skip
-        ectx = EvalContext(tags=res.tags, threshold=res.reconstruction_threshold, max_acts=res.max_acts,
-                           label_acts=label_acts)  # fmt: skip
+        ectx = EvalContext(tags=res.tags, threshold=res.reconstruction_rate, max_acts=None, label_acts=label_acts)
         extra = dict(self.extra_metrics(data, chosen, ectx))
         details.update(extra.pop("_details", {}))
         metrics.update(extra)

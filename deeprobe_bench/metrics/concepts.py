@@ -152,11 +152,29 @@ def coverage(
         z = torch.zeros(n_c)
         return Coverage(0.0, torch.where(scored, z, torch.nan), z, torch.zeros(n_c, dtype=torch.long), z, scored)
     th = quantile_thresholds(label_acts, rates)
-    k, n_f = len(rates), label_acts.shape[1]
-    lab = _sweep(levels(label_acts, th), label_labels, k).f1()  # K f c
+    return coverage_from_levels(levels(label_acts, th), label_labels, levels(test_acts, th), test_labels,
+                                min_positives, rates)  # fmt: skip
+
+
+def coverage_from_levels(
+    lv_label: Float[Tensor, "n f"],
+    label_labels: Bool[Tensor, "n c"],
+    lv_test: Float[Tensor, "m f"],
+    test_labels: Bool[Tensor, "m c"],
+    min_positives: int = 10,
+    rates: tuple[float, ...] = FIRING_RATES,
+) -> Coverage:
+    """:func:`coverage` from precomputed :func:`levels`."""
+    n_c = label_labels.shape[1]
+    scored = scored_concepts(label_labels, test_labels, min_positives)
+    k, n_f = len(rates), lv_label.shape[1]
+    if n_f == 0 or n_c == 0 or lv_label.shape[0] == 0:
+        z = torch.zeros(n_c)
+        return Coverage(0.0, torch.where(scored, z, torch.nan), z, torch.zeros(n_c, dtype=torch.long), z, scored)
+    lab = _sweep(lv_label, label_labels, k).f1()  # K f c
     best = lab.permute(2, 0, 1).reshape(n_c, k * n_f).argmax(1)
     lvl, feat = best // n_f, best % n_f
-    test = _sweep(levels(test_acts, th), test_labels, k)
+    test = _sweep(lv_test, test_labels, k)
     cols = torch.arange(n_c)
     tp = test.tp[lvl, feat, cols]
     on = test.on[lvl, feat]
@@ -212,16 +230,33 @@ def reconstruction(
     Raises:
         ValueError: row counts of activations and labels differ.
     """
+    if label_acts.shape[1] == 0 or label_labels.shape[1] == 0 or label_acts.shape[0] < 2:
+        return reconstruction_from_levels(label_acts, label_labels, test_acts, test_labels, columns,
+                                          min_precision, min_true_positives, rates)  # fmt: skip
+    th = quantile_thresholds(label_acts, rates)
+    return reconstruction_from_levels(levels(label_acts, th), label_labels, levels(test_acts, th), test_labels,
+                                      columns, min_precision, min_true_positives, rates)  # fmt: skip
+
+
+def reconstruction_from_levels(
+    lv_label: Float[Tensor, "n f"],
+    label_labels: Bool[Tensor, "n c"],
+    lv_test: Float[Tensor, "m f"],
+    test_labels: Bool[Tensor, "m c"],
+    columns: list[int] | None = None,
+    min_precision: float = 0.95,
+    min_true_positives: int = 10,
+    rates: tuple[float, ...] = FIRING_RATES,
+) -> Reconstruction:
+    """:func:`reconstruction` from precomputed :func:`levels` (a curve over subsets of the same features
+    reuses them: the thresholds of a feature do not depend on the other features)."""
     k = len(rates)
     t, _ = _level_grid(k)
-    n_c = label_labels.shape[1]
-    if label_acts.shape[1] == 0 or n_c == 0 or label_acts.shape[0] < 2:
-        rc = ts.reconstruction_counts(label_acts, label_labels, test_acts, test_labels, t)
-        return Reconstruction(0.0, float(rates[0]), rc, 0)
-    th = quantile_thresholds(label_acts, rates)
-    lv_label, lv_test = levels(label_acts, th), levels(test_acts, th)
-    h = lv_label.shape[0] // 2
     mx = torch.full((lv_label.shape[1],), float(k))
+    if lv_label.shape[1] == 0 or label_labels.shape[1] == 0 or lv_label.shape[0] < 2:
+        rc = ts.reconstruction_counts(lv_label, label_labels, lv_test, test_labels, t, max_acts=mx)
+        return Reconstruction(0.0, float(rates[0]), rc, 0)
+    h = lv_label.shape[0] // 2
     choose = ts.reconstruction_counts(lv_label[:h], label_labels[:h], lv_label[h:], label_labels[h:], t,
                                       min_precision, min_true_positives, max_acts=mx)  # fmt: skip
     j = int(choose.micro_f1(columns).argmax())

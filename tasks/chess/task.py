@@ -79,6 +79,16 @@ class ChessTask(BoardGameTask):
             BSP("legal", tuple(f"{n}:legal" for n in data.SQUARE_NAMES), primary=False),
         ]
 
+    def paper_coverage(self) -> tuple[list[int], int]:
+        """The paper's coverage (``board_to_piece_masked_blank_and_initial_state`` in
+        adamkarvonen/SAE_BoardGameEval): the 12 piece classes of every square, blank channel and pieces on
+        their start squares masked (counted as 0), denominator 64 x 12 = 768."""
+        from deeprobe_bench.tasks.chess import data
+
+        scored, _ = piece_columns()
+        cols = [i for i, (_, c) in enumerate(scored) if c != 0]  # piece columns come first in bsps()
+        return cols, 64 * (data.N_PIECE_CLASSES - 1)
+
     def make_games(self, n: int, seed: int) -> Any:
         from deeprobe_bench.tasks.chess import data
 
