@@ -4,13 +4,17 @@ Tables are built from the result JSONs and nothing else. Per task:
 
 - only results with status ``ok``; ``--limit`` runs are left out unless asked for, and only the
   newest task version present is shown (numbers of different versions are not comparable);
-- per model, only the results of its newest weights (``model_info.weights_sha256`` of the most recently
-  finished result): the results of a model since retrained are left out, with a warning (results that
-  predate the recorded fingerprint are kept);
-- one row per (method label, model, task options); one column per metric, in the order the task
-  returned them, headed with its direction (``faithfulness_auc ↑``), each cell ``mean ± std``
-  over seeds (sample std, ddof=1; just the mean for one seed), plus ``seeds``, ``supervision``
-  and ``model`` columns;
+- per model, the results of one set of weights (``model_info.weights_sha256``): results are grouped by
+  weights and the group with the most results is published (ties: the most recently finished), so one
+  odd result (a run on corrupted or since-retrained weights) never evicts the others; the groups left
+  out are logged and named in the table's header, with the one published (:func:`weights_groups`;
+  results that predate the recorded fingerprint are kept);
+- one row per (method label, model, task options): runs with different task options never share a
+  row; the options are those that differ from the task's defaults (:func:`task_options_text`), shown
+  in a ``task options`` column whenever any row has some, and the header states the default config;
+- one column per metric, in the order the task returned them, headed with its direction
+  (``faithfulness_auc ↑``), each cell ``mean ± std`` over seeds (sample std, ddof=1; just the mean
+  for one seed), plus ``seeds``, ``supervision`` and ``model`` columns;
 - rows sorted by the task's ``primary_metric`` (the first metric when the task cannot be
   loaded), best first.
 
@@ -80,32 +84,72 @@ def primary_metric(task: str, metric_names: list[str]) -> str | None:
 
 def select(results: Iterable[Result], task: str, include_limited: bool = False) -> list[Result]:
     """The results of ``task`` that belong in its table (see the module docstring)."""
+    return _newest_weights(_candidates(results, task, include_limited))
+
+
+def _candidates(results: Iterable[Result], task: str, include_limited: bool, warn: bool = True) -> list[Result]:
+    """The finished results of ``task`` of its newest version (``--limit`` runs only if asked), before the weights
+    filter."""
     chosen = [r for r in results if r.task == task and r.ok and (include_limited or not r.limited)]
     versions = {str(r.task_version) for r in chosen}
     if len(versions) > 1:
         newest = max(versions, key=_version_key)
-        log.warning("task %s: results of versions %s; showing version %s only", task, ", ".join(sorted(versions)), newest)
+        if warn:
+            log.warning("task %s: results of versions %s; showing version %s only", task, ", ".join(sorted(versions)),
+                        newest)  # fmt: skip
         chosen = [r for r in chosen if str(r.task_version) == newest]
-    return _newest_weights(chosen)
+    return chosen
+
+
+def _weights_sha(r: Result) -> str | None:
+    return (r.model_info or {}).get("weights_sha256")
+
+
+def weights_groups(results: Iterable[Result]) -> dict[str, dict[str, Any]]:
+    """Per model, its results grouped by weights and the group published (see the module docstring).
+
+    Returns:
+        ``{model: {"published": sha256, "counts": {sha256: n_results}, "newest": {sha256: finished_at}}}``
+        for every model with at least one fingerprinted result.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for r in results:
+        sha = _weights_sha(r)
+        if not sha:
+            continue
+        g = out.setdefault(r.model, {"counts": Counter(), "newest": {}})
+        g["counts"][sha] += 1
+        g["newest"][sha] = max(g["newest"].get(sha, ""), r.finished_at or "")
+    for g in out.values():
+        g["published"] = max(g["counts"], key=lambda sha: (g["counts"][sha], g["newest"][sha], sha))
+        g["counts"] = dict(g["counts"])
+    return out
+
+
+def weights_note(groups: dict[str, dict[str, Any]]) -> list[str]:
+    """Header lines naming the weights each model's rows come from, and the groups left out."""
+    lines = []
+    for model, g in sorted(groups.items()):
+        pub = g["published"]
+        left = [f"`{sha[:12]}` ({n} results)" for sha, n in sorted(g["counts"].items()) if sha != pub]
+        line = f"- Weights of `{model}`: `{pub[:12]}` ({g['counts'][pub]} results)"
+        lines.append(line + (f"; left out: {', '.join(left)}" if left else ""))
+    return lines
 
 
 def _newest_weights(results: list[Result]) -> list[Result]:
-    """Drop the results of a model's older weights (see the module docstring)."""
-    def sha(r: Result) -> str | None:
-        return (r.model_info or {}).get("weights_sha256")
-
-    newest: dict[str, str] = {}
-    for r in sorted((r for r in results if sha(r)), key=lambda r: r.finished_at or ""):
-        newest[r.model] = sha(r)
-    keep, stale = [], Counter()
+    """Keep, per model, the results of the published weights group (:func:`weights_groups`)."""
+    groups = weights_groups(results)
+    keep, left = [], Counter()
     for r in results:
-        if sha(r) in (None, newest.get(r.model)):
+        sha = _weights_sha(r)
+        if sha is None or sha == groups[r.model]["published"]:
             keep.append(r)
         else:
-            stale[r.model] += 1
-    for model, n in sorted(stale.items()):
-        log.warning("model %s: %d results of older weights left out (weights %s are the newest)", model, n,
-                    newest[model][:12])  # fmt: skip
+            left[r.model] += 1
+    for model, n in sorted(left.items()):
+        log.warning("model %s: %d results of other weights left out; publishing weights %s (%d results)", model, n,
+                    groups[model]["published"][:12], groups[model]["counts"][groups[model]["published"]])  # fmt: skip
     return keep
 
 
@@ -129,7 +173,7 @@ def aggregate(results: Iterable[Result], task: str, include_limited: bool = Fals
         row: dict[str, Any] = {
             "method": r.method_label or r.method,
             "model": r.model,
-            "task_options": _options_text(r.task_config),
+            "task_options": task_options_text(r.task, r.task_config),
             "supervision": r.supervision,
             "seed": r.seed,
         }
@@ -161,15 +205,48 @@ def aggregate(results: Iterable[Result], task: str, include_limited: bool = Fals
     return out
 
 
-def _options_text(cfg: dict[str, Any]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted((cfg or {}).items()))
+def _task_defaults(task: str) -> dict[str, Any] | None:
+    """The task's default config as stored in results, or None when the task class does not load."""
+    try:
+        from deeprobe_bench import api
+        from deeprobe_bench.results import to_jsonable
+
+        return to_jsonable(api.config_to_dict(registry.get_task(task).Config()))
+    except Exception as e:  # unknown or broken task: tables still build from the files
+        log.debug("task %s: default config unknown (%s)", task, e)
+        return None
+
+
+def task_options_text(task: str, cfg: dict[str, Any] | None) -> str:
+    """The options of ``cfg`` that differ from task ``task``'s defaults, ``k=v,...`` sorted ('' for none).
+
+    When the task class cannot be loaded every option is listed (its defaults are unknown).
+    """
+    defaults = _task_defaults(task)
+    items = sorted((cfg or {}).items())
+    if defaults is not None:
+        items = [(k, v) for k, v in items if k not in defaults or defaults[k] != v]
+    return ",".join(f"{k}={v}" for k, v in items)
+
+
+def task_config_note(task: str, results: list[Result]) -> list[str]:
+    """Header lines stating the task config the table was built from."""
+    defaults = _task_defaults(task)
+    if defaults is None:
+        configs = sorted({task_options_text(task, r.task_config) for r in results})
+        return [f"- Task config(s): {'; '.join(f'`{c}`' for c in configs if c) or 'defaults'}"]
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(defaults.items()))
+    lines = [f"- Task config: defaults (`{shown}`)" if shown else "- Task config: defaults"]
+    if any(task_options_text(task, r.task_config) for r in results):
+        lines.append("  **Rows with a `task options` entry were run with those non-default options.**")
+    return lines
 
 
 def build_table(results: Iterable[Result], task: str, include_limited: bool = False) -> pd.DataFrame:
     """The display table of ``task``: strings ``mean ± std`` under headers like ``recovery ↑``.
 
-    Columns: ``method, model, supervision, seeds``, ``task options`` (only when results with
-    different task options are present), then one column per metric in the task's order.
+    Columns: ``method, model, supervision, seeds``, ``task options`` (only when some row was run with
+    non-default task options), then one column per metric in the task's order.
     Rows best first by the primary metric. Empty DataFrame when no result qualifies.
     """
     agg = aggregate(results, task, include_limited)
@@ -182,7 +259,7 @@ def build_table(results: Iterable[Result], task: str, include_limited: bool = Fa
             "seeds": agg["seeds"].astype(int) if len(agg) else agg["seeds"],
         }
     )
-    if len(agg) and agg["task_options"].nunique() > 1:
+    if len(agg) and (agg["task_options"] != "").any():
         table["task options"] = agg["task_options"]
     for name in names:
         means, stds = agg[f"{name}_mean"], agg[f"{name}_std"]
@@ -205,7 +282,8 @@ def to_markdown(df: pd.DataFrame, title: str, note: str | None = None) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _header_note(results: list[Result], task: str, df: pd.DataFrame, results_dir: str | os.PathLike[str]) -> str:
+def _header_note(results: list[Result], task: str, df: pd.DataFrame, results_dir: str | os.PathLike[str],
+                 weights: dict[str, dict[str, Any]] | None = None) -> str:  # fmt: skip
     versions = sorted({str(r.task_version) for r in results})
     models = sorted({r.model for r in results})
     seeds = sorted({r.seed for r in results})
@@ -216,6 +294,8 @@ def _header_note(results: list[Result], task: str, df: pd.DataFrame, results_dir
         f"- Task: `{task}` (version {', '.join(versions)})",
         f"- Model(s): {', '.join(f'`{m}`' for m in models)}",
         f"- Seeds: {', '.join(map(str, seeds))}",
+        *weights_note(weights or {}),
+        *task_config_note(task, results),
         f"- Commit(s): {', '.join(commits)}",
         f"- Sorted by: `{primary}`" if primary else "- Sorted by: (no metrics)",
         "",
@@ -254,8 +334,9 @@ def write_leaderboards(
         if not chosen:
             log.info("task %s: no finished full-size results; no table", task)
             continue
+        weights = weights_groups(_candidates(results, task, include_limited, warn=False))
         table = build_table(chosen, task, include_limited=True)
-        note = _header_note(chosen, task, table, results_dir)
+        note = _header_note(chosen, task, table, results_dir, weights)
         md = to_markdown(table, f"Leaderboard: {task}", note)
         csv = aggregate(chosen, task, include_limited=True).to_csv(index=False, lineterminator="\n")
         name = sanitize(task)

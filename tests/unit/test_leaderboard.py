@@ -88,15 +88,46 @@ def test_results_of_a_retrained_models_older_weights_are_left_out(caplog):
     df = leaderboard.aggregate([old, new, other, unknown], "toy").set_index("method")
     assert sorted(df.index) == ["a", "b", "c"]
     assert df.loc["a", "seeds"] == 1 and df.loc["a", "score_mean"] == pytest.approx(0.1)
-    assert "1 results of older weights left out" in caplog.text
+    assert "1 results of other weights left out; publishing weights 222222222222 (2 results)" in caplog.text
 
 
-def test_task_options_column_only_when_they_differ():
+def test_one_odd_result_never_evicts_the_others(tmp_path, caplog):
+    # nine results on the real weights, then one on corrupted weights, finished last
+    rs = [make_result(m, seed=s, score=0.5 + 0.01 * s) for m in ("a", "b", "c") for s in range(3)]
+    for r in rs:
+        r.model_info, r.finished_at = {"weights_sha256": "a" * 64}, "2026-01-01T00:00:00"
+    odd = make_result("a", seed=7, score=0.0)
+    odd.model_info, odd.finished_at = {"weights_sha256": "b" * 64}, "2026-02-01T00:00:00"
+    df = leaderboard.aggregate([*rs, odd], "toy").set_index("method")
+    assert list(df["seeds"]) == [3, 3, 3] and df.loc["a", "score_mean"] == pytest.approx(0.51)
+    assert "1 results of other weights left out; publishing weights aaaaaaaaaaaa (9 results)" in caplog.text
+    res = tmp_path / "res"
+    for i, r in enumerate([*rs, odd]):
+        write_result(r, res / f"{i}.json")
+    md = leaderboard.write_leaderboards(res, tmp_path / "lb")[0].read_text()
+    assert "- Weights of `toy`: `aaaaaaaaaaaa` (9 results); left out: `bbbbbbbbbbbb` (1 results)" in md
+
+
+def test_task_options_are_part_of_a_rows_identity_and_shown(toys, tmp_path):
+    # ToyTask's defaults: n_train=64, n_test=32, n_concepts=3, noise=0.1
+    default = {"n_train": 64, "n_test": 32, "n_concepts": 3, "noise": 0.1}
     a, b = make_result("m", score=0.1), make_result("m", seed=1, score=0.3)
+    a.task_config = b.task_config = dict(default)
     assert "task options" not in leaderboard.build_table([a, b], "toy").columns
-    b.task_config = {"n": 5}
-    df = leaderboard.build_table([a, b], "toy")
-    assert "task options" in df.columns and len(df) == 2
+    small = make_result("m", seed=0, score=0.9)
+    small.task_config = {**default, "n_train": 16}
+    df = leaderboard.build_table([a, b, small], "toy")
+    assert len(df) == 2 and "task options" in df.columns
+    assert sorted(df["task options"]) == ["", "n_train=16"]
+    assert sorted(df["seeds"]) == [1, 2]  # never averaged with the default runs
+    only_small = leaderboard.build_table([small], "toy")
+    assert list(only_small["task options"]) == ["n_train=16"]  # marked even when it is the only config
+    res = tmp_path / "res"
+    for i, r in enumerate((a, b, small)):
+        write_result(r, res / f"{i}.json")
+    md = leaderboard.write_leaderboards(res, tmp_path / "lb")[0].read_text()
+    assert "- Task config: defaults (`n_concepts=3, n_test=32, n_train=64, noise=0.1`)" in md
+    assert "non-default options" in md
 
 
 def test_empty_table():

@@ -148,16 +148,22 @@ def test_entry_point_of_the_wrong_kind(tmp_path, monkeypatch):
         registry.get_task("wrong")
 
 
-def test_registered_object_shadows_entry_point_with_warning(tmp_path, monkeypatch, caplog):
+def test_registered_object_shadows_entry_point_only_when_allowed(tmp_path, monkeypatch, caplog):
     monkeypatch.syspath_prepend(str(write_plugin_distribution(tmp_path / "site")))
 
     class Shadow(ToyRandom):
         name = "dist-method"
 
+    with pytest.raises(registry.PluginError, match="takes the name of .*'toyplug'.*--allow-override"):
+        registry.register_method(Shadow)
+    assert registry.provenance("methods", "dist-method")["kind"] == "distribution"
+    registry.set_allow_override(True)
     registry.register_method(Shadow)
     with caplog.at_level(logging.WARNING, logger="deeprobe_bench"):
         assert registry.get_method("dist-method") is Shadow
     assert any("shadows" in r.getMessage() for r in caplog.records)
+    prov = registry.provenance("methods", "dist-method")
+    assert prov["kind"] == "plugin module" and "toyplug" in prov["overrides"] and len(prov["sha256"]) == 64
 
 
 def test_bad_kind():
