@@ -1,28 +1,39 @@
 """Autointerp: explanation then detection scoring by an LLM judge, for any task and any feature set.
 
-After SAEBench's autointerp eval and EleutherAI delphi (REFERENCE.md section 6). For each feature:
+After SAEBench's autointerp eval and EleutherAI delphi (REFERENCE.md sections 6 and 9). For each feature:
 
-1. **Pool.** The *activating pool* is the example rows (:class:`~deeprobe_bench.api.ExampleSet`) where
-   the feature's activation is > 0, strongest first; the *non-activating pool* the rows where it is <= 0.
-   For features positive almost everywhere (probe probabilities: fewer than ``n_detect_neg`` rows
-   <= 0), "on" is above ``dense_on_fraction`` x the feature's max (the threshold-sweep convention of
-   ``metrics/threshold_sweep.py``) and "off" the bottom half of the ranking below that.
-2. **Explanation.** The judge reads the ``n_explain`` strongest rows of the activating pool (token marked)
-   and writes a one-sentence explanation (SAEBench: top examples for generation).
-3. **Detection.** The judge reads the explanation and a shuffled mix of ``n_detect_pos`` other rows of
-   the activating pool, drawn with probability proportional to the activation (SAEBench's
-   importance-weighted sampling), and ``n_detect_neg`` uniformly drawn rows of the non-activating pool,
-   and says which activate. The feature's score is the balanced accuracy of that answer (0.5 = chance,
-   1 = perfect).
-4. A feature with fewer than ``min_active`` activating rows (dead, or almost) is not shown to the judge
-   and scores 0.5 (chance): it explains nothing.
+1. **Activating rows** follow the feature's own distribution. A sparse, non-negative feature (an SAE
+   latent, a label indicator: at least ``n_detect_neg`` rows at or below 0) is on where it is > 0, and its
+   firing rate is the share of such rows. A dense or signed feature (a projection, a probe's logit or
+   probability) has no zero to read: its activating rows are the top quantile of its values whose size is
+   the upper class of the two-class split of those values that maximises the between-class variance
+   (Otsu 1979, exact on the sorted values), so a detector of a concept of base rate p fires on about p of
+   the rows, as delphi draws examples by activation quantile of the latent's own activations. The
+   non-activating rows are the rest.
+2. **Disjoint, stratified halves.** The activating rows, strongest first, are cut into ``n_quantiles``
+   quantile bins (delphi's 10); each bin is shuffled (seeded) and split in two, so the *explanation* half
+   and the *detection* half are disjoint and both hold rows of every quantile, the strongest included (the
+   previous version showed the 10 strongest rows to the explanation and used up the true positives of a
+   rare concept: a correctly explained supervised direction scored 0.52).
+3. **Explanation.** The judge reads the ``n_explain`` strongest rows of the explanation half (token
+   marked) and writes a one-sentence explanation (SAEBench: top examples for generation).
+4. **Detection.** The judge reads the explanation and a shuffled mix of ``n_detect_pos`` rows of the
+   detection half, one per quantile bin in turn (delphi's quantile sampling), and ``n_detect_neg``
+   uniformly drawn non-activating rows, and says which activate. The feature's score is the balanced
+   accuracy of that answer (0.5 = chance, 1 = perfect).
+5. **Unscorable features** (constant; fewer than ``min_active`` activating rows; no non-activating row)
+   are not shown to the judge, are **left out** of the mean and counted: ``judge_n_scored`` is how many
+   features the mean is over (delphi and SAEBench drop dead latents instead of scoring them at chance).
 
-``judge_score`` = the mean score over the ``n_features`` best-ranked features of the set (the method's
-ranking, :meth:`FeatureSet.top`). Example draws are seeded, so the prompts, and hence the cache keys, of
+``judge_score`` = the mean score over the scored features among the ``n_features`` best-ranked features of
+the set (the method's ranking, :meth:`FeatureSet.top`); 0.5 (chance) when none can be scored. A set that
+reads a task's concept labels scores 1 with the local judge server, a constant or noise feature 0.5
+(``tests/unit/test_autointerp.py``). Example draws are seeded, so the prompts, and hence the cache keys, of
 a rerun are the same and cost nothing.
 
 **Simplicity** (used by the ``rlaif`` reward): ``score * min(1, simple_words / words(explanation))``:
-short explanations that still predict where the feature fires.
+short explanations that still predict where the feature fires. An unscorable feature has score 0.5 and
+simplicity 0 there (a reward needs a number for every latent), marked ``judged=False``.
 
 Cautions (REFERENCE.md section 6): SAEs on random-init transformers get similar autointerp scores (Heap
 et al. 2025), and judge scores track usefulness weakly; read ``judge_score`` next to the task's causal
@@ -49,11 +60,12 @@ class AutointerpConfig:
     """Options of the autointerp metric.
 
     Attributes:
-        n_features: how many of the best-ranked features are scored (``judge_score`` is their mean).
-        n_explain: top-activating examples shown for the explanation.
+        n_features: how many of the best-ranked features are considered (``judge_score`` is the mean over
+            those the judge could score).
+        n_explain: examples shown for the explanation (the strongest of the explanation half).
         n_detect_pos / n_detect_neg: activating / non-activating examples in the detection mix.
-        dense_on_fraction: for features positive almost everywhere, "on" above this fraction of the max.
-        min_active: fewer activating rows than this: the feature is not judged and scores 0.5.
+        n_quantiles: quantile bins of the activating rows (delphi: 10), for the stratified halves and draws.
+        min_active: fewer activating rows than this: the feature is not judged (left out, counted).
         simple_words: explanations up to this many words count as fully simple.
     """
 
@@ -61,15 +73,14 @@ class AutointerpConfig:
     n_explain: int = 10
     n_detect_pos: int = 5
     n_detect_neg: int = 5
+    n_quantiles: int = 10
     min_active: int = 4
-    dense_on_fraction: float = 0.5
     simple_words: int = 12
 
     def __post_init__(self) -> None:
-        if min(self.n_features, self.n_explain, self.n_detect_pos, self.n_detect_neg, self.min_active) < 1:
-            raise ValueError("autointerp counts must be >= 1")
-        if not 0 <= self.dense_on_fraction < 1:
-            raise ValueError("dense_on_fraction must be in [0, 1)")
+        counts = (self.n_features, self.n_explain, self.n_detect_pos, self.n_detect_neg, self.n_quantiles)
+        if min(counts) < 1 or self.min_active < 2:
+            raise ValueError("autointerp counts must be >= 1 (min_active >= 2: one row for each half)")
 
 
 @dataclass
@@ -80,9 +91,11 @@ class FeatureScore:
         feature: index of the feature in the scored set.
         score: balanced detection accuracy in [0, 1]; 0.5 for unjudged features.
         explanation: the judge's explanation ('' when unjudged).
-        simplicity: ``score * min(1, simple_words / words)`` in [0, 1].
-        n_active: rows in the activating pool.
-        judged: whether the judge saw it (False: too few activating rows).
+        simplicity: ``score * min(1, simple_words / words)`` in [0, 1] (0 when unjudged).
+        n_active: activating rows (the feature's firing rate times the rows).
+        judged: whether the judge scored it (False: left out of ``judge_score``, see ``reason``).
+        rule: what "activating" meant: ``> 0`` or ``top q`` (the Otsu upper class, q its share).
+        reason: why it was not judged ('' when judged).
     """
 
     feature: int
@@ -91,6 +104,8 @@ class FeatureScore:
     simplicity: float = 0.0
     n_active: int = 0
     judged: bool = False
+    rule: str = ""
+    reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -98,17 +113,20 @@ class FeatureScore:
 
 @dataclass
 class AutointerpResult:
-    """Scores of a feature set: the mean ``value`` and one :class:`FeatureScore` per scored feature."""
+    """Scores of a feature set: ``value`` (mean over the scored features), ``n_scored`` (how many the judge
+    could score) and one :class:`FeatureScore` per feature considered."""
 
     value: float
     stderr: float | None
     features: list[FeatureScore] = field(default_factory=list)
+    n_scored: int = 0
 
     def details(self, max_features: int = 50) -> dict[str, Any]:
         return {
             "value": self.value,
-            "judged": sum(f.judged for f in self.features),
+            "judged": self.n_scored,
             "scored": len(self.features),
+            "left_out": {str(f.feature): f.reason for f in self.features if not f.judged},
             "features": [f.to_dict() for f in self.features[:max_features]],
         }
 
@@ -118,18 +136,39 @@ def _rng(seed: int, feature_key: str) -> random.Random:
     return random.Random(int(digest[:16], 16))
 
 
-def _pools(acts: list[float], cfg: AutointerpConfig) -> tuple[list[int], list[int]]:
-    """(activating rows strongest first, non-activating rows) of one feature's activations."""
+def otsu_threshold(values: list[float]) -> float | None:
+    """The threshold of the two-class split of ``values`` that maximises the between-class variance
+    (Otsu 1979), evaluated exactly at every gap between distinct sorted values; the upper class is
+    ``values > threshold``. None when all values are equal."""
+    import numpy as np
+
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(v)
+    if n < 2 or v[0] == v[-1]:
+        return None
+    k = np.arange(1, n)  # lower class = the k smallest values
+    cut = v[1:] > v[:-1]  # only between distinct values
+    csum = np.cumsum(v)[:-1]
+    total = v.sum()
+    w0, w1 = k / n, (n - k) / n
+    mu0, mu1 = csum / k, (total - csum) / (n - k)
+    between = np.where(cut, w0 * w1 * (mu0 - mu1) ** 2, -1.0)
+    i = int(np.argmax(between))
+    return float((v[i] + v[i + 1]) / 2)
+
+
+def _pools(acts: list[float], cfg: AutointerpConfig) -> tuple[list[int], list[int], str]:
+    """(activating rows strongest first, non-activating rows, the rule) of one feature's activations."""
     n = len(acts)
     order = sorted(range(n), key=lambda i: (-acts[i], i))
-    inactive = [i for i in range(n) if acts[i] <= 0]
-    if len(inactive) >= cfg.n_detect_neg:  # a sparse feature (SAE latent, projection): on where > 0
-        return [i for i in order if acts[i] > 0], inactive
-    # Positive almost everywhere (a probe's probability): on above dense_on_fraction x max (the
-    # threshold-sweep convention), off in the bottom half of the ranking.
-    threshold = cfg.dense_on_fraction * acts[order[0]]
-    active = [i for i in order if acts[i] > threshold]
-    return active, [i for i in order[n // 2 :] if acts[i] <= threshold]
+    off = [i for i in range(n) if acts[i] <= 0]
+    if n and min(acts) >= 0 and len(off) >= cfg.n_detect_neg:  # sparse, non-negative: on where > 0
+        return [i for i in order if acts[i] > 0], off, "> 0"
+    t = otsu_threshold(acts)
+    if t is None:  # constant
+        return [], list(range(n)), "constant"
+    active = [i for i in order if acts[i] > t]
+    return active, [i for i in range(n) if acts[i] <= t], f"top {len(active) / n:.3f}"
 
 
 @dataclass
@@ -139,30 +178,53 @@ class _Plan:
     explain: list[int]
     mix: list[int]
     truth: list[bool]
+    rule: str
 
 
-def _weighted_sample(rng: random.Random, items: list[int], weights: list[float], k: int) -> list[int]:
-    """``k`` of ``items`` without replacement, with probability proportional to ``weights``
-    (Efraimidis & Spirakis 2006: the ``k`` largest ``u ** (1 / w)``)."""
-    keyed = [(rng.random() ** (1.0 / w) if w > 0 else 0.0, i) for i, w in zip(items, weights, strict=True)]
-    return [i for _, i in sorted(keyed, reverse=True)[:k]]
+def _halves(active: list[int], cfg: AutointerpConfig, rng: random.Random) -> tuple[list[list[int]], list[list[int]]]:
+    """The activating rows (strongest first) cut into quantile bins, each shuffled and split in two:
+    ``(explanation bins, detection bins)``, disjoint; the odd row of a bin goes to each side in turn."""
+    n_bins = min(cfg.n_quantiles, len(active) // 2)
+    size = len(active)
+    bins = [active[b * size // n_bins : (b + 1) * size // n_bins] for b in range(n_bins)]
+    exp, det = [], []
+    odd = 0
+    for rows in bins:
+        rows = list(rows)
+        rng.shuffle(rows)
+        half = len(rows) // 2 + (len(rows) % 2 if odd % 2 == 0 else 0)
+        odd += len(rows) % 2
+        exp.append(rows[:half])
+        det.append(rows[half:])
+    return exp, det
 
 
-def _plan(j: int, acts: list[float], cfg: AutointerpConfig, seed: int, key: str) -> _Plan | None:
-    active, inactive = _pools(acts, cfg)
-    if len(active) < cfg.min_active or not inactive:
-        return None
+def _plan(j: int, acts: list[float], cfg: AutointerpConfig, seed: int, key: str) -> tuple[_Plan | None, str, int, str]:
+    """The plan of feature ``j``, or None with the reason it cannot be scored; also (rule, n_active)."""
+    active, inactive, rule = _pools(acts, cfg)
+    if rule == "constant":
+        return None, "constant", 0, rule
+    if len(active) < cfg.min_active:
+        return None, f"{len(active)} activating rows (< min_active {cfg.min_active})", len(active), rule
+    if not inactive:
+        return None, "no non-activating row", len(active), rule
     rng = _rng(seed, key)
-    n_pos = min(cfg.n_detect_pos, len(active) // 2)
-    n_exp = min(cfg.n_explain, len(active) - n_pos)
-    explain = active[:n_exp]
-    rest = active[n_exp:]
-    low = min(acts[i] for i in rest)
-    pos = _weighted_sample(rng, rest, [acts[i] - low + 1e-6 for i in rest], n_pos)
+    exp_bins, det_bins = _halves(active, cfg, rng)
+    explain = sorted((i for b in exp_bins for i in b), key=lambda i: (-acts[i], i))[: cfg.n_explain]
+    pos: list[int] = []
+    pools = [list(b) for b in det_bins if b]
+    for pool in pools:
+        rng.shuffle(pool)
+    k = 0
+    while len(pos) < cfg.n_detect_pos and any(pools):  # one row per quantile bin in turn, strongest bin first
+        pool = pools[k % len(pools)]
+        if pool:
+            pos.append(pool.pop())
+        k += 1
     neg = rng.sample(inactive, min(cfg.n_detect_neg, len(inactive)))
     mix = [(i, True) for i in pos] + [(i, False) for i in neg]
     rng.shuffle(mix)
-    return _Plan(j, len(active), explain, [i for i, _ in mix], [t for _, t in mix])
+    return _Plan(j, len(active), explain, [i for i, _ in mix], [t for _, t in mix], rule), "", len(active), rule
 
 
 def _balanced_accuracy(predicted: set[int], truth: list[bool]) -> float:
@@ -194,7 +256,8 @@ def score_activations(
             the latent id so a latent keeps its draws while its activations change.
 
     Returns:
-        One :class:`FeatureScore` per column.
+        One :class:`FeatureScore` per column; a column the judge cannot score has ``judged=False``, score
+        0.5 and its ``reason``.
 
     Raises:
         deeprobe_bench.judge.JudgeError: the judge failed for good on some request.
@@ -205,9 +268,13 @@ def score_activations(
         raise ValueError(f"feature_acts must be ({len(examples)}, n_features), got {tuple(feature_acts.shape)}")
     cols = feature_acts.detach().float().T.tolist()
     keys = keys or [str(j) for j in range(len(cols))]
-    plans = [_plan(j, a, cfg, seed, keys[j]) for j, a in enumerate(cols)]
-    out = [FeatureScore(j, 0.5, n_active=len(_pools(a, cfg)[0])) for j, a in enumerate(cols)]
-    live = [p for p in plans if p is not None]
+    out = []
+    live = []
+    for j, a in enumerate(cols):
+        plan, reason, n_active, rule = _plan(j, a, cfg, seed, keys[j])
+        out.append(FeatureScore(j, 0.5, n_active=n_active, rule=rule, reason=reason))
+        if plan is not None:
+            live.append(plan)
     texts = examples.texts
     explained = judge.complete_many(
         [(prompts.explanation_messages([texts[i] for i in p.explain]), prompts.parse_explanation) for p in live],
@@ -230,6 +297,7 @@ def score_activations(
             simplicity=score * min(1.0, cfg.simple_words / words),
             n_active=p.n_active,
             judged=True,
+            rule=p.rule,
         )
     return out
 
@@ -245,7 +313,8 @@ def score_features(
     seed: int = 0,
     config: AutointerpConfig | None = None,
 ) -> AutointerpResult:
-    """``judge_score`` of a feature set: mean detection score of its ``n_features`` best-ranked features.
+    """``judge_score`` of a feature set: mean detection score over the features the judge could score among
+    its ``n_features`` best-ranked ones (``AutointerpResult.n_scored`` of them; 0.5 when there are none).
 
     Raises:
         deeprobe_bench.judge.JudgeError: the judge failed for good.
@@ -255,14 +324,16 @@ def score_features(
     cfg = config or AutointerpConfig()
     top = features.top(cfg.n_features)
     if len(top) == 0:
-        return AutointerpResult(0.5, None, [])
+        return AutointerpResult(0.5, None, [], 0)
     with torch.no_grad():
         acts = top.encoder(examples.acts.float())
     scores = score_activations(acts, examples, judge, seed, cfg)
-    values = [s.score for s in scores]
+    values = [s.score for s in scores if s.judged]
+    if not values:  # nothing the judge could score: chance, with judge_n_scored = 0 saying why
+        return AutointerpResult(0.5, None, scores, 0)
     mean = sum(values) / len(values)
     se = (sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)) ** 0.5 if len(values) > 1 else None
-    return AutointerpResult(mean, se, scores)
+    return AutointerpResult(mean, se, scores, len(values))
 
 
 class JudgeScorer:

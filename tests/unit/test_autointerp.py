@@ -44,7 +44,9 @@ def test_judge_score_of_a_feature_set_uses_its_ranking_and_reruns_from_the_cache
     d = ex.acts.shape[1]
     dirs = torch.eye(d)[:3]
     thresholds = torch.tensor([0.5, 0.5, 0.0])  # each column fires exactly where its concept holds
-    fs = FeatureSet("h", dirs, encoder=lambda v: (v[..., :3] - thresholds).clamp(min=0), scores=torch.tensor([0.0, 2.0, 1.0]))
+    fs = FeatureSet(
+        "h", dirs, encoder=lambda v: (v[..., :3] - thresholds).clamp(min=0), scores=torch.tensor([0.0, 2.0, 1.0])
+    )
     cfg = AutointerpConfig(n_features=2)
     res = score_features(fs, ex, judge, seed=3, config=cfg)
     assert [f.explanation.split('"')[1] for f in res.features] == ["beta", "gamma"]  # best-ranked first
@@ -82,3 +84,74 @@ def test_examples_from_tokens_mark_the_site_token_and_keep_the_context():
                               ["nice", "nasty"], name="toy")  # fmt: skip
     assert ex.texts == ["You are <<kind>> . Answer :", "You are <<mean>> ."]
     assert ex.concepts_of(1) == ["nasty"] and ex.name == "toy"
+
+
+def rare_examples(n=400, seed=0) -> ExampleSet:
+    """Six disjoint concepts of base rate 5-20% (at most one per row): ten random rows share none by half."""
+    g = torch.Generator().manual_seed(seed)
+    which = torch.multinomial(torch.tensor([0.05, 0.1, 0.1, 0.15, 0.2, 0.2, 0.2]), n, replacement=True, generator=g)
+    labels = torch.stack([which == k for k in range(6)], 1)  # class 6: no concept
+    acts = torch.randn(n, 4, generator=g)
+    texts = [ExampleSet.mark(f"rare row {i}: ", "tok") for i in range(n)]
+    return ExampleSet(texts, acts, labels, [f"c{k}" for k in range(6)], name="rare toy")
+
+
+def test_otsu_threshold_splits_two_groups_and_refuses_a_constant():
+    from deeprobe_bench.metrics.autointerp import otsu_threshold
+
+    assert otsu_threshold([0.0, 0.0, 0.0, 1.0, 1.0]) == 0.5
+    assert otsu_threshold([-3.0, -2.9, -3.1, 5.0, 5.2]) == pytest.approx(1.05)  # midway between the groups
+    assert otsu_threshold([2.0] * 7) is None
+
+
+def test_explanation_and_detection_rows_are_disjoint_and_both_hold_positives_of_a_rare_concept():
+    from deeprobe_bench.metrics.autointerp import _plan
+
+    acts = [0.0] * 390 + [float(k + 1) for k in range(10)]  # ten activating rows, distinct strengths
+    cfg = AutointerpConfig()
+    for seed in range(20):
+        plan, reason, n_active, rule = _plan(0, acts, cfg, seed, "f")
+        assert reason == "" and rule == "> 0" and n_active == 10
+        positives = {i for i, t in zip(plan.mix, plan.truth, strict=True) if t}
+        assert not set(plan.explain) & set(plan.mix)  # disjoint
+        assert len(plan.explain) == 5 and len(positives) == 5  # the ten positives shared, none used up
+        assert 399 in plan.explain or 399 in positives  # the strongest row on one side, the next on the other
+        assert ({399, 398} & set(plan.explain)) and ({399, 398, 397} & positives)
+
+
+def test_a_set_that_reads_the_labels_scores_one_even_on_rare_concepts(judge):
+    ex = rare_examples()
+    reader = FeatureSet("h", torch.zeros(6, 4), encoder=lambda a: ex.labels.float())  # reads the labels of the rows
+    res = score_features(reader, ex, judge, seed=0)
+    assert res.n_scored == 6 and res.value >= 0.95
+    assert all(f.judged and f.rule == "> 0" for f in res.features)
+
+
+def test_a_signed_dense_detector_fires_on_its_own_top_quantile(judge):
+    ex = rare_examples()
+    g = torch.Generator().manual_seed(3)
+    signed = torch.where(ex.labels[:, 1], 2.0, -1.0) + 0.3 * torch.randn(len(ex), generator=g)  # no zero to read
+    (s,) = score_activations(signed[:, None], ex, judge, seed=0)
+    assert s.judged and s.rule.startswith("top") and s.score >= 0.95 and "c1" in s.explanation
+    assert s.n_active == int(ex.labels[:, 1].sum())  # its firing rate is the concept's base rate
+
+
+def test_unscorable_features_are_left_out_and_counted_and_a_null_set_scores_chance(judge):
+    ex = rare_examples()
+    g = torch.Generator().manual_seed(4)
+    const = torch.ones(len(ex))
+    noise = torch.randn(len(ex), generator=g)
+    scores = score_activations(torch.stack([const, noise], 1), ex, judge, seed=0)
+    assert not scores[0].judged and scores[0].reason == "constant"
+    assert scores[1].judged
+    null = FeatureSet("h", torch.zeros(2, 4), encoder=lambda a: torch.stack([const, noise], 1))
+    res = score_features(null, ex, judge, seed=0)
+    assert res.n_scored == 1 and abs(res.value - 0.5) <= 0.05
+    only_const = score_features(FeatureSet("h", torch.zeros(1, 4), encoder=lambda a: const[:, None]), ex, judge)
+    assert (
+        only_const.n_scored == 0 and only_const.value == 0.5 and only_const.details()["left_out"] == {"0": "constant"}
+    )
+    # a dead feature in a good set no longer drags the mean to 0.5: it is left out
+    mixed = FeatureSet("h", torch.zeros(2, 4), encoder=lambda a: torch.stack([ex.labels[:, 0].float(), 0 * const], 1))
+    res = score_features(mixed, ex, judge, seed=0)
+    assert res.n_scored == 1 and res.value == 1.0
