@@ -24,6 +24,8 @@ class IOIConfig:
         objective_batch: train prompts the objective evaluates (a fixed subsample, FUSE's cheap reward).
         size_penalty: objective = faithfulness - size_penalty * |S|.
         reuse_below_hook: start forward passes at the hook from cached activations (``start_at_layer``).
+        min_positives: an attribute value enters ``attribute_coverage`` with this many positive and negative
+            prompts in both the train and the val split.
     """
 
     hook: str | None = None
@@ -34,6 +36,7 @@ class IOIConfig:
     objective_batch: int = 128
     size_penalty: float = 0.01
     reuse_below_hook: bool = True
+    min_positives: int = 10
 
     def __post_init__(self) -> None:
         from deeprobe_bench.tasks.ioi.core import POSITION_NAMES
@@ -46,12 +49,16 @@ class IOIConfig:
                 raise ValueError(f"{k} must be at least 2")
         if self.size_penalty < 0:
             raise ValueError("size_penalty must be >= 0")
+        if self.min_positives < 1:
+            raise ValueError("min_positives must be >= 1")
 
 
 class IOITask(Task):
     name = "ioi"
     description = "indirect object identification (Wang et al. 2022): faithfulness + attribute coverage"
-    version = "2"  # 2: faithfulness_auc renamed faithfulness_cpr, faithfulness_cmd added, attribution agreement
+    # 3: calibrated metrics: CPR over the fraction of the stream kept, size = rank of the span, attribute
+    # coverage chance-corrected and chosen on train; 2: faithfulness_cpr, attribution agreement
+    version = "3"
     Config = IOIConfig
     primary_metric = "faithfulness_cpr"
     default_model = "ioi-mini"
@@ -86,7 +93,7 @@ class IOITask(Task):
             "ioi on %s at %s: test logit diff clean %.3f, empty %.3f",
             subject.name, hook, base["test"].m_all, base["test"].m_empty,
         )  # fmt: skip
-        return TaskData(
+        data = TaskData(
             hook_name=hook,
             train_acts=core.end_acts(splits["train"]),
             train_labels=train_labels,
@@ -111,6 +118,9 @@ class IOITask(Task):
                 "behaviour": "logit difference, IOI prompts vs their ABC prompts, the objective's train prompts",
             },
         )
+        for name, labels in (("train", train_labels), ("val", val_labels)):  # the rows attribute coverage scores
+            data.add_reference_rows(hook, core.end_acts(splits[name]), labels)
+        return data
 
     def objective(self, data: TaskData, features: FeatureSet) -> float:
         """Faithfulness of the chosen set on the fixed train subsample minus ``size_penalty * |S|``."""
@@ -124,42 +134,49 @@ class IOITask(Task):
         return f - self.config.size_penalty * len(chosen)
 
     def evaluate(self, data: TaskData, features: FeatureSet) -> dict[str, Any]:
+        import torch
+
+        from deeprobe_bench.metrics import concepts, threshold_sweep
         from deeprobe_bench.metrics import faithfulness as faith
-        from deeprobe_bench.metrics.threshold_sweep import coverage
         from deeprobe_bench.tasks.ioi import core
 
         subject, test, base = data.extra["subject"], data.extra["splits"]["test"], data.extra["base"]["test"]
         hook = data.hook_name
         chosen = features.chosen()
+        d_model = int(data.train_acts.shape[-1])
         f, f_se = core.faithfulness(subject, test, hook, base, chosen)
         nec, nec_se = core.faithfulness(subject, test, hook, base, chosen, mode="ablate")
-        ks = faith.K_GRID
-        curve = faith.curve(lambda k: core.faithfulness(subject, test, hook, base, features.top(k))[0], len(features), ks)
-        val = data.extra["splits"]["val"]
-        import torch
-
+        curve = faith.stream_curve(lambda k: core.faithfulness(subject, test, hook, base, features.top(k))[0],
+                                   features.directions.float(), features.ranking())  # fmt: skip
+        rank = faith.span_rank(chosen.directions.float())
+        full_span = rank >= faith.FULL_SPAN * d_model
+        # Attribute coverage: feature and threshold chosen on the train prompts (label split), scored on val.
+        label_acts, label_labels = core.end_acts(data.extra["splits"]["train"]), data.train_labels
+        val_acts, val_labels = core.end_acts(data.extra["splits"]["val"]), data.extra["val_labels"]
         with torch.no_grad():
-            val_feature_acts = chosen.encoder(core.end_acts(val)).float()
-        # Concepts whose value never occurs in val cannot be scored: leave them out.
-        present = data.extra["val_labels"].any(0)
-        concepts = [c for c, p in zip(data.concepts, present.tolist(), strict=True) if p]
-        cov = coverage(val_feature_acts, data.extra["val_labels"][:, present])
-        per_attr = {}
-        for attr in ("IO", "S", "Pos"):
-            cols = [i for i, c in enumerate(concepts) if c.startswith(attr + "=")]
-            per_attr[attr] = float(cov.per_concept[cols].mean())
+            lab_f, val_f = chosen.encoder(label_acts).float(), chosen.encoder(val_acts).float()
+        cov = concepts.coverage(lab_f, label_labels, val_f, val_labels, self.config.min_positives)
+        paper = threshold_sweep.coverage(val_f, val_labels[:, val_labels.any(0)])
+        per_attr = {attr: cov.mean_over([i for i, c in enumerate(data.concepts) if c.startswith(attr + "=")])
+                    for attr in ("IO", "S", "Pos")}  # fmt: skip
         metrics: dict[str, Any] = {
-            "faithfulness_cpr": Metric(faith.area(curve)),
-            "faithfulness_cmd": Metric(faith.area_from_one(curve), higher_is_better=False),
+            "faithfulness_cpr": Metric(curve.cpr),
             "faithfulness": Metric(f, stderr=f_se),
             "necessity": Metric(nec, stderr=nec_se),
-            "size": Metric(float(len(chosen)), higher_is_better=False),
+            "size": Metric(float(rank), higher_is_better=False),
+            "size_fraction": Metric(rank / d_model, higher_is_better=False),
+            "full_span": Metric(float(full_span), higher_is_better=False),
             "attribute_coverage": Metric(cov.value),
+            "attribute_coverage_paper": Metric(paper.value),
         }
         details: dict[str, Any] = {
-            "faithfulness_curve": {"k": list(ks), "f": curve},
-            "attribute_coverage": {"threshold": cov.threshold, "per_attribute": per_attr, "split": "val",
-                                   "concepts_scored": len(concepts)},
+            "faithfulness_curve": curve.to_dict(),
+            "size": {"rank": rank, "d_model": d_model, "n_features": len(chosen),
+                     "full_span": bool(full_span), "full_span_at": faith.FULL_SPAN},  # fmt: skip
+            "attribute_coverage": {"per_attribute": per_attr, "choose_on": "train", "score_on": "val",
+                                   "concepts_scored": cov.n_scored, "concepts": len(data.concepts),
+                                   "min_positives": self.config.min_positives,
+                                   "paper_threshold": paper.threshold},  # fmt: skip
         }
         # Attribution methods record their agreement with exact patching (on the train prompts they used).
         agree = features.meta.get("agreement")

@@ -70,11 +70,9 @@ def test_the_attribution_cell_records_agreement_as_metrics(tmp_path):
     (path,) = out.rglob("*.json")
     r = json.loads(path.read_text())
     assert r["status"] == "ok" and r["supervision"] == "objective" and r["objective_calls"] == 0
-    for m in ("agreement_spearman", "agreement_top10_recall", "agreement_top50_recall", "faithfulness_cmd"):
+    for m in ("agreement_spearman", "agreement_top10_recall", "agreement_top50_recall", "faithfulness_cpr"):
         assert m in r["metrics"]
-    assert r["metrics"]["faithfulness_cpr"]["value"] + r["metrics"]["faithfulness_cmd"]["value"] == pytest.approx(
-        1.0, abs=1e-6
-    ) or any(f > 1 for f in r["details"]["faithfulness_curve"]["f"])  # CMD = 1 - CPR while f <= 1
+    assert r["details"]["faithfulness_curve"]["f"][-1] == 1.0  # the 100% endpoint keeps the whole stream
     meta = r["details"]["features"]["meta"]
     assert meta["cost"]["forward_passes"] == 2 and meta["cost"]["backward_passes"] == 1  # one batch
     assert r["forward_passes"] >= 2 + meta["agreement"]["reference_cost"]["forward_passes"]

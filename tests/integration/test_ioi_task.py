@@ -43,7 +43,13 @@ def test_full_space_is_perfectly_faithful_and_the_empty_set_is_zero(prepared):
     full = task.evaluate(data, fs(torch.eye(32)))
     assert full["faithfulness"].value == pytest.approx(1.0, abs=1e-4)
     assert full["necessity"].value == pytest.approx(1.0, abs=1e-4)
-    assert full["faithfulness_cpr"].value < 1.0 and full["faithfulness_cmd"].value > 0.0  # the top-1 .. top-20 of 32 basis vectors are not the full space
+    # keeping the whole stream is faithful by construction: flagged, and its size is the rank of the span
+    assert full["size"].value == 32 and full["size_fraction"].value == 1.0 and full["full_span"].value == 1.0
+    assert full["faithfulness_cpr"].value < 1.0  # 1 .. 16 basis vectors are not the whole stream
+    curve = full["_details"]["faithfulness_curve"]
+    assert curve["rank"] == [1, 1, 1, 3, 6, 16, 32] and curve["f"][-1] == 1.0
+    redundant = task.evaluate(data, fs(torch.cat([torch.eye(32)[:4]] * 5)))  # 20 directions spanning 4 dimensions
+    assert redundant["size"].value == 4 and redundant["full_span"].value == 0.0
     empty = task.evaluate(data, fs(torch.zeros(0, 32)))
     assert empty["faithfulness"].value == pytest.approx(0.0, abs=1e-6)
     assert empty["necessity"].value == pytest.approx(0.0, abs=1e-6)
@@ -58,20 +64,17 @@ def test_objective_counts_the_size_penalty_and_is_the_same_without_start_at_laye
     assert task.objective(data, fs(d)) == pytest.approx(slow.objective(data, fs(d)), abs=1e-4)
 
 
-def test_coverage_of_an_oracle_encoder_is_one(prepared):
+def test_attribute_coverage_of_the_oracle_is_one_and_of_the_null_is_chance(prepared):
+    from deeprobe_bench.metrics.concepts import scored_concepts
+
     _, task, data = prepared
-    # An "oracle" whose activations are the val labels themselves, keyed by the END activations' row.
-    val = data.extra["splits"]["val"]
-    end = core.end_acts(val)
-    labels = data.extra["val_labels"].float()
-    lookup = {tuple(r.tolist()): labels[i] for i, r in enumerate(end)}
-    oracle = FeatureSet(
-        "blocks.0.hook_resid_post", torch.randn(labels.shape[1], 32),
-        encoder=lambda x: torch.stack([lookup.get(tuple(r.tolist()), torch.zeros(labels.shape[1])) for r in x]),
-    )  # fmt: skip
+    oracle = task.oracle_features(data, seed=0)  # reads the train and val labels of each END activation
     metrics = task.evaluate(data, oracle)
     assert metrics["attribute_coverage"].value == pytest.approx(1.0, abs=1e-6)
-    assert metrics["_details"]["attribute_coverage"]["concepts_scored"] == int((labels.sum(0) > 0).sum())
+    scored = scored_concepts(data.train_labels, data.extra["val_labels"], task.config.min_positives)
+    assert metrics["_details"]["attribute_coverage"]["concepts_scored"] == int(scored.sum()) > 0
+    const = FeatureSet("blocks.0.hook_resid_post", torch.randn(1, 32), encoder=lambda x: torch.ones(*x.shape[:-1], 1))
+    assert task.evaluate(data, const)["attribute_coverage"].value == 0.0
 
 
 def test_a_hook_beyond_the_model_is_a_user_error(prepared):
