@@ -363,7 +363,7 @@ def _check_hooks(task_name: str, task_config: Any, subject: Any, model: str) -> 
     for key in ("hook", "hook_name"):
         value = getattr(task_config, key, None)
         if isinstance(value, str) and value and value not in hooks:
-            close = difflib.get_close_matches(value, list(hooks), n=1, cutoff=0.5)
+            close = difflib.get_close_matches(value, list(hooks), n=1, cutoff=0.8)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise api.UserError(
                 f"-T {key}={value!r} of task {task_name}: model {model} has no such hook point{hint} "
