@@ -174,6 +174,27 @@ def make_optimizer(model: Any, schedule: Schedule) -> Any:
     )
 
 
+class WorkDirBusy(RuntimeError):
+    """Another process holds the work directory's lock (it is training this run now)."""
+
+
+def _lock(work: Path) -> Any:
+    """An exclusive ``flock`` on ``work/lock`` (released when the returned file is closed).
+
+    Raises:
+        WorkDirBusy: another process holds it.
+    """
+    import fcntl
+
+    fh = open(Path(work) / "lock", "a")  # noqa: SIM115 - closed by the caller
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise WorkDirBusy(f"another process is training in {work} (wait for it, or stop it: it resumes later)") from None
+    return fh
+
+
 def train_lm(
     model: Any,
     batch_at: Callable[[int], Any],
@@ -206,9 +227,19 @@ def train_lm(
         "lm_wall_time_s" (all sessions), "steps_per_s" (this call)}``.
 
     Raises:
+        WorkDirBusy: another process is training in ``work``.
         ValueError: the checkpoint is past the decay start of a changed ``schedule`` (its lr history
             would differ from the schedule's).
     """
+    lock = _lock(work)
+    try:
+        return _train(model, batch_at, schedule, Path(work), pad, eval_fn, eval_every, checkpoint_every_s, stop_after_s)
+    finally:
+        lock.close()
+
+
+def _train(model: Any, batch_at: Callable[[int], Any], schedule: Schedule, work: Path, pad: int | None,
+           eval_fn: Any, eval_every: int, checkpoint_every_s: float, stop_after_s: float | None) -> dict[str, Any]:  # fmt: skip
     import numpy as np
     import torch
     import torch.nn.functional as F

@@ -166,6 +166,7 @@ def train_sae(
     warmup_steps: int | None = None,
     anneal_start: int | None = None,
     model_name: str = "",
+    sae_class: Any = None,
 ) -> Any:
     """Train an SAE of architecture ``arch`` on ``acts``; return it as an inference ``sae_lens.SAE``.
 
@@ -183,6 +184,9 @@ def train_sae(
             scaled to mean norm sqrt(d_in).
         anneal_start: ``panneal``: step where p starts moving (default steps // 2).
         model_name: written into the SAE's metadata.
+        sae_class: optional ``cls -> subclass``: given the sae_lens training-SAE class ``arch`` uses, returns
+            the class to train instead (the sanity baselines of :mod:`deeprobe_bench.sanity_saes` constrain
+            training this way, with this recipe and budget unchanged).
 
     Raises:
         ValueError: an unknown ``arch``, or ``acts`` with fewer rows than ``batch``.
@@ -214,14 +218,15 @@ def train_sae(
         metadata=SAEMetadata(model_name=model_name, hook_name=hook_name, hook_head_index=None),
     )
     warmup = steps // 20 if warmup_steps is None else warmup_steps
+    wrap = sae_class or (lambda cls: cls)
     if arch == "topk":
-        sae = TopKTrainingSAE(TopKTrainingSAEConfig(k=k, **common))
+        sae = wrap(TopKTrainingSAE)(TopKTrainingSAEConfig(k=k, **common))
     elif arch == "standard":
-        sae = StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=l1, l1_warm_up_steps=warmup, **common))
+        sae = wrap(StandardTrainingSAE)(StandardTrainingSAEConfig(l1_coefficient=l1, l1_warm_up_steps=warmup, **common))
     else:
         cfg_cls, sae_cls = _panneal_classes()
         start = steps // 2 if anneal_start is None else anneal_start
-        sae = sae_cls(cfg_cls(l1_coefficient=l1, total_steps=steps, anneal_start=start, **common))
+        sae = wrap(sae_cls)(cfg_cls(l1_coefficient=l1, total_steps=steps, anneal_start=start, **common))
     trainer_cfg = SAETrainerConfig(
         total_training_samples=steps * batch,
         train_batch_size_samples=batch,
@@ -245,6 +250,7 @@ def train_sae(
     _fold_scale(inference, scale)
     inference.eval()
     inference.training_history = getattr(trained, "history", None)  # panneal: [(step, p, alpha_scale)]
+    inference.training_record = getattr(trained, "record", None)  # sae_class's own record, if any
     return inference
 
 
@@ -267,3 +273,86 @@ def sae_quality(sae: Any, acts: Any) -> dict[str, float]:
         "l0": float(active.float().sum(-1).mean()),
         "dead_fraction": float((~active.any(0)).float().mean()),
     }
+
+
+@dataclass(frozen=True)
+class SAESpec:
+    """The numbers of a recipe's SAE stage (see :func:`train_sae` for their meaning).
+
+    Attributes:
+        d_sae: latents; steps, batch, lr: optimisation; k: TopK's active latents; l1: standard's L1
+        coefficient and p-anneal's initial alpha; archs: the architectures to train (ids ``<hook>@<arch>``).
+    """
+
+    d_sae: int
+    steps: int
+    batch: int = 1024
+    lr: float = 3e-4
+    k: int = 32
+    l1: float = 5.0
+    archs: tuple[str, ...] = ARCHITECTURES
+
+    def __post_init__(self) -> None:
+        unknown = set(self.archs) - set(ARCHITECTURES)
+        if unknown or self.d_sae < 1 or self.steps < 1 or self.batch < 1:
+            raise ValueError(f"bad SAE spec {self} (architectures: {', '.join(ARCHITECTURES)})")
+
+
+def sae_stage(
+    acts: Any,
+    eval_acts: Any,
+    hook_name: str,
+    spec: SAESpec,
+    seed: int,
+    work: Any = None,
+    model_name: str = "",
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Train one SAE per architecture of ``spec`` at ``hook_name`` and measure it on held-out rows.
+
+    Each finished SAE is stored under ``work/sae/<hook>@<arch>-<spec hash>/`` with its ``quality.json``
+    (sae_lens' own ``save_model`` files: safetensors + JSON), so a rerun skips it (resumable per SAE).
+
+    Args:
+        acts: ``Float[Tensor, "n d_in"]`` training activations; eval_acts: ``Float[Tensor, "m d_in"]``
+            held-out activations of the same hook (the rows the task measures).
+        work: the run's work directory (``None``: nothing stored).
+
+    Returns:
+        ``({"<hook>@<arch>": sae_lens.SAE}, {arch: sae_quality on eval_acts + training facts})``.
+    """
+    import hashlib
+    import json
+    import time
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from sae_lens import SAE
+
+    key = hashlib.sha256(json.dumps({**asdict(spec), "seed": seed, "n": len(acts)}, sort_keys=True).encode()).hexdigest()[:12]
+    saes, quality = {}, {}
+    batch = min(spec.batch, len(acts))
+    for arch in spec.archs:
+        sid = f"{hook_name}@{arch}"
+        path = Path(work) / "sae" / f"{sid}-{key}" if work is not None else None
+        if path is not None and (path / "quality.json").exists():
+            sae = SAE.load_from_disk(path)
+            sae.eval()
+            saes[sid], quality[arch] = sae, json.loads((path / "quality.json").read_text())
+            continue
+        t0 = time.time()
+        sae = train_sae(acts, hook_name, arch, spec.d_sae, seed, steps=spec.steps, batch=batch, lr=spec.lr, k=spec.k,
+                        l1=spec.l1, model_name=model_name)  # fmt: skip
+        q: dict[str, Any] = {k: float(v) for k, v in sae_quality(sae, eval_acts).items()}
+        q.update({"arch": arch, "d_sae": spec.d_sae, "steps": spec.steps, "batch": batch, "lr": spec.lr,
+                  "n_activations": len(acts), "n_eval_rows": len(eval_acts), "wall_time_s": round(time.time() - t0, 1)})  # fmt: skip
+        if arch == "topk":
+            q["k"] = spec.k
+        else:
+            q["l1"] = spec.l1
+        if path is not None:
+            sae.save_model(path)
+            tmp = path / "quality.json.tmp"
+            tmp.write_text(json.dumps(q, sort_keys=True))
+            tmp.replace(path / "quality.json")
+        saes[sid], quality[arch] = sae, q
+    return saes, quality

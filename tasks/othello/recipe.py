@@ -242,6 +242,156 @@ def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None) -> tu
     return model, stats
 
 
+# --------------------------------------------------------------------------- probes, SAEs, card
+
+PROBE_TRAIN_GAMES, PROBE_TEST_GAMES, SAE_GAMES = 1000, 500, 6000
+BAR = {"legal_top1": 0.95, "mine_theirs_occupied": 0.97}
+
+
+def sae_spec(tiny: bool) -> Any:
+    """The SAE stage's numbers: 8 x d_model latents (the paper: 8x-16x), TopK k = 48 (L0 <= 64)."""
+    from deeprobe_bench.zoo.sae import SAESpec
+
+    if tiny:
+        return SAESpec(d_sae=64, steps=20, batch=256, k=4, l1=2.0)
+    return SAESpec(d_sae=2048, steps=3000, batch=1024, k=48, l1=2.0)
+
+
+def probe_report(model: Any, n_train: int, n_test: int, size: int, seed: int) -> dict[str, dict[str, float]]:
+    """Per layer (``resid_post``), two linear probes fitted on ``n_train`` games, scored on ``n_test`` others.
+
+    ``mine_theirs_occupied``: per square, a binary logistic regression (scikit-learn, lbfgs, C=1) of mine
+    vs theirs on the rows where the square is occupied (the paper's "mine / theirs" decoding);
+    ``three_way``: per square, multinomial empty / mine / theirs on every row. Inputs standardised with
+    the train rows' mean and std. Returns ``{hook: {probe: accuracy over squares and rows}}``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    hooks = [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
+    tr, te = heldout(n_train, size, EVAL_SEED_BASE + 100 + seed), heldout(n_test, size, EVAL_SEED_BASE + 200 + seed)
+    a, b = resid_rows(model, tr, hooks), resid_rows(model, te, hooks)
+    out = {}
+    for h in hooks:
+        mu, sd = a[h].mean(0), a[h].std(0) + 1e-6
+        x_tr, x_te = ((a[h] - mu) / sd).numpy(), ((b[h] - mu) / sd).numpy()
+        hits = {"mine_theirs_occupied": [0, 0], "three_way": [0, 0]}
+        for sq in range(size * size):
+            y_tr, y_te = tr["board"][:, sq], te["board"][:, sq]
+            for probe, rows_tr, rows_te in (("three_way", slice(None), slice(None)),
+                                            ("mine_theirs_occupied", y_tr != data.EMPTY, y_te != data.EMPTY)):  # fmt: skip
+                yt, ye = y_tr[rows_tr], y_te[rows_te]
+                if len(ye) == 0:
+                    continue
+                if len(np.unique(yt)) < 2:
+                    pred = np.full(len(ye), yt[0] if len(yt) else data.EMPTY)
+                else:
+                    pred = LogisticRegression(C=1.0, max_iter=500).fit(x_tr[rows_tr], yt).predict(x_te[rows_te])
+                hits[probe][0] += int((pred == ye).sum())
+                hits[probe][1] += len(ye)
+        out[h] = {k: c / max(1, n) for k, (c, n) in hits.items()}
+        logger.info("probes %s: %s", h, json.dumps(out[h]))
+    return out
+
+
+def choose_hook(report: dict[str, dict[str, float]]) -> str:
+    """The resid_post hook with the best mine/theirs decoding (ties: the earliest layer)."""
+    return max(report, key=lambda h: (round(report[h]["mine_theirs_occupied"], 4), -int(h.split(".")[1])))
+
+
+def saes_at(model: Any, hook: str, spec: Any, size: int, seed: int, work: Any) -> tuple[dict, dict]:
+    """The kit's SAE stage at ``hook``: trained on every position of ``SAE_GAMES`` fresh games, measured
+    on the probe test games (the rows the task measures)."""
+    from deeprobe_bench.zoo.sae import sae_stage
+
+    n_train = spec.batch if spec.d_sae < 256 else SAE_GAMES
+    acts = resid_rows(model, heldout(n_train, size, TRAIN_SEED_BASE * 1000 + seed), [hook])[hook]
+    ev = resid_rows(model, heldout(PROBE_TEST_GAMES // (10 if spec.d_sae < 256 else 1), size,
+                                   EVAL_SEED_BASE + 300 + seed), [hook])[hook]  # fmt: skip
+    return sae_stage(acts, ev, hook, spec, seed, work, model.cfg.model_name)
+
+
+def _data_card(recipe: Recipe, games_seen: int | None) -> dict[str, Any]:
+    return {"games": "uniformly random legal games without a pass (engine.random_games), fresh every step",
+            "board_size": recipe.size, "games_seen": games_seen, "vocab": data.vocab_size(recipe.size),
+            "context": data.context(recipe.size), "train_seeds": f"{TRAIN_SEED_BASE} * (seed + 1) + step // chunk_steps",
+            "heldout_seeds": f"{EVAL_SEED_BASE} + 50/100/200/300 + seed"}  # fmt: skip
+
+
+def train(out_dir: Any, seed: int = 0, tiny: bool = False) -> dict[str, Any]:
+    """Train (or resume) othello-mini: LM, probes and hook, SAEs, card, into ``out_dir``; returns the card."""
+    from pathlib import Path
+
+    from deeprobe_bench.zoo import card as cards
+    from deeprobe_bench.zoo import lm
+
+    recipe = TINY if tiny else FULL
+    model, stats = train_lm(recipe, seed)
+    work = lm.work_dir(NAME, run_key(recipe, seed))
+    n_tr, n_te = (64, 32) if tiny else (PROBE_TRAIN_GAMES, PROBE_TEST_GAMES)
+    report = probe_report(model, n_tr, n_te, recipe.size, seed)
+    hook = choose_hook(report)
+    saes, sae_q = saes_at(model, hook, sae_spec(tiny), recipe.size, seed, work)
+    legal = legal_top1(model, heldout(100 if tiny else 1000, recipe.size, EVAL_SEED_BASE + 50 + seed))
+    quality = {"legal_top1": legal, "legal_top1_games": 100 if tiny else 1000, **report[hook],
+               "probe_games": {"train": n_tr, "test": n_te}, "probes_per_layer": report, "bar": BAR,
+               "bar_met": bool(legal >= BAR["legal_top1"] and report[hook]["mine_theirs_occupied"] >= BAR["mine_theirs_occupied"])}  # fmt: skip
+    card = cards.make_card(
+        NAME, VERSION, seed, tiny, model_config(recipe, NAME, seed),
+        recipe={**asdict(recipe), **{k: v for k, v in stats.items() if k != "learning_curve"},
+                "learning_curve": stats["learning_curve"], "schedule": asdict(schedule(recipe)),
+                "optimizer": "AdamW, grad clip 1.0, no decay on 1-d parameters", "sae": asdict(sae_spec(tiny))},
+        data=_data_card(recipe, stats["step"] * recipe.batch), quality=quality,
+        task={"hook_name": hook, "board_size": recipe.size}, saes=sae_q, default_sae_variant="topk",
+        hook_selection={"rule": "resid_post of the layer with the best mine/theirs decoding (ties: earliest)", "chosen": hook},
+    )  # fmt: skip
+    cards.write(Path(out_dir), model, card, saes)
+    return card
+
+
+def train_random(out_dir: Any, seed: int = 0, tiny: bool = False, hook: str | None = None) -> dict[str, Any]:
+    """``othello-mini-random``: othello-mini's architecture at random init (``cfg.seed = seed``), its probes,
+    and a ``standard`` SAE at ``hook`` (default: the trained othello-mini's, from its card); returns the card."""
+    import dataclasses as dc
+    from pathlib import Path
+
+    from deeprobe_bench.zoo import card as cards
+
+    recipe = TINY if tiny else FULL
+    if hook is None:
+        hook = f"blocks.{recipe.n_layers - 1}.hook_resid_post" if tiny else _trained_hook()
+    model = build_model(model_config(recipe, RANDOM_NAME, seed), recipe.size)
+    model.eval()
+    n_tr, n_te = (64, 32) if tiny else (PROBE_TRAIN_GAMES, PROBE_TEST_GAMES)
+    report = probe_report(model, n_tr, n_te, recipe.size, seed)
+    spec = dc.replace(sae_spec(tiny), archs=("standard",))
+    saes, sae_q = saes_at(model, hook, spec, recipe.size, seed, None)
+    legal = legal_top1(model, heldout(100 if tiny else 1000, recipe.size, EVAL_SEED_BASE + 50 + seed))
+    card = cards.make_card(
+        RANDOM_NAME, VERSION, seed, tiny, model_config(recipe, RANDOM_NAME, seed),
+        recipe={"init": "HookedTransformer default initialisation with cfg.seed = seed; never trained", "sae": asdict(spec)},
+        data=_data_card(recipe, 0), quality={"legal_top1": legal, **report[hook], "probes_per_layer": report},
+        task={"hook_name": hook, "board_size": recipe.size}, saes=sae_q, default_sae_variant="standard",
+    )  # fmt: skip
+    cards.write(Path(out_dir), model, card, saes)
+    return card
+
+
+def _trained_hook() -> str:
+    """othello-mini's hook, from the user's trained copy or the shipped one.
+
+    Raises:
+        UserError: neither has a card.
+    """
+    from deeprobe_bench.api import UserError
+    from deeprobe_bench.zoo.card import user_zoo_dir
+    from deeprobe_bench.tasks.othello.zoo import OTHELLO_MINI
+
+    for path in (user_zoo_dir() / NAME / "card.json", OTHELLO_MINI.path() / "card.json"):
+        if path.exists():
+            return json.loads(path.read_text())["task"]["hook_name"]
+    raise UserError("othello-mini-random uses othello-mini's hook: run `deeprobe-bench zoo train othello-mini` first")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
@@ -249,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lm-only", action="store_true", help="train (resume) the language model only")
     parser.add_argument("--steps", type=int, default=None, help="change the total (before the decay began)")
     parser.add_argument("--stop-after-s", type=float, default=None)
+    parser.add_argument("--out", default=None, help="output directory of the zoo model")
+    parser.add_argument("--model", default=NAME, choices=[NAME, RANDOM_NAME])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     recipe = TINY if args.tiny else FULL
@@ -258,6 +410,12 @@ def main(argv: list[str] | None = None) -> None:
         _, stats = train_lm(recipe, args.seed, args.stop_after_s)
         logger.info("done: %s", json.dumps({k: v for k, v in stats.items() if k != "learning_curve"}))
         logger.info("recipe %s", json.dumps(asdict(recipe)))
+    elif args.out is None:
+        parser.error("--out is required unless --lm-only")
+    elif args.model == RANDOM_NAME:
+        train_random(args.out, args.seed, args.tiny)
+    else:
+        train(args.out, args.seed, args.tiny)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from deeprobe_bench.sae_training import _lp, _panneal_classes, p_anneal_schedule, sae_quality, train_sae
+from deeprobe_bench.zoo.sae import _lp, _panneal_classes, p_anneal_schedule, sae_quality, train_sae
 
 
 def test_schedule_holds_p_start_then_steps_linearly_to_p_end():
