@@ -211,8 +211,9 @@ def train_lm(
 
     Args:
         model: a ``HookedTransformer`` (``model(tokens) -> Float[Tensor, "batch pos vocab"]``).
-        batch_at: ``step -> Int[Tensor, "batch pos+1"]`` token ids; inputs are ``[:, :-1]``, targets
-            ``[:, 1:]``. Must be a pure function of ``step``.
+        batch_at: ``step -> Int[Tensor, "batch pos+1"]`` token ids (inputs ``[:, :-1]``, targets ``[:, 1:]``),
+            or ``(inputs, targets)`` (``Int[Tensor, "batch pos"]`` each, targets -100 where ignored).
+            Must be a pure function of ``step``.
         schedule: optimisation (:class:`Schedule`).
         work: private directory of this run (:func:`work_dir`).
         pad: target id ignored by the loss (``None``: none ignored).
@@ -245,11 +246,13 @@ def _train(model: Any, batch_at: Callable[[int], Any], schedule: Schedule, work:
     import torch.nn.functional as F
 
     opt = make_optimizer(model, schedule)
+    cfg = getattr(model, "cfg", None)
+    name = cfg.get("model_name", "lm") if isinstance(cfg, dict) else getattr(cfg, "model_name", "lm")
     ckpt = Path(work) / CHECKPOINT
     state: dict[str, Any] = {"step": 0, "losses": [], "curve": [], "wall": 0.0, "decay_start": None}
     if ckpt.exists():
         state = load_checkpoint(ckpt, model, opt)
-        logger.info("resuming %s at step %d from %s", model.cfg.model_name, state["step"], ckpt)
+        logger.info("resuming %s at step %d from %s", name, state["step"], ckpt)
         ds = state.get("decay_start")
         if ds is not None and ds != schedule.decay_start:
             raise ValueError(
@@ -277,19 +280,20 @@ def _train(model: Any, batch_at: Callable[[int], Any], schedule: Schedule, work:
                  **eval_fn(model), "wall_time_s": round(wall0 + time.time() - start, 1)}  # fmt: skip
         model.train()
         state["curve"].append(point)
-        logger.info("%s eval %s", model.cfg.model_name, json.dumps(point))
+        logger.info("%s eval %s", name, json.dumps(point))
 
     model.train()
     while step < schedule.steps:
-        tokens = batch_at(step)
-        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        batch = batch_at(step)
+        inputs, targets = batch if isinstance(batch, tuple) else (batch[:, :-1], batch[:, 1:])
         lr = schedule.lr_at(step)
         for g in opt.param_groups:
             g["lr"] = lr
         if step >= schedule.decay_start and schedule.decay_steps:
             state["decay_start"] = schedule.decay_start
         logits = model(inputs)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=ignore)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=ignore if not isinstance(batch, tuple) else -100)  # fmt: skip
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), schedule.grad_clip)
@@ -298,7 +302,7 @@ def _train(model: Any, batch_at: Callable[[int], Any], schedule: Schedule, work:
         step += 1
         if step % 50 == 0:
             rate = (step - start_step) / max(1e-9, time.time() - start)
-            logger.info("%s step %d loss %.4f lr %.2e (%.3f steps/s)", model.cfg.model_name, step,
+            logger.info("%s step %d loss %.4f lr %.2e (%.3f steps/s)", name, step,
                         float(np.mean(state["losses"][-50:])), lr, rate)  # fmt: skip
         if eval_every and step % eval_every == 0 and step < schedule.steps:
             evaluate()
