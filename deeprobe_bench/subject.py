@@ -243,7 +243,8 @@ def save_zoo_dir(directory: Path, model: Any, card: dict[str, Any], saes: dict[s
     """Write a zoo model directory (see the module docstring). The tokenizer is ``model.tokenizer``.
 
     SAEs already in ``directory`` are removed first: they were trained on an earlier model's activations.
-    The card is written last, with the ``sha256`` of every file written (:func:`zoo_file_digests`).
+    The card is written last, with the ``sha256`` of every file written (:func:`zoo_file_digests`), which is
+    also set in ``card`` itself.
     """
     import shutil
 
@@ -257,7 +258,7 @@ def save_zoo_dir(directory: Path, model: Any, card: dict[str, Any], saes: dict[s
     model.tokenizer.save_pretrained(str(directory))
     for hook_name, sae in (saes or {}).items():
         sae.save_model(directory / SAES / hook_name)
-    card = {**card, SHA256: zoo_file_digests(directory)}
+    card[SHA256] = zoo_file_digests(directory)  # in place: the caller's card is the one written
     tmp = directory / (CARD + ".tmp")
     tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     tmp.replace(directory / CARD)
@@ -349,15 +350,27 @@ class ZooModel:
 
         return Path(str(files(self.package))) / "zoo" / self.name
 
+    def user_path(self) -> Path:
+        """Where ``zoo train`` writes this model by default: the user's zoo (``deeprobe_bench.zoo.card.user_zoo_dir``)."""
+        from deeprobe_bench.zoo.card import user_zoo_dir
+
+        return user_zoo_dir() / self.name
+
     def load(self) -> Subject:
+        """The user's trained copy (:meth:`user_path`) when it has a card, else the shipped model."""
+        user = self.user_path()
+        if (user / CARD).is_file():
+            logger.info("zoo model %s: loading the user's copy %s", self.name, user)
+            return load_zoo_dir(user, name=self.name)
         return load_zoo_dir(self.path(), name=self.name)
 
     def train(self, out_dir: Path | None = None, seed: int = 0) -> Path:
-        """Train from scratch into ``out_dir`` (default: the shipped location) and return it."""
+        """Train from scratch (resuming any interrupted run) into ``out_dir`` (default: :meth:`user_path`,
+        never the installed package) and return it."""
         import importlib
 
         module, func = self.trainer.split(":")
-        out = Path(out_dir) if out_dir is not None else self.path()
+        out = Path(out_dir) if out_dir is not None else self.user_path()
         getattr(importlib.import_module(module), func)(out_dir=out, seed=seed)
         return out
 
