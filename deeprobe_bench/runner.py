@@ -328,11 +328,14 @@ def _check_budget(name: str, cls: type[api.Method], cfg: Any) -> None:
 
 def _check_model_fits_task(task_name: str, task_cls: type[api.Task], model: str) -> None:
     """Refuse a zoo model that ships with another built-in task (``--task ioi --model othello-mini``), before
-    loading it: its vocabulary cannot spell the task's data.
+    loading it: its vocabulary cannot spell the task's data. A task class may list other tasks' zoo models
+    it can read in a ``compatible_models`` attribute.
 
     Raises:
         api.UserError: the model's zoo package is another task's (the message names the task's own model).
     """
+    if model in (getattr(task_cls, "compatible_models", None) or ()):  # a task may name other tasks' models it reads
+        return
     spec = registry.find_model_spec(model)
     package = getattr(spec, "package", None)
     prefix = "deeprobe_bench.tasks."
