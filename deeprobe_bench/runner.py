@@ -18,7 +18,7 @@ Checked before any work, each a one-line :class:`api.UserError` (exit 2) with no
 and options, seeds (``0 <= seed <= 2**32 - 1``, what numpy accepts), a method's objective ``budget``
 (at most its class's ``max_budget``, default :data:`MAX_BUDGET`), the results folder (writable, not a
 file), a zoo model made for another task, and, once the model is loaded, a ``hook`` task option the
-model does not have. A UserError raised by ``task.prepare`` names the task and the model.
+model does not have. A UserError raised by ``task.prepare`` is prefixed with the task and the model.
 
 Every result records where its task and method came from (``Result.provenance``: distribution and
 version, or plugin file and its SHA-256; see :func:`registry.provenance`). Error messages and
@@ -245,7 +245,7 @@ def run_grid(
                 data = task.prepare(subject, seed, limit)
                 prepared[seed] = (data, None, None, time.perf_counter() - t0)
             except api.UserError as e:
-                raise api.UserError(f"task {task_name} cannot run on model {model}: {e}") from e
+                raise api.UserError(f"task {task_name} on model {model}: {e}") from e
             except Exception as e:
                 msg = redact(f"prepare failed: {type(e).__name__}: {e}")
                 log.error("%s: %s (seed %d)", task_name, msg, seed)
