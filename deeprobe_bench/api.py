@@ -522,6 +522,7 @@ class Task:
         accepts_prompts: whether ``evaluate`` can score steering by prompting (a FeatureSet carrying
             ``meta["steering_prompts"]``, see ``deeprobe_bench.metrics.steering``); the runner refuses
             such a FeatureSet with a UserError for tasks that cannot.
+        calibration_notes: metrics without a calibration verdict and why (:mod:`deeprobe_bench.calibration`).
     """
 
     name: ClassVar[str] = ""
@@ -531,6 +532,10 @@ class Task:
     primary_metric: ClassVar[str] = ""
     default_model: ClassVar[str] = ""
     accepts_prompts: ClassVar[bool] = False
+    #: ``{metric: why}`` for the metrics ``deeprobe-bench calibrate`` gives no verdict: counts, flags, and
+    #: scores whose attainable ceiling is not 1 (say why, as the task README does). Every other metric
+    #: must separate the reference rows: oracle - null >= 0.9 in its better direction.
+    calibration_notes: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()

@@ -165,6 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
     jg.add_argument("--judge-price", default=None, metavar="IN,OUT",
                     help="USD per million prompt and completion tokens, for the recorded cost (default 0,0)")
 
+    cal = sub.add_parser("calibrate", help="floor (null) and ceiling (oracle) of every metric of a task")
+    _add_common(cal, top=False)
+    cal.add_argument("--task", required=True, help="task name (see `ls tasks`)")
+    cal.add_argument("--model", default=None, help="model name (default: the task's own zoo model)")
+    cal_seeds = cal.add_mutually_exclusive_group()
+    cal_seeds.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,2", help="comma-separated seeds")
+    cal_seeds.add_argument("--seed", type=int, default=None, metavar="N", help="one seed (default 0)")
+    cal.add_argument("-T", dest="task_options", action="append", default=[], metavar="KEY=VALUE",
+                     help="task option (repeatable)")
+    cal.add_argument("--results-dir", default="results", help="where the reference cells' results go (default: results)")
+    cal.add_argument("--force", action="store_true", help="re-run reference cells that already have a result")
+    cal.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                     help="use at most N examples per split (a quick look; recorded, never mixed with full runs)")
+
     ls = sub.add_parser("ls", help="list tasks, methods or models")
     _add_common(ls, top=False)
     ls.add_argument("what", choices=list(registry.KINDS))
@@ -186,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = zoo_sub.add_parser("train", help="train a zoo model (and its SAEs) from scratch")
     _add_common(train, top=False)
     train.add_argument("name", help="zoo model name (see `zoo ls`)")
-    train.add_argument("--out", default=None, help="output folder (default: the model's shipped location)")
+    train.add_argument("--out", default=None,
+                       help="output folder (default: the user's zoo, $DEEPROBE_ZOO or ~/.local/share/deeprobe_bench/zoo/NAME, "
+                            "which loading then prefers to the shipped copy); an interrupted run resumes")  # fmt: skip
     train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     zoo_ls = zoo_sub.add_parser("ls", help="same as `ls models`")
     _add_common(zoo_ls, top=False)
@@ -289,6 +305,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Run the reference methods on a task and print each metric's floor, ceiling and verdict.
+
+    Exit status 0 when every metric with a verdict separates the references, 1 when one does not.
+    """
+    from tabulate import tabulate
+
+    from deeprobe_bench import calibration
+    from deeprobe_bench.results import check_writable_dir
+    from deeprobe_bench.runner import MAX_SEED, run_grid
+
+    seeds = args.seeds if args.seeds is not None else [args.seed if args.seed is not None else 0]
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise api.UserError(f"seed {bad[0]} is out of range: seeds are integers from 0 to {MAX_SEED} (2**32 - 1)")
+    task_cls = registry.get_task(args.task)
+    check_writable_dir(args.results_dir, "--results-dir")
+    results = run_grid(args.task, args.model, ["oracle", "null"], seeds,
+                       task_options=parse_options(args.task_options, "-T"), results_dir=args.results_dir,
+                       force=args.force, limit=args.limit, progress=not args.quiet)  # fmt: skip
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        log.error("%s seed %d failed: %s", r.method, r.seed, r.error)
+    rows = calibration.calibrate([r for r in results if r.method == "oracle"], [r for r in results if r.method == "null"],
+                                 getattr(task_cls, "calibration_notes", {}))  # fmt: skip
+    model = results[0].model if results else args.model
+    _echo(f"calibration of {args.task} on {model}, seeds {', '.join(map(str, seeds))} "
+          f"(separates: oracle - null >= {calibration.MIN_GAP} in the better direction)")  # fmt: skip
+    _echo(tabulate(calibration.table(rows), headers="keys", tablefmt="github", disable_numparse=True))
+    return 0 if not failed and all(r.ok for r in rows) else 1
+
+
 def _open_judge(args: argparse.Namespace, methods: list[str]) -> Any:
     """The run's judge (a context manager yielding a JudgeClient or None); see ``deeprobe_bench.judge.open_judge``."""
     from deeprobe_bench.judge import open_judge
@@ -386,7 +434,18 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
     train = getattr(spec, "train", None)
     if not callable(train):
         raise api.UserError(f"model {args.name} is not a zoo model: it cannot be trained here (see `deeprobe-bench zoo ls`)")
-    out = train(out_dir=args.out, seed=args.seed)
+    if args.seed < 0:
+        raise api.UserError(f"--seed must be >= 0, got {args.seed}")
+    from pathlib import Path
+
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise api.UserError(f"--out {args.out} is a file, not a folder")
+    from deeprobe_bench.zoo.lm import WorkDirBusy
+
+    try:
+        out = train(out_dir=args.out, seed=args.seed)
+    except (WorkDirBusy, PermissionError) as e:  # another run holds the checkpoint, or a foreign work dir
+        raise api.UserError(str(e)) from None
     if out is not None:
         _echo(out)
     return 0
@@ -462,6 +521,8 @@ class _RedactFilter(logging.Filter):
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return cmd_run(args)
+    if args.command == "calibrate":
+        return cmd_calibrate(args)
     if args.command == "ls":
         return cmd_ls(args.what)
     if args.command == "leaderboard":

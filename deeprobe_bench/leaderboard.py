@@ -35,6 +35,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from deeprobe_bench import registry
+from deeprobe_bench.api import REFERENCE_SUPERVISIONS
 from deeprobe_bench.results import Result, atomic_write_text, load_results, sanitize
 
 log = logging.getLogger(__name__)
@@ -196,10 +197,14 @@ def aggregate(results: Iterable[Result], task: str, include_limited: bool = Fals
         out[f"{name}_mean"] = stats["mean"].to_numpy()
         # pandas' std is ddof=1 and NaN for one value: exactly "blank for one seed"
         out[f"{name}_std"] = stats["std"].to_numpy()
-    if primary is not None:
+    out["reference"] = out["supervision"].isin(REFERENCE_SUPERVISIONS)
+    if primary is not None:  # reference rows (oracle, null) after every ranked row, never ranked among them
         out = out.sort_values(
-            [f"{primary}_mean", "method"], ascending=[not higher[primary], True], na_position="last", kind="mergesort"
-        )
+            ["reference", f"{primary}_mean", "method"], ascending=[True, not higher[primary], True],
+            na_position="last", kind="mergesort",
+        )  # fmt: skip
+    else:
+        out = out.sort_values("reference", kind="mergesort")
     out = out.reset_index(drop=True)
     out.attrs.update(attrs)
     return out
@@ -271,14 +276,26 @@ def build_table(results: Iterable[Result], task: str, include_limited: bool = Fa
 
 
 def to_markdown(df: pd.DataFrame, title: str, note: str | None = None) -> str:
-    """``# title``, the note, then ``df`` as a GitHub markdown table (cells kept as given)."""
+    """``# title``, the note, then ``df`` as a GitHub markdown table (cells kept as given).
+
+    Rows of a reference supervision (``oracle``, ``null``: :data:`api.REFERENCE_SUPERVISIONS`) are set
+    apart in a second table under "Reference rows": they show where chance and perfection lie on every
+    column and are never ranked.
+    """
     parts = [f"# {title}", ""]
     if note:
         parts += [note.rstrip(), ""]
-    if len(df):
-        parts.append(tabulate(df, headers="keys", tablefmt="github", showindex=False, disable_numparse=True))
+    ref = df["supervision"].isin(REFERENCE_SUPERVISIONS) if len(df) and "supervision" in df else None
+    ranked = df[~ref] if ref is not None else df
+    if len(ranked):
+        parts.append(tabulate(ranked, headers="keys", tablefmt="github", showindex=False, disable_numparse=True))
     else:
         parts.append("_No results._")
+    if ref is not None and ref.any():
+        parts += ["", "## Reference rows", "",
+                  "The floor and ceiling of every column, on the same data (`deeprobe-bench calibrate`): `oracle` reads "
+                  "the task's own ground truth, `null` is a constant and a noise feature. Never ranked.", "",
+                  tabulate(df[ref], headers="keys", tablefmt="github", showindex=False, disable_numparse=True)]  # fmt: skip
     return "\n".join(parts) + "\n"
 
 

@@ -254,6 +254,12 @@ class BoardGameTask(Task):
     Config = BoardGameConfig
     primary_metric = "reconstruction"
     SPLIT_SEEDS = {"train": 0, "label": 1, "test": 2}
+    calibration_notes = {
+        "size": "a count of features, not a score",
+        "coverage_paper": "the paper's figure, uncorrected for chance: an always-on feature scores 2p / (1 + p)",
+        "reconstruction_cpr": "the shape of the reconstruction curve over the ranking, normalised by the set's own "
+                              "reconstruction: no ceiling of 1 for a set of many useful features",
+    }  # fmt: skip
 
     # ------------------------------------------------------------------ game-specific (override)
 

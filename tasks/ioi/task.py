@@ -62,6 +62,13 @@ class IOITask(Task):
     Config = IOIConfig
     primary_metric = "faithfulness_cpr"
     default_model = "ioi-mini"
+    _FAITH = "ceiling unknown: the smallest subspace that carries the behaviour is not known (README)"
+    calibration_notes = {
+        "faithfulness_cpr": _FAITH, "faithfulness": _FAITH, "necessity": _FAITH,
+        "size": "a rank, not a score", "size_fraction": "a fraction of d_model, not a score",
+        "full_span": "a flag: the kept span covers (nearly) the whole stream",
+        "attribute_coverage_paper": "the paper's figure, uncorrected for chance and chosen on the scored split",
+    }  # fmt: skip
 
     def prepare(self, subject: Any, seed: int, limit: int | None = None) -> TaskData:
         import torch
