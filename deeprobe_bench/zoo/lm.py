@@ -232,7 +232,7 @@ def train_lm(
         ValueError: the checkpoint is past the decay start of a changed ``schedule`` (its lr history
             would differ from the schedule's).
     """
-    lock = _lock(work)
+    lock = _lock(private_dir(work))
     try:
         return _train(model, batch_at, schedule, Path(work), pad, eval_fn, eval_every, checkpoint_every_s, stop_after_s)
     finally:

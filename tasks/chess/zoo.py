@@ -1,21 +1,11 @@
 """The chess zoo models (entry-point group ``deeprobe_bench.models``).
 
-Kept free of torch imports so that ``deeprobe-bench ls models`` stays fast; the recipe is in
-:mod:`deeprobe_bench.tasks.chess.train`.
+Kept free of torch imports so that ``deeprobe-bench ls models`` stays fast; their entries are data in
+``deeprobe_bench/zoo/catalogue.json``.
 """
 
-from deeprobe_bench.subject import ZooModel
+from deeprobe_bench.zoo import catalogue
 
-CHESS_MINI = ZooModel(
-    name="chess-mini",
-    description="Chess-GPT-style character model trained on random legal games, with standard/TopK/p-anneal SAEs",
-    package="deeprobe_bench.tasks.chess",
-    trainer="deeprobe_bench.tasks.chess.train:train",
-)
+CHESS_MINI = catalogue.model("chess-mini")
 
-CHESS_MINI_RANDOM = ZooModel(
-    name="chess-mini-random",
-    description="chess-mini's architecture at random init (seeded), with a standard SAE: the paper's baseline",
-    package="deeprobe_bench.tasks.chess",
-    trainer="deeprobe_bench.tasks.chess.train:train_random",
-)
+CHESS_MINI_RANDOM = catalogue.model("chess-mini-random")

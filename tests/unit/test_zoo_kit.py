@@ -1,0 +1,198 @@
+"""The zoo kit: schedule, resumable LM trainer (kill and continue: no step lost or repeated), private work
+directories, tensors-only checkpoints, FastGPT -> HookedTransformer, card writer, catalogue."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from deeprobe_bench.zoo import card as cards  # noqa: E402
+from deeprobe_bench.zoo import catalogue, gpt, lm  # noqa: E402
+
+CFG = {"n_layers": 1, "d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32, "d_vocab": 11, "n_ctx": 8,
+       "act_fn": "gelu", "normalization_type": "LN", "positional_embedding_type": "standard", "model_name": "t"}  # fmt: skip
+STEPS = 10
+
+
+def stream(step: int) -> torch.Tensor:
+    """A pure data stream: step -> tokens (its own generator per step)."""
+    return torch.randint(1, 11, (4, 9), generator=torch.Generator().manual_seed(1000 + step))
+
+
+def sched(steps: int = STEPS) -> lm.Schedule:
+    return lm.Schedule(steps=steps, lr=1e-2, warmup_steps=2, decay_steps=3, min_lr=1e-3)
+
+
+def fresh() -> torch.nn.Module:
+    return gpt.fast_gpt(CFG, seed=0)
+
+
+def test_schedule_warmup_stable_decay():
+    s = lm.Schedule(steps=10, lr=1.0, warmup_steps=4, decay_steps=4, min_lr=0.2)
+    assert [s.lr_at(i) for i in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert s.lr_at(4) == s.lr_at(5) == 1.0  # stable until decay_start = 6
+    assert s.lr_at(6) == pytest.approx(0.8) and s.lr_at(9) == pytest.approx(0.2)  # linear, min_lr at the last step
+    # the stable phase does not depend on the total: a run may be extended before it decays
+    assert lm.Schedule(steps=20, lr=1.0, warmup_steps=4, decay_steps=4).lr_at(9) == 1.0
+    assert s.key() == lm.Schedule(steps=99, lr=1.0, warmup_steps=4, decay_steps=7, min_lr=0.2).key()
+    with pytest.raises(ValueError):
+        lm.Schedule(steps=3, decay_steps=4)
+
+
+class Killed(Exception):
+    pass
+
+
+def killing(at: int):
+    def batch_at(step: int) -> torch.Tensor:
+        if step == at:
+            raise Killed
+        return stream(step)
+
+    return batch_at
+
+
+def test_resume_after_kill_loses_and_repeats_no_step(tmp_path):
+    torch.set_num_threads(1)
+    ref = fresh()
+    ref_stats = lm.train_lm(ref, stream, sched(), tmp_path / "a")
+    assert ref_stats["done"] and ref_stats["step"] == STEPS
+
+    work = tmp_path / "b"
+    m = fresh()
+    first = lm.train_lm(m, stream, sched(), work, stop_after_s=0.0)  # one step, then a checkpoint
+    assert (first["step"], first["done"]) == (1, False)
+    m = fresh()  # killed at step 6, its last checkpoint still at step 1: steps 1..5 are redone, not counted twice
+    with pytest.raises(Killed):
+        lm.train_lm(m, killing(6), sched(), work, checkpoint_every_s=1e9)
+    assert json.loads((work / lm.PROGRESS).read_text())["step"] == 1
+    m = fresh()  # killed at step 8 with a checkpoint after every step
+    with pytest.raises(Killed):
+        lm.train_lm(m, killing(8), sched(), work, checkpoint_every_s=0.0)
+    assert json.loads((work / lm.PROGRESS).read_text())["step"] == 8
+    m = fresh()
+    stats = lm.train_lm(m, stream, sched(), work)
+    assert stats["done"] and stats["step"] == STEPS
+    for (name, a), b in zip(ref.state_dict().items(), m.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    with __import__("safetensors").safe_open(str(work / lm.CHECKPOINT), framework="pt") as fh:
+        losses = json.loads(fh.metadata()["state"])["losses"]
+    with __import__("safetensors").safe_open(str(tmp_path / "a" / lm.CHECKPOINT), framework="pt") as fh:
+        ref_losses = json.loads(fh.metadata()["state"])["losses"]
+    assert len(losses) == STEPS and losses == ref_losses
+    # a finished run is a no-op: nothing trains again
+    again = lm.train_lm(fresh(), killing(0), sched(), work)
+    assert again["step"] == STEPS and again["steps_per_s"] == 0
+
+
+def test_checkpoint_holds_tensors_and_json_only(tmp_path):
+    from safetensors import safe_open
+
+    lm.train_lm(fresh(), stream, sched(3), tmp_path, checkpoint_every_s=0.0)
+    with safe_open(str(tmp_path / lm.CHECKPOINT), framework="pt") as fh:
+        keys = list(fh.keys())
+        state = json.loads(fh.metadata()["state"])
+    assert state["step"] == 3
+    params = [n for n, _ in fresh().named_parameters()]
+    for n in params:  # every parameter, with both Adam moments
+        assert f"model.{n}" in keys and f"opt.{n}.exp_avg" in keys and f"opt.{n}.exp_avg_sq" in keys
+
+
+def test_no_pickle_in_the_kit_or_recipes():
+    root = Path(__file__).resolve().parents[2]
+    files = [*(root / "deeprobe_bench" / "zoo").glob("*.py"), *root.glob("tasks/*/recipe.py")]
+    assert len(files) >= 6
+    for f in files:
+        text = f.read_text()
+        assert not re.search(r"weights_only\s*=\s*False|import pickle|torch\.save\(", text), f
+
+
+def test_changed_schedule_after_decay_began_is_refused(tmp_path):
+    lm.train_lm(fresh(), stream, sched(STEPS), tmp_path, stop_after_s=None)  # ran into its decay (from step 7)
+    with pytest.raises(ValueError, match="already decaying"):
+        lm.train_lm(fresh(), stream, sched(STEPS + 5), tmp_path)
+
+
+def test_work_dir_is_private_and_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPROBE_CACHE", str(tmp_path))
+    a = lm.work_dir("m", {"x": 1})
+    assert a == lm.work_dir("m", {"x": 1}) != lm.work_dir("m", {"x": 2})
+    assert a.parent == tmp_path / "zoo-work" and (a.stat().st_mode & 0o777) == 0o700
+    os.chmod(a, 0o777)
+    with pytest.raises(PermissionError, match="writable by other users"):
+        lm.work_dir("m", {"x": 1})
+
+
+def test_busy_work_dir_is_refused(tmp_path):
+    held = lm._lock(tmp_path)
+    try:
+        with pytest.raises(lm.WorkDirBusy, match="another process"):
+            lm.train_lm(fresh(), stream, sched(), tmp_path)
+    finally:
+        held.close()
+    assert lm.train_lm(fresh(), stream, lm.Schedule(steps=2), tmp_path)["done"]
+
+
+def test_fast_gpt_copies_into_hooked_transformer():
+    from transformer_lens import HookedTransformerConfig
+
+    from deeprobe_bench.subject import quiet_hooked_transformer
+
+    fast = fresh()
+    with torch.no_grad():  # non-zero biases, so that every weight's layout matters
+        for p in fast.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    hooked = gpt.to_hooked(fast, quiet_hooked_transformer(HookedTransformerConfig(**CFG, device="cpu")))
+    x = torch.randint(0, 11, (3, 8), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.allclose(hooked(x), fast(x), atol=1e-5)
+    with pytest.raises(ValueError, match="normalization_type"):
+        gpt.fast_gpt({**CFG, "normalization_type": "RMS"}, 0)
+
+
+def test_card_lists_every_file_with_its_checksum(tmp_path):
+    import hashlib
+
+    from deeprobe_bench.subject import load_zoo_dir
+    from deeprobe_bench.tasks.othello import recipe
+
+    config = recipe.model_config(recipe.TINY)
+    model = recipe.build_model(config, recipe.TINY.size)
+    card = cards.make_card("t", 1, 0, True, config, recipe={}, data={}, quality={"x": 1.0}, task={}, saes={})
+    out = cards.write(tmp_path / "t", model, card)
+    written = json.loads((out / "card.json").read_text())
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "card.json")
+    assert sorted(written["sha256"]) == files and "model.safetensors" in files
+    for rel, digest in written["sha256"].items():
+        assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest
+    assert written["quality"] == {"x": 1.0} and "torch" in written["versions"]
+    assert load_zoo_dir(out, name="t").card["name"] == "t"
+    with pytest.raises(ValueError, match="default SAE variant"):
+        cards.make_card("t", 1, 0, True, CFG, recipe={}, data={}, quality={}, task={}, saes={}, default_sae_variant="topk")
+
+
+def test_user_zoo_dir_is_never_the_package(tmp_path, monkeypatch):
+    monkeypatch.delenv("DEEPROBE_ZOO", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert cards.user_zoo_dir() == tmp_path / "deeprobe_bench" / "zoo"
+    monkeypatch.setenv("DEEPROBE_ZOO", str(tmp_path / "z"))
+    m = catalogue.model("othello-mini")
+    assert m.user_path() == tmp_path / "z" / "othello-mini"
+    assert "site-packages" not in str(m.user_path()) and m.user_path() != m.path()
+
+
+def test_catalogue_is_data_and_names_importable_recipes():
+    import importlib
+
+    entries = catalogue.entries()
+    assert {"othello-mini", "othello-mini-random", "chess-mini", "chess-mini-random"} <= set(entries)
+    for name, e in entries.items():
+        module, func = e["recipe"].split(":")
+        assert callable(getattr(importlib.import_module(module), func)), name
+        assert catalogue.model(name).package == e["package"]
