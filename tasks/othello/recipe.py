@@ -399,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lm-only", action="store_true", help="train (resume) the language model only")
     parser.add_argument("--steps", type=int, default=None, help="change the total (before the decay began)")
     parser.add_argument("--stop-after-s", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: the recipe's 2; 1 is faster on a loaded machine); not part of the run's key")
     parser.add_argument("--out", default=None, help="output directory of the zoo model")
     parser.add_argument("--model", default=NAME, choices=[NAME, RANDOM_NAME])
     args = parser.parse_args(argv)
@@ -406,6 +408,8 @@ def main(argv: list[str] | None = None) -> None:
     recipe = TINY if args.tiny else FULL
     if args.steps:
         recipe = dataclasses.replace(recipe, steps=args.steps)
+    if args.threads:
+        recipe = dataclasses.replace(recipe, threads=args.threads)
     if args.lm_only:
         _, stats = train_lm(recipe, args.seed, args.stop_after_s)
         logger.info("done: %s", json.dumps({k: v for k, v in stats.items() if k != "learning_curve"}))

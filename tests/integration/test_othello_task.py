@@ -30,12 +30,12 @@ def _m(result, name):
 
 
 def test_zoo_model_predicts_legal_moves_and_random_init_does_not(subjects):
-    from deeprobe_bench.tasks.othello import train
+    from deeprobe_bench.tasks.othello import recipe
 
     card = subjects["othello-mini"].card
-    ev = train.eval_games(100, card["task"]["board_size"], seed=424242)
-    assert train.legal_top1(subjects["othello-mini"].model, ev) >= 0.95
-    assert train.legal_top1(subjects["othello-mini-random"].model, ev) < 0.6
+    ev = recipe.heldout(100, card["task"]["board_size"], seed=424242)
+    assert recipe.legal_top1(subjects["othello-mini"].model, ev) >= 0.95
+    assert recipe.legal_top1(subjects["othello-mini-random"].model, ev) < 0.6
     hook = card["task"]["hook_name"]
     assert set(subjects["othello-mini"].sae_variants(hook)) == {"standard", "topk", "panneal"}
     assert "standard" in subjects["othello-mini-random"].sae_variants(hook)
