@@ -147,29 +147,24 @@ def build_split(
                  concept_labels(statements, concepts, contrast))  # fmt: skip
 
 
-def statement_mask(prompts: Prompts) -> Bool[Tensor, "n pos"]:
-    """The tokens of each prompt's own statement: after the longest token prefix all prompts share and
-    before the longest suffix they share (the question template), so for any tokenizer.
+def concept_span(prompts: Prompts) -> Bool[Tensor, "n pos"]:
+    """Where the concept of a contrast row can be read: the tokens from the first one at which the row differs
+    from its contrast partner (rows ``2i`` and ``2i+1``) to its last token. Tokens before cannot carry the
+    concept (the model is causal), and a max over them would tie the two rows of a pair.
 
     Raises:
-        ValueError: fewer than two prompts, or prompts with no token outside the shared template.
+        ValueError: an odd number of prompts, or a prompt that is a prefix of its partner (or the same).
     """
     tok, lens = prompts.tokens, prompts.lengths
-    if len(tok) < 2:
-        raise ValueError("statement_mask needs at least two prompts to find their shared template")
-    shortest = int(lens.min())
-    pre = 0
-    while pre < shortest and bool((tok[:, pre] == tok[0, pre]).all()):
-        pre += 1
-    rows = torch.arange(len(tok))
-    suf = 0
-    while suf < shortest - pre and bool((tok[rows, lens - 1 - suf] == tok[0, lens[0] - 1 - suf]).all()):
-        suf += 1
+    if len(tok) % 2:
+        raise ValueError("concept_span needs contrast pairs (rows 2i, 2i+1)")
+    partner = torch.arange(len(tok)) ^ 1
     ar = torch.arange(tok.shape[1])[None, :]
-    mask = (ar >= pre) & (ar < (lens - suf)[:, None])
-    if not bool(mask.any(1).all()):
-        raise ValueError("a prompt has no token outside the template its prompts share")
-    return mask
+    differ = (tok != tok[partner]) & (ar < torch.minimum(lens, lens[partner])[:, None])
+    if not bool(differ.any(1).all()):
+        raise ValueError("a contrast prompt is a prefix of its partner (or the same): no token tells them apart")
+    first = differ.float().argmax(1)
+    return (ar >= first[:, None]) & (ar < lens[:, None])
 
 
 def answer_ids(subject) -> tuple[int, int]:
@@ -177,20 +172,36 @@ def answer_ids(subject) -> tuple[int, int]:
     return subject.single_token("Yes"), subject.single_token("No")
 
 
+def target_nll(logits: Float[Tensor, "b pos vocab"], tokens: Int[Tensor, "b pos"], lengths: Int[Tensor, " b"],
+               yes: int, no: int) -> Float[Tensor, "b pos"]:  # fmt: skip
+    """The loss of what the prompt asks for at each position (nats): the next prompt token at positions
+    before the last, and *an answer* at the last, ``-log(p(Yes) + p(No))`` (the answer may be either: which one
+    is what steering moves; that it is an answer at all is what fluency asks). 0 at padding."""
+    logp = torch.log_softmax(logits.float(), -1)
+    ar = torch.arange(tokens.shape[1])[None, :]
+    inner = ar < (lengths - 1)[:, None]
+    nxt = torch.where(inner, torch.cat([tokens[:, 1:], tokens[:, :1]], 1), 0)  # padding: any valid id, masked
+    nll = -logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1)
+    answer = -torch.logsumexp(logp[..., [yes, no]], -1)
+    last = ar == (lengths - 1)[:, None]
+    return torch.where(last, answer, torch.where(inner, nll, torch.zeros_like(nll)))
+
+
 @torch.no_grad()
-def p_yes(
+def steered(
     subject,
     prompts: Prompts,
     hook_name: str,
     vectors: Float[Tensor, "g d"] | None = None,
-    where: str = "all",
+    where: str = "last",
     batch_size: int = 512,
-) -> Float[Tensor, "g n"]:
-    """p(Yes) / (p(Yes) + p(No)) at each prompt's last token, with each steering vector added in turn.
+) -> tuple[Float[Tensor, "g n"], Float[Tensor, "g n pos"]]:
+    """``(p_yes, nll)`` with each steering vector added in turn at the positions ``where``
+    (:meth:`Prompts.steer_mask`): ``p(Yes) / (p(Yes) + p(No))`` at each prompt's last token, and the
+    :func:`target_nll` of every position.
 
     Args:
         vectors: ``g`` steering vectors (already scaled); None = one clean run (``g = 1``).
-        where: positions the vector is added at (:meth:`Prompts.steer_mask`).
 
     The forward pass starts at the hook from the cached activations when the hook is a residual one.
     """
@@ -199,17 +210,25 @@ def p_yes(
     start = start_layer(hook_name, model.cfg.n_layers)
     vecs = [None] if vectors is None else list(vectors)
     mask = prompts.steer_mask(where)
-    out = torch.empty(len(vecs), len(prompts))
+    p = torch.empty(len(vecs), len(prompts))
+    nll = torch.zeros(len(vecs), *prompts.tokens.shape)
     for g, v in enumerate(vecs):
         for i in range(0, len(prompts), batch_size):
             sl = slice(i, i + batch_size)
             logits = _run(model, prompts.tokens[sl], prompts.resid[sl], hook_name, start, v, mask[sl])
             at = logits[torch.arange(logits.shape[0]), prompts.last[sl]]
-            out[g, sl] = torch.sigmoid((at[:, yes] - at[:, no]).float())
-    return out
+            p[g, sl] = torch.sigmoid((at[:, yes] - at[:, no]).float())
+            nll[g, sl] = target_nll(logits, prompts.tokens[sl], prompts.lengths[sl], yes, no)
+    return p, nll
 
 
-def _run(model, tokens, resid, hook_name, start, vector, mask, prefix_len: int = 0):
+def p_yes(subject, prompts: Prompts, hook_name: str, vectors: Float[Tensor, "g d"] | None = None,
+          where: str = "last") -> Float[Tensor, "g n"]:  # fmt: skip
+    """:func:`steered`'s ``p_yes`` alone."""
+    return steered(subject, prompts, hook_name, vectors, where)[0]
+
+
+def _run(model, tokens, resid, hook_name, start, vector, mask):
     if start is not None:
         x = resid if vector is None else add_vector(resid, vector, mask)
         return model(x, start_at_layer=start)
@@ -226,36 +245,11 @@ def p_match(p_yes_: Float[Tensor, "g n"], statements: list, pole: str = "+") -> 
     return torch.where(same, p_yes_, 1 - p_yes_)
 
 
-@torch.no_grad()
-def neutral_loss(
-    subject, prompts: Prompts, hook_name: str, vector: Float[Tensor, " d"] | None = None,
-    prefix: Prompts | None = None, batch_size: int = 256,
-) -> float:  # fmt: skip
-    """Mean next-token cross-entropy (nats per token) over the non-pad tokens of neutral texts.
-
-    With ``vector``, the vector is added at every non-BOS token. With ``prefix`` (a prompting method's
-    instruction, tokenised per text as ``instruction + " " + text``), the loss is taken over the text's
-    own tokens only (the last ``len(text)`` tokens of each prefixed prompt).
-    """
-    model = subject.model
-    start = start_layer(hook_name, model.cfg.n_layers)
-    src = prefix if prefix is not None else prompts
-    mask = src.steer_mask("all")
-    total, count = 0.0, 0
-    for i in range(0, len(src), batch_size):
-        sl = slice(i, i + batch_size)
-        logits = _run(model, src.tokens[sl], src.resid[sl], hook_name, start, vector, mask[sl])
-        logp = torch.log_softmax(logits.float(), -1)
-        tok, lens = src.tokens[sl], src.lengths[sl]
-        own = prompts.lengths[sl]  # tokens of the text itself (+ BOS)
-        ar = torch.arange(tok.shape[1] - 1)[None, :]
-        # predict token t+1 from position t; count targets that are the text's own tokens
-        first_target = lens - (own - 1)  # index of the text's first token (after BOS or after the prefix)
-        valid = (ar + 1 < lens[:, None]) & (ar + 1 >= first_target[:, None])
-        nll = -logp[:, :-1].gather(-1, tok[:, 1:].unsqueeze(-1)).squeeze(-1)
-        total += float(nll[valid].sum())
-        count += int(valid.sum())
-    return total / max(count, 1)
+def fluency_cost(nll: Float[Tensor, "g n pos"], clean: Float[Tensor, "n pos"], mask: Tensor) -> Float[Tensor, " g"]:
+    """Increase of the :func:`target_nll` over the positions ``mask`` (``"n pos"``, where the intervention acts
+    and what it changes), pooled over tokens: nats per token, one value per steering vector."""
+    m = mask.float()
+    return ((nll - clean[None]) * m[None]).sum((1, 2)) / m.sum().clamp_min(1)
 
 
 def residual_scale(prompts: Prompts) -> float:

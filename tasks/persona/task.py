@@ -12,9 +12,10 @@ from deeprobe_bench.tasks.persona.data import SYSTEM_PROMPT  # no torch: `ls` st
 
 logger = logging.getLogger(__name__)
 
-# Steps of 0.25 up to |c| = 1, then 1.5 and 2 (AxBench sweeps its steering factor as finely). Version 3's grid
-# had nothing between 0.5 and 1, where persona-mini's answers turn (README, "What the numbers mean").
-DEFAULT_GRID: tuple[float, ...] = (-2.0, -1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+# In units of each vector's own norm: 0.25 steps up to 1, then 1.5, 2 and 3, so every vector is tried at up to
+# three times its own length (version 4's grid was in units of the mean residual norm and stopped at twice
+# it, below the 1.9-3.0 x of the methods' own vectors).
+DEFAULT_GRID: tuple[float, ...] = (-3.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
 @dataclass
@@ -29,16 +30,15 @@ class PersonaConfig:
             zoo corpus opens every persona document with it, as a chat model runs under its default system
             prompt); None: none.
         traits: the traits scored (each steered towards its ``+`` pole).
-        coefficients: the fixed grid of steering coefficients, in units of the mean residual norm at the
-            hook (a coefficient c adds ``c * scale * v / |v|``); the best on the train half is used.
+        coefficients: the fixed grid of steering coefficients, in units of the vector's own norm (a
+            coefficient c adds ``c * v``); the best on the train half is used.
         contrast: the labelled rows methods see: ``persona`` (each train question after the ``+`` and the
             ``-`` instruction of its trait, last token; the ActAdd / instruction contrast) or ``answer``
             (each train question followed by `` Yes`` and `` No``, the answer token; CAA's contrast).
-        positions: where the vector is added: ``all`` non-BOS tokens of the prompt (CAA) or the ``last``.
-        n_neutral: neutral texts of the fluency cost (and as many others, from another seed, on which the
-            train-half coefficient choice measures it).
-        max_fluency_cost: the fluency ceiling of the coefficient choice (nats per token on neutral text):
-            coefficients that cost more on the train-side neutral texts are not chosen (None: no ceiling).
+        positions: where the vector is added: the ``last`` token of the prompt, where the answer is read
+            (default), or ``all`` non-BOS tokens (CAA). The fluency cost is measured at the same positions.
+        max_fluency_cost: the fluency ceiling (nats per token, at the positions where the intervention acts):
+            coefficients (and instructions) that cost more on the train half are not chosen (None: no ceiling).
         size_penalty: objective = mean train shift - size_penalty * |chosen set|.
         objective_batch: train statements per trait the objective scores (a fixed, seeded subsample: a
             cheap reward, as FUSE advises); the coefficient of ``evaluate`` is chosen on all of them.
@@ -50,8 +50,7 @@ class PersonaConfig:
     contrast: Literal["persona", "answer"] = "persona"
     traits: tuple[str, ...] = ("agreeableness", "conscientiousness", "extraversion")
     coefficients: tuple[float, ...] = DEFAULT_GRID
-    positions: Literal["all", "last"] = "all"
-    n_neutral: int = 64
+    positions: Literal["all", "last"] = "last"
     max_fluency_cost: float | None = 0.5
     size_penalty: float = 0.001
     objective_batch: int = 48
@@ -64,8 +63,8 @@ class PersonaConfig:
             raise ValueError(f"traits must be a non-empty subset of {', '.join(TRAITS)}, got {self.traits}")
         if not self.coefficients or not all(math.isfinite(c) for c in self.coefficients):
             raise ValueError("coefficients must be a non-empty list of finite numbers")
-        if self.n_neutral < 1 or self.objective_batch < 1 or self.size_penalty < 0:
-            raise ValueError("n_neutral and objective_batch must be >= 1, size_penalty >= 0")
+        if self.objective_batch < 1 or self.size_penalty < 0:
+            raise ValueError("objective_batch must be >= 1, size_penalty >= 0")
         if self.max_fluency_cost is not None and not self.max_fluency_cost >= 0:
             raise ValueError("max_fluency_cost must be >= 0 (or None for no ceiling)")
 
@@ -98,7 +97,11 @@ class PersonaTask(Task):
     # 3: fluency ceiling of the coefficient choice; detection over the statement's own tokens
     # 4: prompts open with the system prompt; the persona contrast is read at the last token (was the
     #    instruction's pole word); a finer coefficient grid
-    version = "4"
+    # 5: coefficients in units of each vector's own norm, up to 3x; the vector is added at the last token and
+    #    the fluency cost measured where it acts, on the steered prompts (was: every token of neutral text);
+    #    prompting held to the same ceiling; detection of the concept the method was given (held-out
+    #    contrast rows, max-pooled); oracle_features
+    version = "5"
     Config = PersonaConfig
     primary_metric = "steering_success"
     default_model = "persona-mini"
@@ -125,15 +128,6 @@ class PersonaTask(Task):
             if limit is not None:  # keep whole contrast pairs, every trait
                 rows = [s for s in rows if s.pair < max(1, limit // (2 * len(cfg.traits)))]
             halves[split] = core.build_split(subject, rows, hook, concepts, cfg.contrast, cfg.system_prompt)
-        if source == "templated":
-            neutral_texts = data.neutral_texts(cfg.n_neutral, 5_000_000 + seed)
-            neutral_train_texts = data.neutral_texts(cfg.n_neutral, 6_000_000 + seed)
-        else:  # the hand-written English texts: one half chooses the coefficient, the other scores it
-            half = len(data.NEUTRAL_ENGLISH) // 2
-            neutral_texts = list(data.NEUTRAL_ENGLISH[:half][: cfg.n_neutral])
-            neutral_train_texts = list(data.NEUTRAL_ENGLISH[half:][: cfg.n_neutral])
-        neutral = core.encode(subject, neutral_texts, hook)
-        neutral_train = core.encode(subject, neutral_train_texts, hook)
         train = halves["train"]
         scale = core.residual_scale(train.questions)
         pair = torch.arange(len(train.contrast)) ^ 1  # rows 2i and 2i+1 are one statement's two contrast prompts
@@ -143,14 +137,14 @@ class PersonaTask(Task):
         for t in cfg.traits:
             rows_t = torch.tensor([i for i, s in enumerate(train.statements) if s.trait == t], dtype=torch.long)
             objective_rows[t] = rows_t[torch.randperm(len(rows_t), generator=gen)[: cfg.objective_batch]].sort().values
-        base = {}
+        base, base_nll = {}, {}
         for split, h in halves.items():
-            base[split] = core.p_yes(subject, h.questions, hook)[0]
-        base_neutral = core.neutral_loss(subject, neutral, hook)
-        base_neutral_train = core.neutral_loss(subject, neutral_train, hook)
-        logger.info("persona on %s at %s (%s statements): residual scale %.3f, neutral loss %.3f",
-                    subject.name, hook, source, scale, base_neutral)  # fmt: skip
-        return TaskData(
+            p, nll = core.steered(subject, h.questions, hook)
+            base[split], base_nll[split] = p[0], nll[0]
+        n_system = int(subject.to_tokens([cfg.system_prompt])[1][0]) - 1 if cfg.system_prompt else 0
+        ceiling = {s: float((1 - core.p_match(b[None], halves[s].statements)).mean()) for s, b in base.items()}
+        logger.info("persona on %s at %s (%s statements): residual scale %.3f", subject.name, hook, source, scale)
+        out = TaskData(
             hook_name=hook,
             train_acts=train.contrast_acts(),
             train_labels=train.labels,
@@ -164,10 +158,17 @@ class PersonaTask(Task):
                 "pair": pair,
                 "steering_prompts": instructions,
             },
-            extra={"subject": subject, "halves": halves, "neutral": neutral, "neutral_texts": neutral_texts,
-                   "scale": scale, "base": base, "base_neutral": base_neutral, "source": source,
-                   "neutral_train": neutral_train, "base_neutral_train": base_neutral_train,
-                   "objective_rows": objective_rows},  # fmt: skip
+            extra={
+                "subject": subject,
+                "halves": halves,
+                "scale": scale,
+                "base": base,
+                "base_nll": base_nll,
+                "source": source,
+                "objective_rows": objective_rows,
+                "n_system": n_system,
+                "seed": seed,
+            },  # fmt: skip
             info={
                 "hook_name": hook,
                 "source": source,
@@ -175,16 +176,56 @@ class PersonaTask(Task):
                 "target": "the + pole of each trait (agreeable, conscientious, extraverted)",
                 "system_prompt": cfg.system_prompt,
                 "rows": f"train_acts: last token of each train statement's two {cfg.contrast} contrast prompts",
-                "steering": f"x + c * scale * v/|v| at {cfg.positions} non-BOS prompt tokens of the hook; "
-                f"c from {list(cfg.coefficients)} chosen on the train half",
+                "steering": f"x + c * v at the {cfg.positions} non-BOS prompt "
+                f"token(s) of the hook; c from {list(cfg.coefficients)} chosen on the train half",
+                "fluency": "increase of the loss of the next prompt token (and, at the last token, of giving an "
+                f"answer, -log(p(Yes) + p(No))) at the {cfg.positions} token(s) where the intervention acts",
+                "detection": "held-out contrast rows of the concept the method was given, max-pooled over the "
+                "tokens from the first one that differs from the contrast partner",
                 "residual_scale": scale,
                 "statements": {s: len(h.statements) for s, h in halves.items()},
-                "neutral_texts": len(neutral_texts),
-                "neutral_loss_clean": base_neutral,
                 "p_yes_clean": {s: float(b.mean()) for s, b in base.items()},
                 "p_plus_clean": {s: float(core.p_match(b[None], halves[s].statements).mean()) for s, b in base.items()},
+                "steering_ceiling": ceiling,
             },
         )
+        for h in halves.values():  # the default oracle's encoder reads the labels of the contrast rows
+            out.add_reference_rows(hook, h.contrast_acts(), h.labels)
+        return out
+
+    # ------------------------------------------------------------------ oracle
+
+    def oracle_features(self, data: TaskData, seed: int) -> FeatureSet:
+        """The ceiling of every metric (README, "Calibration"): one feature per concept ``<t><p>``.
+
+        - direction: the mean over the **held-out** statements of trait ``t`` of (the activation at the last
+          token of the question after the instruction of pole ``p``) - (the same without it): adding it to
+          a bare held-out question moves its answer state where stating the persona would;
+        - encoder: the concept's label on every contrast row of both halves (a label lookup,
+          :func:`deeprobe_bench.references.label_lookup_features`), 0 on any other activation.
+        """
+        import torch
+
+        from deeprobe_bench.references import label_lookup_features
+        from deeprobe_bench.tasks.persona import core
+        from deeprobe_bench.tasks.persona import data as pdata
+
+        lookup = label_lookup_features(data, seed)
+        subject, test = data.extra["subject"], data.extra["halves"]["test"]
+        stm = test.statements
+        texts = [pdata.with_system(f"{pdata.instruction(s.trait, p)} {pdata.question(s.text)}", self.config.system_prompt)
+                 for s in stm for p in pdata.POLES]  # fmt: skip
+        stated = core.encode(subject, texts, data.hook_name).last_acts().float()
+        bare = test.questions.last_acts().float()
+        dirs = []
+        for concept in data.concepts:
+            trait, pole = concept[:-1], concept[-1]
+            rows = torch.tensor([i for i, s in enumerate(stm) if s.trait == trait], dtype=torch.long)
+            k = pdata.POLES.index(pole)
+            dirs.append((stated[2 * rows + k] - bare[rows]).mean(0))
+        return FeatureSet(data.hook_name, torch.stack(dirs), encoder=lookup.encoder, labels=list(data.concepts),
+                          meta={"reference": "oracle", "oracle": "directions: held-out mean of (stated persona - "
+                                "bare question) at the last token; encoder: concept labels of the contrast rows"})  # fmt: skip
 
     # ------------------------------------------------------------------ readout
 
@@ -206,39 +247,30 @@ class PersonaTask(Task):
             raise UserError("persona: the feature set has no feature to steer with")
         return Readout(rank[0], 1.0, "best-ranked feature")
 
-    def _rows(self, data: TaskData, trait: str, labels=None):
-        col = {c: j for j, c in enumerate(data.concepts)}
-        lab = data.train_labels if labels is None else labels
-        return lab[:, col[f"{trait}+"]].nonzero().flatten(), lab[:, col[f"{trait}-"]].nonzero().flatten()
-
     # ------------------------------------------------------------------ steering
 
-    def _shifts(self, data: TaskData, split: str, vector, rows) -> Any:
-        """``Float[Tensor, "g n"]``: shift of p(+ pole answer) on the statements ``rows`` of ``split``, for
-        each coefficient of the grid."""
+    def _unit(self, data: TaskData, vector) -> Any:
+        """The vector one coefficient unit adds: the vector itself, at its own norm."""
+        return vector.float()
+
+    def _curve(self, data: TaskData, split: str, vector, rows, coefficients=None) -> tuple[Any, Any]:
+        """``(shift: Float[Tensor, "g n"], cost: Float[Tensor, "g"])``: the shift of p(+ pole answer) on the
+        statements ``rows`` of ``split`` and the fluency cost there (nats per token at the positions the
+        vector is added), for each coefficient (default: the grid)."""
         import torch
 
         from deeprobe_bench.tasks.persona import core
 
         h = data.extra["halves"][split]
-        grid = torch.tensor(self.config.coefficients, dtype=torch.float32)
-        unit = vector.float() / vector.float().norm().clamp_min(1e-12)
-        vecs = grid[:, None] * data.extra["scale"] * unit[None, :]
+        grid = torch.tensor(self.config.coefficients if coefficients is None else coefficients, dtype=torch.float32)
+        vecs = grid[:, None] * self._unit(data, vector)[None, :]
+        q = h.questions.rows(rows)
         stm = [h.statements[i] for i in rows.tolist()]
-        p = core.p_yes(data.extra["subject"], h.questions.rows(rows), data.hook_name, vecs, self.config.positions)
-        return core.p_match(p, stm) - core.p_match(data.extra["base"][split][rows][None, :], stm)
-
-    def _train_costs(self, data: TaskData, vector) -> list[float]:
-        """Fluency cost of each coefficient of the grid on the train-side neutral texts (nats per token)."""
-        from deeprobe_bench.metrics.steering import fluency_cost
-        from deeprobe_bench.tasks.persona import core
-
-        unit = vector.float() / vector.float().norm().clamp_min(1e-12)
-        subject, hook = data.extra["subject"], data.hook_name
-        return [0.0 if c == 0 else fluency_cost(core.neutral_loss(subject, data.extra["neutral_train"], hook,
-                                                                  vector=c * data.extra["scale"] * unit),
-                                                data.extra["base_neutral_train"])
-                for c in self.config.coefficients]  # fmt: skip
+        p, nll = core.steered(data.extra["subject"], q, data.hook_name, vecs, self.config.positions)
+        base = data.extra["base"][split][rows][None, :]
+        clean = data.extra["base_nll"][split][rows, : q.tokens.shape[1]]
+        cost = core.fluency_cost(nll, clean, q.steer_mask(self.config.positions))
+        return core.p_match(p, stm) - core.p_match(base, stm), cost
 
     def _trait_rows(self, statements, trait):
         import torch
@@ -247,28 +279,33 @@ class PersonaTask(Task):
 
     def _steer_trait(self, data: TaskData, features: FeatureSet, trait: str, split: str | None) -> dict[str, Any]:
         """Choose the coefficient for ``trait`` on the train half (the objective's subsample when ``split``
-        is None); if ``split``, score it there too."""
+        is None); if ``split``, score it there too (shift and fluency cost)."""
         from deeprobe_bench.metrics.steering import choose_coefficient, shift
 
         r = self.readout(data, features, trait)
         vector = r.sign * features.directions[r.index]
         train = data.extra["halves"]["train"]
         rows = self._trait_rows(train.statements, trait) if split is not None else data.extra["objective_rows"][trait]
-        d_train = self._shifts(data, "train", vector, rows)
+        d_train, c_train = self._curve(data, "train", vector, rows)
         curve = [float(x) for x in d_train.mean(1)]
-        costs = self._train_costs(data, vector) if self.config.max_fluency_cost is not None else None
-        coef, gi = choose_coefficient(list(self.config.coefficients), curve, costs, self.config.max_fluency_cost)
+        costs = [float(x) for x in c_train]
+        coef, gi = choose_coefficient(list(self.config.coefficients), curve, costs if self.config.max_fluency_cost
+                                      is not None else None, self.config.max_fluency_cost)  # fmt: skip
         out = {"readout": r, "vector": vector, "coefficient": coef, "train_shift": curve[gi], "train_curve": curve,
-               "train_fluency_cost": costs}  # fmt: skip
+               "train_fluency_cost": costs, "unit_norm": float(self._unit(data, vector).norm())}  # fmt: skip
         if split is not None:
             test = data.extra["halves"][split]
-            trows = self._trait_rows(test.statements, trait)
-            d = self._shifts(data, split, vector, trows)[gi]
-            out["shift"], out["shift_se"] = shift(d, 0 * d)
+            d, cost = self._curve(data, split, vector, self._trait_rows(test.statements, trait), [coef])
+            out["shift"], out["shift_se"] = shift(d[0], 0 * d[0])
+            out["fluency_cost"] = float(cost[0])
         return out
 
     def _prompted(self, data: TaskData, prompts: dict[str, str], trait: str, split: str) -> dict[str, Any]:
-        """Steering by prompting: the ``<trait>+`` instruction between the system prompt and the question."""
+        """Steering by prompting: the ``<trait>+`` instruction between the system prompt and the question;
+        shift and fluency cost (the loss of the question's own tokens and of an answer, at the positions
+        the vectors are scored at: the last token, or every token after the instruction)."""
+        import torch
+
         from deeprobe_bench.metrics.steering import shift
         from deeprobe_bench.tasks.persona import core
         from deeprobe_bench.tasks.persona import data as pdata
@@ -281,49 +318,83 @@ class PersonaTask(Task):
         texts = [pdata.with_system(f"{prompts[trait + '+']} {pdata.question(s.text)}", self.config.system_prompt)
                  for s in stm]  # fmt: skip
         subject = data.extra["subject"]
-        p = core.p_yes(subject, core.encode(subject, texts, data.hook_name), data.hook_name)
+        pre = core.encode(subject, texts, data.hook_name)
+        p, nll = core.steered(subject, pre, data.hook_name)
         d = core.p_match(p, stm)[0] - core.p_match(data.extra["base"][split][rows][None, :], stm)[0]
+        bare = h.questions.rows(rows)
+        # the same targets in both: the question's tokens and the answer (``all``), or the answer (``last``)
+        n_tail = (
+            bare.lengths - data.extra["n_system"] if self.config.positions == "all" else torch.ones_like(bare.lengths)
+        )
+        ar_p, ar_b = torch.arange(pre.tokens.shape[1])[None, :], torch.arange(bare.tokens.shape[1])[None, :]
+        tail_p = (ar_p >= (pre.lengths - n_tail)[:, None]) & (ar_p < pre.lengths[:, None])
+        tail_b = (ar_b >= (bare.lengths - n_tail)[:, None]) & (ar_b < bare.lengths[:, None])
+        clean = data.extra["base_nll"][split][rows, : bare.tokens.shape[1]]
+        cost = float(((nll[0] * tail_p).sum() - (clean * tail_b).sum()) / tail_b.sum().clamp_min(1))
         m, se = shift(d, 0 * d)
-        return {"shift": m, "shift_se": se}
+        return {"shift": m, "shift_se": se, "fluency_cost": cost}
+
+    def _prompt_trait(self, data: TaskData, prompts: dict[str, str], trait: str, split: str | None) -> dict[str, Any]:
+        """Prompting under the fluency rule of the vectors: the instruction is used when its train-half cost
+        is within the ceiling, else none is (shift 0, as a coefficient of 0)."""
+        train = self._prompted(data, prompts, trait, "train")
+        ok = self.config.max_fluency_cost is None or train["fluency_cost"] <= self.config.max_fluency_cost
+        out = {"train_shift": train["shift"] if ok else 0.0, "train_fluency_cost": train["fluency_cost"],
+               "instruction": prompts[trait + "+"], "within_ceiling": ok}  # fmt: skip
+        if split is not None:
+            res = self._prompted(data, prompts, trait, split) if ok else {"shift": 0.0, "shift_se": 0.0,
+                                                                           "fluency_cost": 0.0}  # fmt: skip
+            out.update(shift=res["shift"], stderr=res["shift_se"], fluency_cost=res["fluency_cost"])
+        return out
+
+    # ------------------------------------------------------------------ detection
+
+    def _detect(self, data: TaskData, features: FeatureSet, r: Readout, trait: str) -> float:
+        """AUROC of the readout feature (signed), max-pooled over :func:`core.concept_span`, for the held-out
+        contrast rows of ``<trait>+`` against those of ``<trait>-`` (the concept the method was given)."""
+        import torch
+
+        from deeprobe_bench.metrics.steering import detection_auroc
+        from deeprobe_bench.tasks.persona import core
+
+        test = data.extra["halves"]["test"]
+        col = {c: j for j, c in enumerate(data.concepts)}
+        pos, neg = test.labels[:, col[f"{trait}+"]], test.labels[:, col[f"{trait}-"]]
+        span = core.concept_span(test.contrast)
+        rows = (pos | neg).nonzero().flatten()
+        c = test.contrast.rows(rows)
+        with torch.no_grad():
+            acts = features.encoder(c.resid.float()).float()[..., r.index] * r.sign
+        acts = acts.masked_fill(~span[rows, : c.tokens.shape[1]], float("-inf")).amax(1)
+        return detection_auroc(acts, pos[rows])
 
     # ------------------------------------------------------------------ objective / evaluate
 
     def objective(self, data: TaskData, features: FeatureSet) -> float:
         """Mean over traits of the steering success on ``objective_batch`` train statements per trait at
-        the coefficient best there, minus ``size_penalty * |chosen set|``."""
+        the coefficient best there (within the fluency ceiling), minus ``size_penalty * |chosen set|``."""
         from deeprobe_bench.metrics.steering import prompts_of
 
         chosen = features.chosen() if prompts_of(features) is None else features
         if len(chosen) == 0:  # the empty set steers nothing
             return 0.0
         if prompts_of(features) is not None:
-            vals = [self._prompted(data, prompts_of(features), t, "train")["shift"] for t in self.config.traits]
+            vals = [self._prompt_trait(data, prompts_of(features), t, None)["train_shift"] for t in self.config.traits]
         else:
             vals = [self._steer_trait(data, chosen, t, None)["train_shift"] for t in self.config.traits]
         return sum(vals) / len(vals) - self.config.size_penalty * len(chosen)
 
     def evaluate(self, data: TaskData, features: FeatureSet) -> dict[str, Any]:
-        import torch
+        from deeprobe_bench.metrics.steering import prompts_of
 
-        from deeprobe_bench.metrics.steering import detection_auroc, fluency_cost, prompts_of
-        from deeprobe_bench.tasks.persona import core
-
-        subject, hook = data.extra["subject"], data.hook_name
         prompts = prompts_of(features)
         per_trait: dict[str, Any] = {}
         shifts, ses, coefs, costs, aurocs = [], [], [], [], []
         for trait in self.config.traits:
             if prompts is not None:
-                res = self._prompted(data, prompts, trait, "test")
-                neutral_texts = data.extra["neutral_texts"]
-                prefixed = core.encode(subject, [f"{prompts[trait + '+']} {t}" for t in neutral_texts], hook)
-                loss = core.neutral_loss(subject, data.extra["neutral"], hook, prefix=prefixed)
-                cost = fluency_cost(loss, data.extra["base_neutral"])
-                per_trait[trait] = {"shift": res["shift"], "stderr": res["shift_se"], "fluency_cost": cost,
-                                    "instruction": prompts[trait + "+"]}  # fmt: skip
-                shifts.append(res["shift"])
-                ses.append(res["shift_se"])
-                costs.append(cost)
+                res = self._prompt_trait(data, prompts, trait, "test")
+                per_trait[trait] = res
+                shifts.append(res["shift"]), ses.append(res["stderr"]), costs.append(res["fluency_cost"])
                 continue
             chosen = features.chosen()
             if len(chosen) == 0:  # the empty set steers nothing
@@ -332,30 +403,18 @@ class PersonaTask(Task):
                 continue
             res = self._steer_trait(data, chosen, trait, "test")
             r = res["readout"]
-            unit = res["vector"].float() / res["vector"].float().norm().clamp_min(1e-12)
-            vec = res["coefficient"] * data.extra["scale"] * unit
-            loss = core.neutral_loss(subject, data.extra["neutral"], hook, vector=vec)
-            cost = fluency_cost(loss, data.extra["base_neutral"])
-            test = data.extra["halves"]["test"]
-            trows = self._trait_rows(test.statements, trait)
-            q = test.questions.rows(trows)
-            with torch.no_grad():  # the feature's mean activation over the statement's own tokens (README)
-                acts = chosen.encoder(q.resid.float()).float()[..., r.index] * r.sign
-            span = core.statement_mask(q)
-            acts = (acts * span).sum(1) / span.sum(1)
-            y = torch.tensor([test.statements[i].pole == "+" for i in trows.tolist()])
-            auroc = detection_auroc(acts, y)
+            auroc = self._detect(data, chosen, r, trait)
             per_trait[trait] = {
                 "shift": res["shift"], "stderr": res["shift_se"], "coefficient": res["coefficient"],
-                "train_shift": res["train_shift"], "train_curve": res["train_curve"],
-                "train_fluency_cost": res["train_fluency_cost"], "fluency_cost": cost,
+                "unit_norm": res["unit_norm"], "train_shift": res["train_shift"], "train_curve": res["train_curve"],
+                "train_fluency_cost": res["train_fluency_cost"], "fluency_cost": res["fluency_cost"],
                 "detection_auroc": auroc, "feature": r.index, "sign": r.sign, "readout": r.how,
                 "label": (chosen.labels or [None] * len(chosen))[r.index],
             }  # fmt: skip
             shifts.append(res["shift"])
             ses.append(res["shift_se"])
             coefs.append(res["coefficient"])
-            costs.append(cost)
+            costs.append(res["fluency_cost"])
             aurocs.append(auroc)
         n = len(shifts)
         se = math.sqrt(sum(s * s for s in ses if s is not None)) / n if all(s is not None for s in ses) else None
@@ -371,8 +430,10 @@ class PersonaTask(Task):
                 "per_trait": per_trait,
                 "mode": "prompt" if prompts is not None else "vector",
                 "coefficients": list(self.config.coefficients),
+                "positions": self.config.positions,
                 "max_fluency_cost": self.config.max_fluency_cost,
                 "split": "held-out statements, no persona stated; coefficient chosen on the train half",
+                "ceiling": data.info.get("steering_ceiling", {}).get("test"),
             }
         }
         return metrics

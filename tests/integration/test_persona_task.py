@@ -16,7 +16,7 @@ from deeprobe_bench.tasks.persona import PersonaTask
 from deeprobe_bench.tasks.persona.zoo import PERSONA_MINI
 
 # one trait and a moderate grid keep the module fast
-SMALL = {"traits": "agreeableness", "n_neutral": "16", "coefficients": "-1,-0.75,-0.5,-0.25,0,0.25,0.5,0.75,1"}
+SMALL = {"traits": "agreeableness", "coefficients": "-1.5,-1,-0.5,0,0.5,1,1.5"}
 
 
 @pytest.fixture(scope="module")
@@ -50,30 +50,47 @@ def test_prompting_steers_and_random_vectors_do_not(prepared):
     assert abs(rand["steering_success"].value) < 0.05
 
 
-def test_the_mean_difference_steers_agreeableness_within_the_fluency_ceiling_and_random_directions_do_not(prepared):
+def test_the_mean_difference_steers_and_detects_its_own_concept_and_random_directions_do_not(prepared):
     subject, task, data = prepared
     diffmean = task.evaluate(data, DiffMean().discover(task_context(subject, data, "labels")))
     per_trait = diffmean["_details"]["steering"]["per_trait"]["agreeableness"]
-    assert diffmean["steering_success"].value > 0.08 and per_trait["fluency_cost"] < 0.6  # card: 0.127 at c 0.75
+    # measured (task v5, agreeableness, held out): 0.472 at c = 1.5 own norms, 0.001 nats
+    assert diffmean["steering_success"].value > 0.3 and per_trait["fluency_cost"] < task.config.max_fluency_cost
+    assert diffmean["detection_auroc"].value >= 0.9  # its own concept on held-out contrast rows (measured 1.000)
     for seed in range(3):
         ctx = task_context(subject, data, "none", seed)
-        assert abs(task.evaluate(data, RandomDirections().discover(ctx))["steering_success"].value) < 0.02
+        assert abs(task.evaluate(data, RandomDirections().discover(ctx))["steering_success"].value) < 0.05
 
 
 def test_the_fluency_ceiling_keeps_disruptive_coefficients_out(prepared):
     subject, task, data = prepared
     fs = DiffMean().discover(task_context(subject, data, "labels"))
-    capped = task._steer_trait(data, fs, "agreeableness", "test")
-    i = list(task.config.coefficients).index(capped["coefficient"])
-    assert capped["train_fluency_cost"][i] <= task.config.max_fluency_cost
-    assert max(capped["train_fluency_cost"]) > task.config.max_fluency_cost  # the grid does reach disruption
-    free = PersonaTask(parse_config(PersonaTask.Config, {**SMALL, "max_fluency_cost": "None"}))
+    # 20 own norms swamps the residual (norm about 2.3, the vector's about 7): the answer stops being an answer
+    big = PersonaTask(parse_config(PersonaTask.Config, {**SMALL, "coefficients": "0,0.5,1,20"}))
+    capped = big._steer_trait(data, fs, "agreeableness", "test")
+    assert capped["train_fluency_cost"][3] > big.config.max_fluency_cost
+    assert capped["coefficient"] in (0.5, 1.0) and capped["fluency_cost"] <= big.config.max_fluency_cost
+    free = PersonaTask(
+        parse_config(PersonaTask.Config, {**SMALL, "coefficients": "0,0.5,1,20", "max_fluency_cost": "None"})
+    )
     uncapped = free._steer_trait(data, fs, "agreeableness", "test")
-    assert uncapped["train_fluency_cost"] is None
     assert uncapped["train_shift"] >= capped["train_shift"]  # the ceiling only removes options
 
 
-def test_an_oracle_direction_steers_and_its_negation_is_flipped_by_the_coefficient(prepared):
+def test_the_fluency_cost_is_measured_where_the_vector_is_added(prepared):
+    subject, task, data = prepared
+    v = 20 * DiffMean().discover(task_context(subject, data, "labels")).directions[0]
+    rows = task._trait_rows(data.extra["halves"]["train"].statements, "agreeableness")[:16]
+    _, last = task._curve(data, "train", v, rows, [1.0])
+    every = PersonaTask(parse_config(PersonaTask.Config, {**SMALL, "positions": "all"}))
+    _, all_ = every._curve(data, "train", v, rows, [1.0])
+    _, zero = task._curve(data, "train", v, rows, [0.0])
+    assert float(zero[0]) == pytest.approx(0.0, abs=1e-6)  # nothing added: nothing lost
+    # at every token the vector also breaks the prediction of the question's own words
+    assert float(all_[0]) > float(last[0]) > task.config.max_fluency_cost
+
+
+def test_a_direction_and_its_negation_steer_alike(prepared):
     subject, task, data = prepared
     v = DiffMean().discover(task_context(subject, data, "labels")).directions[0]
     up = task.evaluate(data, FeatureSet(data.hook_name, v[None], encoder=lambda x: x @ v[:, None]))
@@ -81,9 +98,19 @@ def test_an_oracle_direction_steers_and_its_negation_is_flipped_by_the_coefficie
     # unlabelled: the coefficient grid (both signs) decides the direction, so v and -v steer alike
     assert up["steering_success"].value == pytest.approx(down["steering_success"].value, abs=1e-6)
     assert up["coefficient"].value == pytest.approx(-down["coefficient"].value)
-    assert up["detection_auroc"].value == pytest.approx(1 - down["detection_auroc"].value)  # a signed readout
+    assert up["detection_auroc"].value > 0.9 > 0.1 > down["detection_auroc"].value  # a signed readout
     zero = task.evaluate(data, FeatureSet(data.hook_name, torch.zeros(1, v.shape[0]), encoder=lambda x: x[..., :1] * 0))
     assert zero["steering_success"].value == pytest.approx(0.0, abs=1e-6)
+    assert zero["detection_auroc"].value == 0.5
+
+
+def test_coefficients_are_in_units_of_the_vector_s_own_norm(prepared):
+    subject, task, data = prepared
+    v = DiffMean().discover(task_context(subject, data, "labels")).directions[0]
+    rows = task._trait_rows(data.extra["halves"]["train"].statements, "agreeableness")[:16]
+    a, _ = task._curve(data, "train", v, rows, [0.5])
+    b, _ = task._curve(data, "train", 0.25 * v, rows, [2.0])
+    assert torch.allclose(a, b, atol=1e-5)  # 0.5 x v and 2 x (v / 4) add the same vector
 
 
 def test_handwritten_statements_need_a_tokenizer_that_knows_them(prepared):
@@ -95,7 +122,9 @@ def test_handwritten_statements_need_a_tokenizer_that_knows_them(prepared):
 
 def test_a_prompt_longer_than_the_context_is_a_user_error(prepared):
     subject, _, _ = prepared
-    task = PersonaTask(parse_config(PersonaTask.Config, {**SMALL, "system_prompt": " ".join(["You are an assistant."] * 30)}))
+    task = PersonaTask(
+        parse_config(PersonaTask.Config, {**SMALL, "system_prompt": " ".join(["You are an assistant."] * 30)})
+    )
     with pytest.raises(UserError, match="longer than the context"):
         task.prepare(subject, seed=0)
 
@@ -119,7 +148,7 @@ def test_prompting_is_refused_by_a_task_that_offers_no_instruction(prepared):
 def test_cli_runs_persona_cells_and_records_the_coefficient(tmp_path, capsys):
     out = tmp_path / "results"
     argv = ["-q", "run", "--task", "persona", "--method", "diffmean,contrastive,prompt", "--limit", "24",
-            "-T", "n_neutral=8", "--results-dir", str(out)]  # fmt: skip
+            "--results-dir", str(out)]  # fmt: skip
     assert cli.main(argv) == 0
     assert "steering_success" in capsys.readouterr().out
     for path in out.rglob("*.json"):
@@ -133,6 +162,8 @@ def test_cli_runs_persona_cells_and_records_the_coefficient(tmp_path, capsys):
 
 def test_the_empty_set_steers_nothing(prepared):
     subject, task, data = prepared
-    empty = FeatureSet(data.hook_name, torch.zeros(1, subject.model.cfg.d_model), encoder=lambda x: x[..., :1], selected=0)
+    empty = FeatureSet(
+        data.hook_name, torch.zeros(1, subject.model.cfg.d_model), encoder=lambda x: x[..., :1], selected=0
+    )
     assert task.objective(data, empty) == 0.0
     assert task.evaluate(data, empty)["steering_success"].value == 0.0

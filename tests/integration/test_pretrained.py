@@ -195,7 +195,7 @@ def test_persona_runs_on_gpt2_small_with_its_handwritten_statements(tmp_path, of
     subject = GPT2_SMALL.load()
     assert subject.tokenizer.unk_token_id == subject.tokenizer.bos_token_id  # as in GPT-2: the unknown token is the BOS
     grid = (-1.0, 0.0, 1.0)
-    task = PersonaTask(parse_config(PersonaTask.Config, {"traits": "agreeableness", "n_neutral": "4",
+    task = PersonaTask(parse_config(PersonaTask.Config, {"traits": "agreeableness",
                                                          "coefficients": ",".join(map(str, grid))}))
     data = task.prepare(subject, seed=0)
     assert data.info["source"] == "handwritten" and data.hook_name == HOOKS[0]  # the first SAE's hook

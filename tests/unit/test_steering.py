@@ -33,7 +33,6 @@ def test_choose_coefficient_takes_the_best_then_the_smallest():
         steering.choose_coefficient(grid, [0.1])
 
 
-
 def test_choose_coefficient_skips_coefficients_over_the_fluency_ceiling():
     grid = [-1.0, 0.0, 0.5, 2.0]
     shift, cost = [0.1, 0.0, 0.2, 0.4], [0.3, 0.0, 0.2, 4.5]  # 2.0 shifts most by breaking the model
@@ -43,6 +42,7 @@ def test_choose_coefficient_skips_coefficients_over_the_fluency_ceiling():
     assert steering.choose_coefficient([1.0, 2.0], [0.1, 0.3], [1.0, 4.0], max_cost=0.5) == (1.0, 0)  # least cost
     with pytest.raises(ValueError):
         steering.choose_coefficient(grid, shift, [0.0])
+
 
 def test_shift_and_fluency_cost():
     m, se = steering.shift(torch.tensor([0.9, 0.7]), torch.tensor([0.5, 0.5]))
@@ -95,7 +95,9 @@ def test_diffmean_recovers_a_planted_mean_difference_between_poles():
 
 def test_prompt_method_carries_the_task_instructions_or_refuses():
     acts = torch.randn(4, 8)
-    fs = Prompt().discover(_ctx(acts, extra={"steering_prompts": {"a+": "You are a.", "a-": "You are not a."}}, sup="none"))
+    fs = Prompt().discover(
+        _ctx(acts, extra={"steering_prompts": {"a+": "You are a.", "a-": "You are not a."}}, sup="none")
+    )
     assert steering.prompts_of(fs) == {"a+": "You are a.", "a-": "You are not a."}
     assert fs.labels == ["a+", "a-"] and fs.directions.shape == (2, 8)
     with pytest.raises(UserError, match="steering instructions"):
@@ -120,17 +122,35 @@ def test_the_runner_refuses_prompting_on_a_task_that_cannot_score_it(toys, tmp_p
                         subject_loader=toys.load_toy_subject)  # fmt: skip
 
 
-def test_statement_mask_keeps_only_the_tokens_outside_the_shared_template():
-    from deeprobe_bench.tasks.persona.core import Prompts, statement_mask
+def test_concept_span_starts_where_a_contrast_pair_differs():
+    from deeprobe_bench.tasks.persona.core import Prompts, concept_span
 
-    # BOS=0, template prefix 5 6, statements of 1-3 tokens, template suffix 7, then padding 9
-    tokens = torch.tensor([[0, 5, 6, 1, 7, 9, 9], [0, 5, 6, 2, 3, 7, 9], [0, 5, 6, 1, 2, 4, 7]])
-    lengths = torch.tensor([5, 6, 7])
-    mask = statement_mask(Prompts(tokens, lengths, torch.zeros(3, 7, 2)))
-    assert mask.tolist() == [
-        [False, False, False, True, False, False, False],
-        [False, False, False, True, True, False, False],
-        [False, False, False, True, True, True, False],
-    ]
-    with pytest.raises(ValueError):
-        statement_mask(Prompts(tokens[:1], lengths[:1], torch.zeros(1, 7, 2)))
+    # BOS=0, system 5, instruction 1 / 2 (the pole) or answer 3 / 4 at the end, question 6 7, padding 9
+    tokens = torch.tensor([[0, 5, 1, 6, 7, 9], [0, 5, 2, 6, 7, 9], [0, 5, 6, 7, 3, 9], [0, 5, 6, 7, 4, 9]])
+    lengths = torch.tensor([5, 5, 5, 5])
+    span = concept_span(Prompts(tokens, lengths, torch.zeros(4, 6, 2)))
+    assert span.int().tolist() == [[0, 0, 1, 1, 1, 0], [0, 0, 1, 1, 1, 0], [0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 1, 0]]
+    with pytest.raises(ValueError, match="pairs"):
+        concept_span(Prompts(tokens[:3], lengths[:3], torch.zeros(3, 6, 2)))
+    prefix = torch.tensor([[0, 5, 6, 7, 9, 9], [0, 5, 6, 7, 3, 9]])  # the first is a prefix of the second
+    with pytest.raises(ValueError, match="prefix"):
+        concept_span(Prompts(prefix, torch.tensor([4, 5]), torch.zeros(2, 6, 2)))
+
+
+def test_target_nll_asks_for_the_next_token_and_for_an_answer_at_the_last():
+    from deeprobe_bench.tasks.persona.core import fluency_cost, target_nll
+
+    yes, no = 3, 4
+    tokens = torch.tensor([[0, 1, 2, 9]])  # length 3: targets 1, 2, then an answer; position 3 is padding
+    logits = torch.zeros(1, 4, 5)
+    logits[0, 0, 1] = logits[0, 1, 2] = 10.0  # confident and right
+    logits[0, 2, yes] = logits[0, 2, no] = 10.0  # either answer
+    nll = target_nll(logits, tokens, torch.tensor([3]), yes, no)
+    assert nll[0, :3].max() < 1e-3 and nll[0, 3] == 0
+    worse = logits.clone()
+    worse[0, 2] = 0.0  # uniform over 5 tokens: p(Yes or No) = 2/5
+    nll_w = target_nll(worse, tokens, torch.tensor([3]), yes, no)
+    assert float(nll_w[0, 2]) == pytest.approx(-np.log(2 / 5), abs=1e-3)
+    mask = torch.tensor([[False, False, True, False]])  # scored at the last token only
+    cost = fluency_cost(torch.stack([nll, nll_w]), nll[0], mask)
+    assert cost.tolist() == pytest.approx([0.0, float(nll_w[0, 2] - nll[0, 2])])
