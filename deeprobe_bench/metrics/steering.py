@@ -5,14 +5,17 @@
   prompts, in probability points (-1..1, higher is better).
 - **Coefficient choice** (AxBench, Wu et al. 2025, arXiv 2501.17148: "pick the steering factor on one
   half, report on the other"): the coefficient of a fixed grid with the largest shift on the train half
-  among those whose fluency cost (measured on train-side neutral text) stays within a ceiling; ties go to
-  the smallest absolute coefficient, then the positive one. The ceiling keeps a coefficient that breaks
-  the model from being chosen for the shift its disruption happens to cause (AxBench scores steering as 0
-  when fluency fails for the same reason).
-- **Fluency cost**: the increase in mean next-token loss (nats per token) on neutral text at that
-  coefficient, ``loss_steered - loss_clean`` (0 is free; higher is worse).
+  among those whose fluency cost (measured on the train half) stays within a ceiling; ties go to the
+  smallest absolute coefficient, then the positive one. Tasks give coefficients in units of each vector's
+  own norm (DESIGN.md, "Steering shift"), with a grid reaching at least twice it. The ceiling keeps a
+  coefficient that breaks the model from being chosen for the shift its disruption happens to cause
+  (AxBench scores steering as 0 when fluency fails for the same reason).
+- **Fluency cost**: the increase in next-token loss (nats per token) where the intervention acts and on
+  what it changes, ``loss_steered - loss_clean`` (0 is free; higher is worse). A prompting method is held
+  to the same rule (its instruction is used only when its cost is within the ceiling).
 - **Detection AUROC** (AxBench's concept detection): the area under the ROC curve of a feature's
-  activation as a score for the concept (scikit-learn ``roc_auc_score``); 0.5 is chance.
+  activation, max-pooled over the tokens that can carry the concept, as a score for the concept the method
+  was given, on held-out rows (scikit-learn ``roc_auc_score``); 0.5 is chance.
 
 Steering by prompting (the AxBench prompting baseline) has no vector: a method returns a FeatureSet whose
 ``meta[PROMPTS_KEY]`` maps concepts to an instruction. A task that can evaluate prompting prepends the
