@@ -2,8 +2,9 @@
 
 The unsupervised baseline of the benchmark: the subject's SAE at the task's hook, its latents ordered by
 how often they fire (activation > 0) on the train split at the positions the task intervenes at
-(``ctx.extra["site_acts"]`` when the task gives them, else ``ctx.train_acts``). The ``n`` most frequent
-latents are returned, their decoder rows as directions and their SAE activations as encoder.
+(``ctx.extra["site_acts"]`` when the task gives them, else ``ctx.train_acts``). All latents (or the ``n``
+most frequent) are returned in that order, their decoder rows as directions and their SAE activations as
+encoder.
 The same ranking is the prior and candidate pool of the ``mcts`` and ``greedy`` searches.
 """
 
@@ -58,16 +59,17 @@ class SAEConfig:
     """Options of ``sae``.
 
     Attributes:
-        n: how many of the most frequent latents to return.
+        n: how many of the most frequent latents to return; None (the default): all of them, so that
+            coverage and reconstruction see the whole dictionary, as Karvonen et al. 2024 score SAEs.
         arch: which of the subject's SAEs at the hook (a variant name such as ``standard``, ``topk``,
             ``panneal``, see ``Subject.sae_variants``); empty for the hook's default SAE.
     """
 
-    n: int = 50
+    n: int | None = None
     arch: str = ""
 
     def __post_init__(self) -> None:
-        if self.n < 1:
+        if self.n is not None and self.n < 1:
             raise ValueError("n must be >= 1")
 
 
@@ -80,6 +82,6 @@ class SAELatents(Method):
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
         sae = ctx.require_sae(self.name, self.config.arch or None)
         order, freq = rank_latents(ctx, self.name, sae)
-        top = order[: self.config.n]
+        top = order if self.config.n is None else order[: self.config.n]
         meta = {"ranking": "frequency", "sae": {"arch": self.config.arch or "default", "d_sae": sae.cfg.d_sae}}
         return latent_features(sae, ctx.hook_name, top, scores=freq[top], meta=meta)

@@ -52,9 +52,9 @@ def test_register_rejects_wrong_objects():
 
     class BadSupervision(api.Method):
         name = "bad-sup"
-        supervision = "oracle"
+        supervision = "teacher"
 
-    with pytest.raises(registry.PluginError, match="supervision 'oracle'"):
+    with pytest.raises(registry.PluginError, match="supervision 'teacher'"):
         registry.register_method(BadSupervision)
     with pytest.raises(registry.PluginError, match="no load"):
         registry.register_model(type("Spec", (), {"name": "m"})())
