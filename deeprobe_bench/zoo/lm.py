@@ -163,15 +163,45 @@ def load_checkpoint(path: Path, model: Any, opt: Any) -> dict[str, Any]:
 
 
 def make_optimizer(model: Any, schedule: Schedule) -> Any:
+    """AdamW over the trainable parameters: weight decay on those with 2+ dimensions only."""
     import torch
 
-    decay = [p for _, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for _, p in model.named_parameters() if p.ndim < 2]
+    params = [p for _, p in model.named_parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": schedule.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=schedule.lr,
         betas=schedule.betas,
     )
+
+
+def tied(model: Any) -> Any:
+    """A module training ``model`` (a ``HookedTransformer``) with its unembedding tied to the embedding:
+    ``logits = ln_final(resid) @ W_E.T + b_U``. ``W_U`` gets no gradient; call :func:`untie` after
+    training to copy ``W_E.T`` into it (the saved model is a plain HookedTransformer)."""
+    from torch import nn
+
+    class Tied(nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+            self.cfg = inner.cfg
+
+        def forward(self, tokens: Any) -> Any:
+            m = self.inner
+            return m.ln_final(m(tokens, stop_at_layer=m.cfg.n_layers)) @ m.embed.W_E.T + m.unembed.b_U
+
+    return Tied(model)
+
+
+def untie(model: Any) -> Any:
+    """Copy ``W_E.T`` into ``W_U`` of a ``HookedTransformer`` trained through :func:`tied`; returns it."""
+    import torch
+
+    with torch.no_grad():
+        model.unembed.W_U.copy_(model.embed.W_E.T)
+    return model
 
 
 class WorkDirBusy(RuntimeError):
@@ -212,8 +242,9 @@ def train_lm(
     Args:
         model: a ``HookedTransformer`` (``model(tokens) -> Float[Tensor, "batch pos vocab"]``).
         batch_at: ``step -> Int[Tensor, "batch pos+1"]`` token ids (inputs ``[:, :-1]``, targets ``[:, 1:]``),
-            or ``(inputs, targets)`` (``Int[Tensor, "batch pos"]`` each, targets -100 where ignored).
-            Must be a pure function of ``step``.
+            or ``(inputs, targets)`` (``Int[Tensor, "batch pos"]`` each, targets -100 where ignored), or
+            ``(inputs, targets, weight)`` with ``Float[Tensor, "batch pos"]`` loss weights (the loss is the
+            weighted mean). Must be a pure function of ``step``.
         schedule: optimisation (:class:`Schedule`).
         work: private directory of this run (:func:`work_dir`).
         pad: target id ignored by the loss (``None``: none ignored).
@@ -285,15 +316,22 @@ def _train(model: Any, batch_at: Callable[[int], Any], schedule: Schedule, work:
     model.train()
     while step < schedule.steps:
         batch = batch_at(step)
-        inputs, targets = batch if isinstance(batch, tuple) else (batch[:, :-1], batch[:, 1:])
+        if isinstance(batch, tuple):
+            inputs, targets, weight = (*batch, None) if len(batch) == 2 else batch
+        else:
+            inputs, targets, weight = batch[:, :-1], batch[:, 1:], None
         lr = schedule.lr_at(step)
         for g in opt.param_groups:
             g["lr"] = lr
         if step >= schedule.decay_start and schedule.decay_steps:
             state["decay_start"] = schedule.decay_start
         logits = model(inputs)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                               ignore_index=ignore if not isinstance(batch, tuple) else -100)  # fmt: skip
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none",
+                              ignore_index=ignore if not isinstance(batch, tuple) else -100)  # fmt: skip
+        counted = (targets.reshape(-1) != (ignore if not isinstance(batch, tuple) else -100)).float()
+        if weight is not None:
+            counted = counted * weight.reshape(-1).float()
+        loss = (nll * counted).sum() / counted.sum().clamp(min=1e-12)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), schedule.grad_clip)

@@ -46,12 +46,13 @@ vector.
 
 A second phase (``finetune_steps`` 800, ``finetune_lr`` 1e-3, fresh AdamW) trains on documents without the
 all-+ scaffold, which leaves a prior towards the + persona (on the first persona-mini, random-direction
-steering success fell from 0.254 to 0.103 with it, seed 0). A sae_lens TopK SAE (``deeprobe_bench.sae_training.train_sae``) is trained there on every
+steering success fell from 0.254 to 0.103 with it, seed 0). A sae_lens TopK SAE (``deeprobe_bench.zoo.sae.train_sae``) is trained there on every
 non-pad position of fresh corpus documents and of bare train-half questions with both answers
 (``--sae-only`` re-runs only this stage on a trained model).
 
-Training is resumable: the LM checkpoints to ``<out>/_checkpoint.pt`` every ``checkpoint_every`` steps
-and a rerun continues from it; the checkpoint is deleted once the zoo directory is written.
+Training runs on the zoo kit (:func:`deeprobe_bench.zoo.lm.train_lm`: linear warmup, then linear decay to
+``min_lr``; the shipped v4 model used a cosine decay) and is resumable: each phase checkpoints to its work
+directory under ``$DEEPROBE_CACHE/zoo-work/`` (safetensors) and a rerun continues from it.
 
 Run as ``python -m deeprobe_bench.tasks.persona.train --out DIR --seed 0 [--tiny]``.
 """
@@ -122,7 +123,7 @@ class Recipe:
     # direction only when some instruction was present (README, "Zoo model").
     system_prompt: bool = True
     # Second phase: this many steps on documents without the all-+ scaffold (fresh AdamW, lr ``finetune_lr``
-    # with warmup 20, cosine to min_lr), which removes the scaffold's prior towards the + persona.
+    # with warmup 20, linear decay to min_lr), which removes the scaffold's prior towards the + persona.
     finetune_steps: int = 800
     finetune_lr: float = 1e-3
     # Block 0's MLP is zero and frozen, so block 0 can only move information (attention), never combine
@@ -291,69 +292,38 @@ def switch_off(model: Any, recipe: Recipe) -> None:
             p.requires_grad_(False)
 
 
-def _lr_at(step: int, recipe: Recipe) -> float:
-    if step < recipe.warmup_steps:
-        return recipe.lr * (step + 1) / recipe.warmup_steps
-    frac = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
-    return recipe.min_lr + 0.5 * (recipe.lr - recipe.min_lr) * (1 + math.cos(math.pi * frac))
-
-
-def train_lm(model: Any, tokens: Any, lengths: Any, recipe: Recipe, seed: int, ckpt: Path) -> dict[str, Any]:
-    """Next-token training (tied embeddings) over all non-pad tokens, checkpointed to ``ckpt``."""
+def train_lm(model: Any, tokens: Any, lengths: Any, recipe: Recipe, seed: int, phase: str = "lm") -> dict[str, Any]:
+    """Next-token training (tied embeddings) over all non-pad tokens on the zoo kit's trainer
+    (:func:`deeprobe_bench.zoo.lm.train_lm`: AdamW, linear warmup then linear decay to ``min_lr``,
+    resumable from its work directory). The answer after ``"Answer :"`` weighs ``answer_weight``."""
     import torch
-    import torch.nn.functional as F
+
+    from deeprobe_bench.zoo import lm
 
     pad = model.tokenizer.pad_token_id
     colon = model.tokenizer.convert_tokens_to_ids(":")  # "Answer :" is the only colon of the corpus
-    params = [(n, p) for n, p in model.named_parameters() if n != "unembed.W_U" and p.requires_grad]
-    opt = torch.optim.AdamW(
-        [{"params": [p for _, p in params if p.ndim >= 2], "weight_decay": recipe.weight_decay},
-         {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0}],
-        lr=recipe.lr, betas=(0.9, 0.98),
-    )  # fmt: skip
     gen = torch.Generator().manual_seed(seed)
     order = torch.cat([torch.randperm(len(tokens), generator=gen) for _ in range(
         math.ceil(recipe.steps * recipe.batch / len(tokens)))])  # fmt: skip
-    start, losses, tokens_seen = 0, [], 0
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start, losses, tokens_seen = state["step"], state["losses"], state["tokens_seen"]
-        logger.info("persona-mini: resuming from step %d", start)
-    model.train()
-    t0 = time.time()
-    for step in range(start, recipe.steps):
+
+    def batch_at(step: int) -> tuple[Any, Any, Any]:
         idx = order[step * recipe.batch : (step + 1) * recipe.batch]
-        width = int(lengths[idx].max())
-        batch = tokens[idx, :width]
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, recipe)
-        resid = model.ln_final(model(batch, stop_at_layer=model.cfg.n_layers))
-        logits = resid @ model.embed.W_E.T + model.unembed.b_U
-        nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), batch[:, 1:], ignore_index=pad, reduction="none")
-        weight = (batch[:, 1:] != pad).float()
-        weight = torch.where(batch[:, :-1] == colon, weight * recipe.answer_weight, weight)
-        loss = (nll * weight).sum() / weight.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        tokens_seen += int((batch[:, 1:] != pad).sum())
-        if (step + 1) % 50 == 0:
-            logger.info("persona-mini: step %d loss %.4f (%.1f steps/s)", step + 1, sum(losses[-50:]) / 50,
-                        (step + 1 - start) / (time.time() - t0))  # fmt: skip
-        if (step + 1) % recipe.checkpoint_every == 0 and step + 1 < recipe.steps:
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1, "losses": losses,
-                        "tokens_seen": tokens_seen}, tmp)  # fmt: skip
-            tmp.replace(ckpt)
-    with torch.no_grad():
-        model.unembed.W_U.copy_(model.embed.W_E.T)
+        batch = tokens[idx, : int(lengths[idx].max())]
+        inputs, targets = batch[:, :-1], batch[:, 1:].clone()
+        targets[targets == pad] = -100
+        return inputs, targets, torch.where(inputs == colon, recipe.answer_weight, 1.0)
+
+    schedule = lm.Schedule(steps=recipe.steps, lr=recipe.lr, warmup_steps=recipe.warmup_steps,
+                           decay_steps=max(0, recipe.steps - recipe.warmup_steps), min_lr=recipe.min_lr,
+                           weight_decay=recipe.weight_decay)  # fmt: skip
+    work = lm.work_dir(f"{NAME}-{phase}", {"version": VERSION, "recipe": asdict(recipe), "seed": seed,
+                                           "schedule": schedule.key(), "n_docs": len(tokens)})  # fmt: skip
+    stats = lm.train_lm(lm.tied(model), batch_at, schedule, work, checkpoint_every_s=180.0)
+    lm.untie(model)
     model.eval()
-    tail = losses[-max(1, len(losses) // 20) :]
-    return {"tokens_seen": tokens_seen, "first_loss": losses[0], "final_loss": sum(tail) / len(tail)}
+    seen = order[: recipe.steps * recipe.batch]
+    return {"tokens_seen": int((lengths[seen] - 1).clamp(min=0).sum()), "first_loss": stats["first_loss"],
+            "final_loss": stats["final_loss"], "work_dir": str(work)}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -429,7 +399,7 @@ def sae_stage(model: Any, recipe: Recipe, seed: int) -> tuple[Any, dict[str, Any
     answers (non-pad, non-BOS positions; 5% held out for its quality); returns it and its card entry."""
     import torch
 
-    from deeprobe_bench.sae_training import sae_quality, train_sae
+    from deeprobe_bench.zoo.sae import sae_quality, train_sae
 
     sae_texts = make_documents(recipe.sae_docs, recipe, seed + 1)
     sae_texts += [qa(s.text, a) for s in data.statements("templated", "train") for a in data.ANSWERS]
@@ -458,13 +428,13 @@ def sae_stage(model: Any, recipe: Recipe, seed: int) -> tuple[Any, dict[str, Any
     }
 
 
-def finetune_stage(model: Any, recipe: Recipe, seed: int, ckpt: Path) -> dict[str, Any]:
+def finetune_stage(model: Any, recipe: Recipe, seed: int) -> dict[str, Any]:
     """The second phase: ``finetune_steps`` steps on fresh documents with ``allplus_frac = 0``."""
     phase = dataclasses.replace(recipe, steps=recipe.finetune_steps, lr=recipe.finetune_lr, warmup_steps=20,
                                 allplus_frac=0.0)  # fmt: skip
     docs = make_documents(phase.steps * phase.batch, phase, seed + 2)
     tokens, lengths = encode(model.tokenizer, docs, phase.n_ctx)
-    return train_lm(model, tokens, lengths, phase, seed + 2, ckpt)
+    return train_lm(model, tokens, lengths, phase, seed + 2, phase="finetune")
 
 
 def finetune_only(out_dir: Path, seed: int = 0, recipe: Recipe | None = None) -> dict:
@@ -485,7 +455,7 @@ def finetune_only(out_dir: Path, seed: int = 0, recipe: Recipe | None = None) ->
         switch_off(model, recipe)
         card = json.loads((Path(out_dir) / "card.json").read_text())
         t0 = time.time()
-        stats = finetune_stage(model, recipe, seed, Path(out_dir) / "_checkpoint_ft.pt")
+        stats = finetune_stage(model, recipe, seed)
         q = quality(model, seed, recipe.system_prompt)
         q["bar"] = dict(BAR)
         q["bar_met"] = bool(q["stated_persona_accuracy"] >= BAR["stated_persona_accuracy"])
@@ -497,7 +467,6 @@ def finetune_only(out_dir: Path, seed: int = 0, recipe: Recipe | None = None) ->
         card["recipe"].update({k: v for k, v in asdict(recipe).items()})
         card["recipe"]["phase2"] = {**stats, "wall_time_s": round(t_ft, 1)}
         save_zoo_dir(Path(out_dir), model, card, {recipe.hook: sae})
-        (Path(out_dir) / "_checkpoint_ft.pt").unlink(missing_ok=True)
         return card
     finally:
         torch.set_num_threads(threads)
@@ -558,8 +527,8 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
         tokens, lengths = encode(model.tokenizer, docs, recipe.n_ctx)
         logger.info("persona-mini: %d documents, %d tokens, vocab %d", n_docs, int(lengths.sum()), len(words))
         t_lm = time.time()
-        stats = train_lm(model, tokens, lengths, recipe, seed, out_dir / "_checkpoint.pt")
-        stats2 = finetune_stage(model, recipe, seed, out_dir / "_checkpoint_ft.pt") if recipe.finetune_steps else None
+        stats = train_lm(model, tokens, lengths, recipe, seed)
+        stats2 = finetune_stage(model, recipe, seed) if recipe.finetune_steps else None
         t_lm = time.time() - t_lm
         q = quality(model, seed, recipe.system_prompt)
         q["bar"] = dict(BAR)
@@ -578,7 +547,7 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
             "recipe": {
                 **asdict(recipe),
                 "optimizer": "AdamW(betas=(0.9, 0.98)), grad clip 1.0, no weight decay on biases/LN",
-                "schedule": f"linear warmup {recipe.warmup_steps} steps, cosine to {recipe.min_lr}",
+                "schedule": f"linear warmup {recipe.warmup_steps} steps, then linear decay to {recipe.min_lr} (zoo kit)",
                 "loss": "next-token cross-entropy over all non-pad tokens, answer tokens (after 'Answer:') weighted "
                 f"{recipe.answer_weight} (tied embeddings; W_U = W_E^T saved)",
                 "documents": documents_text(recipe),
@@ -609,8 +578,6 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
         }
         card["recipe"]["wall_time_s"] = round(time.time() - t0, 1)
         save_zoo_dir(out_dir, model, card, {recipe.hook: sae})
-        (out_dir / "_checkpoint.pt").unlink(missing_ok=True)
-        (out_dir / "_checkpoint_ft.pt").unlink(missing_ok=True)
         logger.info("persona-mini: wrote %s (bar met: %s) in %.0fs", out_dir, q["bar_met"], time.time() - t0)
         return card
     finally:
