@@ -36,7 +36,6 @@ import argparse
 import dataclasses
 import importlib.metadata
 import logging
-import math
 import random
 import re
 import tempfile
@@ -45,7 +44,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from deeprobe_bench.sae_training import shuffled_batches
 from deeprobe_bench.tasks.ioi import data
 
 logger = logging.getLogger(__name__)
@@ -471,13 +469,6 @@ def hook_selection(model: Any, b: EvalBatch) -> dict[str, Any]:
 # --------------------------------------------------------------------------- training
 
 
-def _lr_at(step: int, recipe: Recipe) -> float:
-    if step < recipe.warmup_steps:
-        return recipe.lr * (step + 1) / recipe.warmup_steps
-    frac = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
-    return recipe.min_lr + 0.5 * (recipe.lr - recipe.min_lr) * (1 + math.cos(math.pi * frac))
-
-
 def _length_bucketed_batches(lengths: Any, batch: int, steps: int, gen: Any) -> list[Any]:
     """``steps`` batches of document indices, each drawn from a random pool of ``16 * batch`` documents
     sorted by length (less padding), in random order."""
@@ -497,78 +488,46 @@ def _length_bucketed_batches(lengths: Any, batch: int, steps: int, gen: Any) -> 
     return out[:steps]
 
 
-def _sync_tied(model: Any, recipe: Recipe) -> None:
-    """With tied embeddings, the unembedding is the transposed embedding: copy it into ``W_U`` so the
-    saved model is a plain HookedTransformer."""
-    import torch
-
-    if recipe.tie_embeddings:
-        with torch.no_grad():
-            model.unembed.W_U.copy_(model.embed.W_E.T)
-
-
 def train_lm(
     model: Any, tokens: Any, lengths: Any, recipe: Recipe, seed: int, probes: dict[str, EvalBatch] | None = None
 ) -> dict[str, Any]:
-    """Next-token training over all non-pad tokens; returns training statistics and a learning curve
-    (``probes``' IOI metrics every ``recipe.eval_every`` steps)."""
+    """Next-token training over all non-pad tokens on the zoo kit's trainer (:func:`deeprobe_bench.zoo.lm.train_lm`:
+    AdamW, linear warmup then linear decay to ``min_lr``, resumable); returns training statistics and a
+    learning curve (``probes``' IOI metrics every ``recipe.eval_every`` steps)."""
     import torch
-    import torch.nn.functional as F
-    from tqdm.auto import tqdm
+
+    from deeprobe_bench.zoo import lm
 
     pad = model.tokenizer.pad_token_id
-    gen = torch.Generator().manual_seed(seed)
-    params = [(n, p) for n, p in model.named_parameters() if not (recipe.tie_embeddings and n == "unembed.W_U")]
-    decay = [p for n, p in params if p.ndim >= 2]
-    no_decay = [p for n, p in params if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=recipe.lr,
-        betas=(0.9, 0.98),
-    )
-    model.train()
-    batches = _length_bucketed_batches(lengths, recipe.batch, recipe.steps, gen)
-    tokens_seen, losses, curve = 0, [], []
-    bar = tqdm(range(recipe.steps), desc="ioi-mini LM", mininterval=5.0)
-    for step in bar:
+    batches = _length_bucketed_batches(lengths, recipe.batch, recipe.steps, torch.Generator().manual_seed(seed))
+
+    def batch_at(step: int) -> Any:
         idx = batches[step % len(batches)]
-        width = int(lengths[idx].max())
-        batch = tokens[idx, :width]
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, recipe)
+        return tokens[idx, : int(lengths[idx].max())]
+
+    def eval_fn(trainee: Any) -> dict[str, float]:
         if recipe.tie_embeddings:
-            resid = model.ln_final(model(batch, stop_at_layer=model.cfg.n_layers))
-            logits = resid @ model.embed.W_E.T + model.unembed.b_U
-        else:
-            logits = model(batch)
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), ignore_index=pad)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        tokens_seen += int((batch[:, 1:] != pad).sum())
-        losses.append(loss.item())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        if probes and recipe.eval_every and ((step + 1) % recipe.eval_every == 0 or step + 1 == recipe.steps):
-            _sync_tied(model, recipe)
-            model.eval()
-            point = {"step": step + 1, "loss": sum(losses[-50:]) / len(losses[-50:])}
-            for name, b in probes.items():
-                m = evaluate(model, b)
-                point[f"{name}_accuracy"], point[f"{name}_logit_diff"] = m["accuracy"], m["logit_diff"]
-            curve.append(point)
-            logger.info("ioi-mini: %s", {k: round(v, 3) for k, v in point.items()})
-            model.train()
-    _sync_tied(model, recipe)
+            lm.untie(model)
+        point = {}
+        for name, b in (probes or {}).items():
+            m = evaluate(model, b)
+            point[f"{name}_accuracy"], point[f"{name}_logit_diff"] = m["accuracy"], m["logit_diff"]
+        return point
+
+    schedule = lm.Schedule(steps=recipe.steps, lr=recipe.lr, warmup_steps=recipe.warmup_steps,
+                           decay_steps=max(0, recipe.steps - recipe.warmup_steps), min_lr=recipe.min_lr,
+                           weight_decay=recipe.weight_decay)  # fmt: skip
+    work = lm.work_dir(NAME, {"version": VERSION, "recipe": asdict(recipe), "seed": seed, "n_docs": len(tokens),
+                              "schedule": schedule.key()})  # fmt: skip
+    trainee = lm.tied(model) if recipe.tie_embeddings else model
+    stats = lm.train_lm(trainee, batch_at, schedule, work, pad=pad, eval_fn=eval_fn if probes else None,
+                        eval_every=recipe.eval_every, checkpoint_every_s=180.0)  # fmt: skip
+    if recipe.tie_embeddings:
+        lm.untie(model)
     model.eval()
-    tail = losses[-max(1, len(losses) // 20) :]
-    return {
-        "tokens_seen": tokens_seen,
-        "final_loss": sum(tail) / len(tail),
-        "first_loss": losses[0],
-        "curve": curve,
-    }
+    seen = torch.cat([batches[s % len(batches)] for s in range(recipe.steps)])
+    return {"tokens_seen": int((lengths[seen] - 1).clamp(min=0).sum()), "final_loss": stats["final_loss"],
+            "first_loss": stats["first_loss"], "curve": stats["learning_curve"], "work_dir": str(work)}  # fmt: skip
 
 
 def collect_activations(model: Any, tokens: Any, lengths: Any, hook_name: str, layer: int) -> Any:
@@ -586,46 +545,12 @@ def collect_activations(model: Any, tokens: Any, lengths: Any, hook_name: str, l
 
 
 def train_sae(acts: Any, hook_name: str, recipe: Recipe, seed: int) -> Any:
-    """A sae_lens TopK SAE trained on ``acts``, returned as an inference ``sae_lens.SAE``."""
-    import torch
-    from sae_lens import SAE, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
-    from sae_lens.config import LoggingConfig, SAETrainerConfig
-    from sae_lens.saes.sae import SAEMetadata
+    """The zoo kit's TopK SAE (:func:`deeprobe_bench.zoo.sae.train_sae`, sae_lens) on ``acts``
+    (``Float[Tensor, "n d_model"]``), ``sae_samples`` rows seen in batches of ``sae_batch``."""
+    from deeprobe_bench.zoo.sae import train_sae as kit_train_sae
 
-    torch.manual_seed(seed)
-    cfg = TopKTrainingSAEConfig(
-        d_in=acts.shape[1],
-        d_sae=recipe.d_sae,
-        k=recipe.k,
-        normalize_activations="none",
-        metadata=SAEMetadata(
-            model_name=NAME, hook_name=hook_name, hook_head_index=None, prepend_bos=True, context_size=recipe.n_ctx
-        ),
-    )
-    sae = TopKTrainingSAE(cfg)
-    steps = recipe.sae_samples // recipe.sae_batch
-    trainer_cfg = SAETrainerConfig(
-        total_training_samples=steps * recipe.sae_batch,
-        train_batch_size_samples=recipe.sae_batch,
-        lr=recipe.sae_lr,
-        lr_end=recipe.sae_lr / 10,
-        lr_scheduler_name="cosineannealing",
-        lr_warm_up_steps=min(50, steps // 10),
-        lr_decay_steps=0,
-        device="cpu",
-        dead_feature_window=max(50, steps // 10),
-        feature_sampling_window=max(100, steps // 5),
-        n_checkpoints=0,
-        checkpoint_path=None,
-        save_final_checkpoint=False,
-        logger=LoggingConfig(log_to_wandb=False),
-    )
-    sae = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=shuffled_batches(acts, recipe.sae_batch, seed)).fit()
-    with tempfile.TemporaryDirectory() as tmp:
-        sae.save_inference_model(tmp)
-        inference = SAE.load_from_disk(tmp)
-    inference.eval()
-    return inference
+    return kit_train_sae(acts, hook_name, "topk", recipe.d_sae, seed, steps=recipe.sae_samples // recipe.sae_batch,
+                         batch=min(recipe.sae_batch, len(acts)), lr=recipe.sae_lr, k=recipe.k, model_name=NAME)  # fmt: skip
 
 
 def sae_quality(model: Any, sae: Any, b: EvalBatch, hook_name: str, layer: int) -> dict[str, Any]:
@@ -753,7 +678,7 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
             "recipe": {
                 **{k: v for k, v in asdict(recipe).items()},
                 "optimizer": "AdamW(betas=(0.9, 0.98)), grad clip 1.0, no weight decay on biases/LN",
-                "schedule": f"linear warmup {recipe.warmup_steps} steps, cosine to {recipe.min_lr}",
+                "schedule": f"linear warmup {recipe.warmup_steps} steps, then linear decay to {recipe.min_lr} (zoo kit)",
                 "loss": "next-token cross-entropy over all non-pad tokens",
                 "documents": "IOI documents: one IOI sentence (Prompt.full + '.') and 0..max_filler filler "
                 "sentences in random order; filler-only documents: 2..max_filler+2 filler sentences; BOS "

@@ -41,8 +41,17 @@ def test_shipped_ioi_mini_is_small(shipped):
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
+    import os
+
     a, b = tmp_path_factory.mktemp("tiny_a"), tmp_path_factory.mktemp("tiny_b")
-    return (a, train(a, seed=0, tiny=True)), (b, train(b, seed=0, tiny=True))
+    runs, saved = [], os.environ.get("DEEPROBE_CACHE")
+    try:  # each run with its own cache: the second trains from scratch instead of resuming the first's checkpoint
+        for out in (a, b):
+            os.environ["DEEPROBE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+            runs.append((out, train(out, seed=0, tiny=True)))
+    finally:
+        os.environ.pop("DEEPROBE_CACHE") if saved is None else os.environ.__setitem__("DEEPROBE_CACHE", saved)
+    return tuple(runs)
 
 
 def test_tiny_recipe_writes_loadable_zoo_dir(tiny_runs):
