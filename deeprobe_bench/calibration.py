@@ -22,6 +22,10 @@ from deeprobe_bench.results import Result
 
 #: the least gap between the oracle and the null for a metric whose ceiling is 1 (issue 12)
 MIN_GAP = 0.9
+#: metrics whose chance level is not 0, added by the core to every task (autointerp detection accuracy)
+CHANCE: dict[str, float] = {"judge_score": 0.5}
+#: metrics the core adds that are counts, not scores
+CORE_NOTES: dict[str, str] = {"judge_n_scored": "a count of the features the judge could score"}
 
 
 @dataclass
@@ -42,7 +46,7 @@ class Row:
 
     @property
     def ok(self) -> bool:
-        return self.verdict != "FAILS"
+        return not self.verdict.startswith("FAILS")
 
 
 def _mean(results: list[Result], metric: str) -> float | None:
@@ -60,7 +64,7 @@ def calibrate(oracle: list[Result], null: list[Result], notes: dict[str, str] | 
     Returns:
         One :class:`Row` per metric, in the order the task reports them.
     """
-    notes = dict(notes or {})
+    notes = {**CORE_NOTES, **(notes or {})}
     names: list[str] = []
     higher: dict[str, bool] = {}
     for r in [*oracle, *null]:
@@ -75,11 +79,36 @@ def calibrate(oracle: list[Result], null: list[Result], notes: dict[str, str] | 
             verdict = f"n/a: {notes[name]}"
         elif floor is None or ceiling is None:
             verdict = "FAILS"
+        elif name in CHANCE:
+            verdict = _chance_verdict(name, floor, ceiling, null)
         else:
             gap = (ceiling - floor) if higher[name] else (floor - ceiling)
             verdict = "separates" if gap >= MIN_GAP else "FAILS"
         rows.append(Row(name, higher[name], floor, ceiling, verdict))
     return rows
+
+
+def _chance_verdict(name: str, floor: float, ceiling: float, null: list[Result]) -> str:
+    """Verdict for a metric with a chance level ``c`` (``judge_score``: 0.5): the ceiling reaches
+    ``c + MIN_GAP (1 - c)`` and the floor lies within two standard errors (at least 0.05) of ``c``.
+
+    The standard error is the metric's own where the result gives one, else the binomial one of the
+    detection accuracy: ``sqrt(c (1 - c) / (n_detect x n_scored))`` with the autointerp defaults.
+    """
+    from deeprobe_bench.metrics.autointerp import AutointerpConfig
+
+    c = CHANCE[name]
+    ses = [se for r in null if r.ok and isinstance(se := (r.metrics.get(name) or {}).get("stderr"), int | float)]
+    if ses:
+        se = sum(ses) / len(ses) / max(1, len(ses)) ** 0.5
+    else:
+        cfg = AutointerpConfig()
+        n_scored = sum(int(r.metric("judge_n_scored") or 0) for r in null if r.ok) or 1
+        se = (c * (1 - c) / ((cfg.n_detect_pos + cfg.n_detect_neg) * n_scored)) ** 0.5
+    tol = max(0.05, 2 * se)
+    if ceiling >= c + MIN_GAP * (1 - c) and abs(floor - c) <= tol:
+        return f"separates (chance {c}, floor within {tol:.3f})"
+    return f"FAILS (chance {c}, floor must lie within {tol:.3f})"
 
 
 def table(rows: list[Row]) -> list[dict[str, Any]]:

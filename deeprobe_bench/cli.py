@@ -124,6 +124,26 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
     )
 
 
+def _add_judge_args(parser: argparse.ArgumentParser) -> None:
+    """The judge options of ``run`` and ``calibrate``."""
+    jg = parser.add_argument_group("judge (autointerp judge_score; needed by judge-supervised methods such as rlaif)")
+    jg.add_argument("--judge-base-url", default=None, metavar="URL",
+                    help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1; 'local' = the local judge "
+                         "server in-process (the default when a judge method runs without a URL)")
+    jg.add_argument("--judge-model", default=None, metavar="NAME", help="judge model name (required with a URL)")
+    jg.add_argument("--judge-api-key-env", default=None, metavar="VAR",
+                    help="environment variable holding the API key (default DEEPROBE_JUDGE_API_KEY); never recorded")
+    jg.add_argument("--judge-concurrency", type=_positive_int, default=None, metavar="N",
+                    help="judge requests in flight at most (default 4)")
+    jg.add_argument("--judge-max-retries", type=int, default=None, metavar="N",
+                    help="retries per request on 429 / 5xx / timeouts / malformed replies (default 5)")
+    jg.add_argument("--judge-timeout", type=float, default=None, metavar="S", help="seconds per request (default 60)")
+    jg.add_argument("--judge-cache", default=None, metavar="PATH",
+                    help="SQLite cache of judge replies (default $DEEPROBE_CACHE/judge.sqlite)")
+    jg.add_argument("--judge-price", default=None, metavar="IN,OUT",
+                    help="USD per million prompt and completion tokens, for the recorded cost (default 0,0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``deeprobe-bench``."""
     parser = _Parser(prog=PROG, description="Which feature-discovery method finds the features a model really uses?")
@@ -148,22 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-run cells that already have a finished result")
     run.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                      help="use at most N examples per split (a quick look; recorded, never mixed with full runs)")
-    jg = run.add_argument_group("judge (autointerp judge_score; needed by judge-supervised methods such as rlaif)")
-    jg.add_argument("--judge-base-url", default=None, metavar="URL",
-                    help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1; 'local' = the local judge "
-                         "server in-process (the default when a judge method runs without a URL)")
-    jg.add_argument("--judge-model", default=None, metavar="NAME", help="judge model name (required with a URL)")
-    jg.add_argument("--judge-api-key-env", default=None, metavar="VAR",
-                    help="environment variable holding the API key (default DEEPROBE_JUDGE_API_KEY); never recorded")
-    jg.add_argument("--judge-concurrency", type=_positive_int, default=None, metavar="N",
-                    help="judge requests in flight at most (default 4)")
-    jg.add_argument("--judge-max-retries", type=int, default=None, metavar="N",
-                    help="retries per request on 429 / 5xx / timeouts / malformed replies (default 5)")
-    jg.add_argument("--judge-timeout", type=float, default=None, metavar="S", help="seconds per request (default 60)")
-    jg.add_argument("--judge-cache", default=None, metavar="PATH",
-                    help="SQLite cache of judge replies (default $DEEPROBE_CACHE/judge.sqlite)")
-    jg.add_argument("--judge-price", default=None, metavar="IN,OUT",
-                    help="USD per million prompt and completion tokens, for the recorded cost (default 0,0)")
+    _add_judge_args(run)
 
     cal = sub.add_parser("calibrate", help="floor (null) and ceiling (oracle) of every metric of a task")
     _add_common(cal, top=False)
@@ -178,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--force", action="store_true", help="re-run reference cells that already have a result")
     cal.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                      help="use at most N examples per split (a quick look; recorded, never mixed with full runs)")
+    _add_judge_args(cal)
 
     ls = sub.add_parser("ls", help="list tasks, methods or models")
     _add_common(ls, top=False)
@@ -322,9 +328,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise api.UserError(f"seed {bad[0]} is out of range: seeds are integers from 0 to {MAX_SEED} (2**32 - 1)")
     task_cls = registry.get_task(args.task)
     check_writable_dir(args.results_dir, "--results-dir")
-    results = run_grid(args.task, args.model, ["oracle", "null"], seeds,
-                       task_options=parse_options(args.task_options, "-T"), results_dir=args.results_dir,
-                       force=args.force, limit=args.limit, progress=not args.quiet)  # fmt: skip
+    with _open_judge(args, ["oracle", "null"]) as judge:  # judge_score is calibrated too when a judge is given
+        results = run_grid(args.task, args.model, ["oracle", "null"], seeds,
+                           task_options=parse_options(args.task_options, "-T"), results_dir=args.results_dir,
+                           force=args.force, limit=args.limit, progress=not args.quiet, judge=judge)  # fmt: skip
     failed = [r for r in results if not r.ok]
     for r in failed:
         log.error("%s seed %d failed: %s", r.method, r.seed, r.error)

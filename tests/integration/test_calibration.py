@@ -73,3 +73,18 @@ def test_verdicts_follow_the_gap_in_the_better_direction():
     verdict = {r.metric: r.verdict for r in rows}
     assert verdict == {"good": "separates", "weak": "FAILS", "loss": "separates", "count": "n/a: a count"}
     assert [r.gap for r in rows][:3] == pytest.approx([0.96, 0.1, 1.0])
+
+
+def test_a_metric_with_a_chance_level_is_judged_against_it():
+    def judged(method, score, n):
+        r = _result(method)
+        r.metrics = {"judge_score": {"value": score, "higher_is_better": True, "stderr": None},
+                     "judge_n_scored": {"value": n, "higher_is_better": True}}  # fmt: skip
+        return r
+
+    ok = calibration.calibrate([judged("oracle", 1.0, 10)], [judged("null", 0.55, 1)])
+    verdict = {r.metric: r.verdict for r in ok}
+    assert verdict["judge_score"].startswith("separates")  # 1 feature x 10 examples: se 0.158, 0.55 is chance
+    assert verdict["judge_n_scored"].startswith("n/a")
+    bad = calibration.calibrate([judged("oracle", 0.9, 10)], [judged("null", 0.5, 1)])
+    assert bad[0].verdict.startswith("FAILS")  # the ceiling must reach 0.5 + 0.9 x 0.5 = 0.95
