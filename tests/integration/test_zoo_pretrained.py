@@ -70,7 +70,7 @@ def _dl_sae(folder: Path, d_in: int, d_sae: int, layer: int, topk: int | None = 
 def test_othello_gpt_loads_offline_with_its_saes(hub):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    neel = {"d_model": 16, "n_layers": 2, "d_mlp": 32, "d_head": 8, "n_heads": 2, "n_ctx": 59, "d_vocab": 61,
+    neel = {"d_model": 16, "n_layers": 6, "d_mlp": 32, "d_head": 8, "n_heads": 2, "n_ctx": 59, "d_vocab": 61,
             "act_fn": "gelu", "attn_only": False, "normalization": "LN"}  # fmt: skip
     ref = HookedTransformer(HookedTransformerConfig(**{k: v for k, v in neel.items() if k != "normalization"},
                                                     normalization_type="LN", seed=3))  # fmt: skip
@@ -81,7 +81,7 @@ def test_othello_gpt_loads_offline_with_its_saes(hub):
     snap = _snapshot_dir(hub, pretrained.OTHELLO_GPT.repo)
     (snap / "config.json").write_text(json.dumps(neel))
     torch.save(ref.state_dict(), snap / "synthetic_model_final.pth")
-    w = _dl_sae(Path(os.environ["DEEPROBE_ZOO"]) / "othello-gpt" / "dictionary_learning" / "trainer0", 16, 32, layer=1)
+    w = _dl_sae(Path(os.environ["DEEPROBE_ZOO"]) / "othello-gpt" / "dictionary_learning" / "trainer0", 16, 32, layer=5)
 
     subject = pretrained.OTHELLO_GPT.load()
     x = torch.randint(0, 61, (3, 59), generator=torch.Generator().manual_seed(1))
@@ -91,13 +91,18 @@ def test_othello_gpt_loads_offline_with_its_saes(hub):
     assert tok.convert_tokens_to_ids("a1") == 1 and tok.convert_tokens_to_ids("h8") == 60
     assert tok.convert_tokens_to_ids("d4") == tok.convert_tokens_to_ids("<pad>") == 0  # d4 is a centre square
     assert subject.card["task"] == {"hook_name": "blocks.5.hook_resid_post", "board_size": 8}
-    sae = subject.sae_for("blocks.1.hook_resid_post")
-    assert set(subject.saes) == {"blocks.1.hook_resid_post@trainer0"} and sae is not None
+    sae = subject.sae_for("blocks.5.hook_resid_post")
+    assert set(subject.saes) == {"blocks.5.hook_resid_post@trainer0"} and sae is not None
     a = torch.randn(5, 16, generator=torch.Generator().manual_seed(2))
     f = torch.relu((a - w["bias"]) @ w["encoder.weight"].T + w["encoder.bias"])
     with torch.no_grad():
         assert torch.allclose(sae.encode(a), f, atol=1e-4)
         assert torch.allclose(sae.decode(f), f @ w["decoder.weight"].T + w["bias"], atol=1e-4)
+    # the othello task runs on it: 8x8 games, the card's hook
+    from deeprobe_bench.tasks.othello.task import OthelloConfig, OthelloTask
+
+    data = OthelloTask(OthelloConfig(n_train=10, n_label=20, n_test=20, objective_games=10, n_causal=20)).prepare(subject, seed=0)
+    assert data.train_acts.shape[1] == 16
 
 
 def test_chess_gpt_loads_offline_unprocessed(hub):
