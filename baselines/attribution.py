@@ -73,15 +73,20 @@ def resume_layer(hook_name: str, n_layers: int) -> int | None:
 
 @dataclass
 class Counter:
-    """Batched forward and backward passes a computation spent, and its wall time."""
+    """Batched forward and backward passes a computation spent, and its wall time.
+
+    ``sequences`` counts the prompts pushed through those forward passes (a batched patch of ``B``
+    latents over ``b`` prompts is one pass of ``B * b`` sequences), the unit compute scales with.
+    """
 
     forward_passes: int = 0
     backward_passes: int = 0
     wall_s: float = 0.0
+    sequences: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"forward_passes": self.forward_passes, "backward_passes": self.backward_passes,
-                "wall_s": round(self.wall_s, 4)}  # fmt: skip
+                "sequences": self.sequences, "wall_s": round(self.wall_s, 4)}  # fmt: skip
 
 
 def capture(model, tokens, hook_names: list[str], counter: Counter) -> dict[str, Any]:
@@ -94,6 +99,7 @@ def capture(model, tokens, hook_names: list[str], counter: Counter) -> dict[str,
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in hook_names, stop_at_layer=stop)
     counter.forward_passes += 1
+    counter.sequences += int(tokens.shape[0])
     return {h: cache[h].detach() for h in hook_names}
 
 
@@ -111,6 +117,7 @@ def forward_with(model, tokens, hook_name: str, act, counter: Counter):
     replacing hook. Gradients flow into ``act``.
     """
     counter.forward_passes += 1
+    counter.sequences += int(act.shape[0])
     start = resume_layer(hook_name, model.cfg.n_layers)
     if start is not None:
         return model(act, start_at_layer=start)
@@ -235,6 +242,7 @@ def latent_attribution(model, sae, hook_name: str, behaviour: Behaviour, steps: 
 
             with torch.enable_grad():
                 cnt.forward_passes += 1
+                cnt.sequences += len(rows)
                 logits = run_hooked(model, clean, [(hook_name, grab)])
                 m = behaviour.metric(logits, rows)
                 (grad,) = torch.autograd.grad(m.sum(), store["x"])
@@ -458,9 +466,41 @@ def run_attribution(ctx: DiscoveryContext, method: str, target: str, variant: st
     return head_attribution(model, behaviour, s, ctx.progress)
 
 
+def attribution_pool(ctx: DiscoveryContext, method: str, size: int, tie_order: list[int] | None = None):
+    """The ``size`` SAE latents of largest |attribution patching| effect on the task's behaviour.
+
+    Costs 2 forward + 1 backward passes per batch of the behaviour's prompts (``ceil(n_prompts /
+    batch_size)`` batches) and no objective call.
+
+    Args:
+        ctx: the discovery context (needs ``ctx.behaviour`` and the SAE at the hook).
+        method: the calling method's name, for error messages.
+        size: how many latents (all of them when ``size >= d_sae``).
+        tie_order: latents in the order that breaks ties of |effect| (e.g. by activation frequency);
+            latents not in it come after, by index.
+
+    Returns:
+        ``(pool, nodes)``: ``list[int]`` latents, largest |effect| first, and the :class:`NodeEffects`.
+
+    Raises:
+        UserError: the task gives no behaviour metric, or the subject has no SAE at the hook.
+    """
+    import numpy as np
+
+    nodes = run_attribution(ctx, method, "latents", "atp", 0)
+    eff = nodes.effects.abs().double().numpy()
+    tie = np.full(len(eff), len(tie_order or []))
+    if tie_order:
+        tie[np.asarray(tie_order, dtype=np.int64)] = np.arange(len(tie_order))
+    order = np.lexsort((np.arange(len(eff)), tie, -eff))  # by -|effect|, then tie rank, then index
+    return [int(i) for i in order[:size]], nodes
+
+
 class Attribution(Method):
     name = "attribution"
-    description = "attribution patching (or IG) over SAE latents + error term, or attention heads, ranked by absolute effect"
+    description = (
+        "attribution patching (or IG) over SAE latents + error term, or attention heads, ranked by absolute effect"
+    )
     supervision = "objective"
     Config = AttributionConfig
 
@@ -485,7 +525,7 @@ class Attribution(Method):
                 what += f", {cfg.agreement_sample} drawn with the seed"
             if cfg.target == "heads":
                 sample = torch.arange(len(nodes.effects))
-            ref = exact.run_exact(ctx, self.name, cfg.target, sample.tolist())
+            ref = exact.run_exact(ctx, self.name, cfg.target, sample.tolist(), patch_batch=8)
             a, r = nodes.effects[sample], ref.effects[sample]
             agree = agreement(a, r)
             agree.update(

@@ -4,13 +4,24 @@ From the empty set, each step scores every candidate of the pool added to the cu
 call each, cached per set) and keeps the best; it stops when no addition improves the objective
 (``faithfulness - size_penalty * |S|`` on the task's train subsample), at ``max_size``, or when the budget
 of objective calls is spent (the best candidate scored so far in the unfinished step is then taken if it
-improves). The pool is the ``pool`` most frequent latents at the task positions, as for ``mcts``.
+improves). The candidate pool (``-M pool=P``, default 48) is the ``P`` latents most frequently active at
+the task positions (``-M pool_by=frequency``, the default, as ``mcts``), or the ``P`` of largest
+|attribution patching| effect on the task's behaviour (``-M pool_by=attribution``, ties by frequency;
+:func:`baselines.attribution.attribution_pool`), which finds the latents the behaviour depends on
+among tens of thousands where frequency finds the dense ones.
 Ranking: the selected latents in order of addition, then the rest by their last marginal reward.
+
+Cost: at most ``budget`` objective calls (IOI: each one forward pass over the task's
+``objective_batch`` prompts from the hook on); a step costs ``P - |S|`` calls, so a full run of
+``s`` steps costs about ``s P`` calls, capped by the budget. Choosing the pool: one SAE encoding of the
+train activations at the task positions (frequency; no forward pass), or 2 forward + 1 backward passes
+per batch of the behaviour's prompts (attribution).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method
 from deeprobe_bench.baselines._subsets import SetObjective
@@ -22,12 +33,15 @@ class GreedyConfig:
 
     Attributes:
         budget: objective calls allowed (the same default as ``mcts``).
-        pool: candidate latents (most frequent at the task positions).
+        pool: candidate latents.
+        pool_by: ``frequency`` (most often active at the task positions) or ``attribution`` (largest
+            |attribution patching| effect on the task's behaviour metric).
         max_size: largest set considered.
     """
 
     budget: int = 400
     pool: int = 48
+    pool_by: Literal["frequency", "attribution"] = "frequency"
     max_size: int = 16
 
     def __post_init__(self) -> None:
@@ -43,6 +57,12 @@ class Greedy(Method):
 
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
         obj = SetObjective(ctx, self.name, self.config.pool)
+        meta: dict = {"pool_by": self.config.pool_by}
+        if self.config.pool_by == "attribution":
+            from deeprobe_bench.baselines.attribution import attribution_pool
+
+            obj.pool, nodes = attribution_pool(ctx, self.name, self.config.pool, obj.pool)  # ties: frequency
+            meta["pool_cost"] = nodes.cost.to_dict()
         current: list[int] = []
         value = obj(current)
         last: dict[int, float] = {}
@@ -66,4 +86,6 @@ class Greedy(Method):
                 break
         rest = sorted((c for c in obj.pool if c not in current), key=lambda c: -last.get(c, float("-inf")))
         # The FeatureSet's chosen set is the best set evaluated, which is the greedy set.
-        return obj.result(current + rest, [last.get(c, float("nan")) for c in current + rest], {"steps": len(current)})
+        return obj.result(
+            current + rest, [last.get(c, float("nan")) for c in current + rest], {"steps": len(current), **meta}
+        )

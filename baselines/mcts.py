@@ -24,6 +24,13 @@ objective call; the cost is recorded in ``meta["attribution_cost"]`` and counted
 
 The search spends at most ``budget`` objective calls. It returns the best set evaluated first
 (``selected``), then the other candidates by RAVE value, so the faithfulness curve continues past it.
+
+Cost: at most ``budget`` objective calls (IOI: each one forward pass over the task's ``objective_batch``
+prompts from the hook on), whatever the pool's size ``P`` or the SAE's; at most ``max_iterations``
+simulations (each ``O(P)`` bookkeeping). Choosing the pool: one SAE encoding of the train activations at
+the task positions (``prior=frequency``; no forward pass), or 2 forward + 1 backward passes per batch of
+the behaviour's prompts (``prior=attribution``). At real SAE sizes (16k-65k latents) the frequency pool
+holds the densest latents; ``prior=attribution`` picks the pool by effect on the behaviour.
 """
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ class MCTSConfig:
 
     Attributes:
         budget: objective calls allowed (the same default as ``greedy``).
-        pool: candidate latents (most frequent at the task positions).
+        pool: candidate latents (the most frequent at the task positions, or with ``prior=attribution`` the
+            largest |attribution|).
         max_size: largest set considered.
         policy: ``uct`` or ``puct``; default ``puct`` with ``prior=attribution``, else ``uct``.
         prior: ``frequency`` (activation frequency at the task positions, the pool's order) or
@@ -207,8 +215,14 @@ class MCTS(Method):
         return obj.result(
             ranked,
             [rave[a] for a in ranked],
-            {"iterations": iterations, "tree_nodes": len(visits), "policy": policy, "c": c_explore, "prior": cfg.prior,
-             **extra_meta},
+            {
+                "iterations": iterations,
+                "tree_nodes": len(visits),
+                "policy": policy,
+                "c": c_explore,
+                "prior": cfg.prior,
+                **extra_meta,
+            },
         )
 
     def _attribution_prior(self, ctx: DiscoveryContext, obj: SetObjective) -> tuple[dict[int, float], dict]:
@@ -216,13 +230,10 @@ class MCTS(Method):
         softmax (module docstring). Sets ``obj.pool`` / ``obj.prior``; returns the prior and result meta."""
         import torch
 
-        from deeprobe_bench.baselines.attribution import run_attribution
+        from deeprobe_bench.baselines.attribution import attribution_pool
 
-        nodes = run_attribution(ctx, self.name, "latents", "atp", 0)
-        freq_rank = {a: r for r, a in enumerate(obj.pool)}
+        obj.pool, nodes = attribution_pool(ctx, self.name, self.config.pool, obj.pool)  # ties: frequency order
         eff = nodes.effects.abs()
-        order = sorted(range(len(eff)), key=lambda i: (-float(eff[i]), freq_rank.get(i, len(freq_rank)), i))
-        obj.pool = order[: self.config.pool]
         scores = eff[torch.tensor(obj.pool)].double()
         temp = self.config.prior_temperature * float(scores.mean()) if float(scores.mean()) > 0 else 1.0
         p = torch.softmax(scores / temp, dim=0)

@@ -147,3 +147,58 @@ def test_mcts_with_the_attribution_prior_puts_the_read_out_latent_first_in_pool_
     assert budget.objective_calls <= 30
 
 
+
+
+def test_batched_patches_give_the_effects_of_one_latent_a_pass_in_fewer_passes(toy):
+    subject, sae, behaviour = toy
+    one = latent_patching(subject.model, sae, HOOK, behaviour, skip_inactive=False, patch_batch=1)
+    five = latent_patching(subject.model, sae, HOOK, behaviour, skip_inactive=False, patch_batch=5)
+    torch.testing.assert_close(five.effects, one.effects, atol=1e-6, rtol=1e-6)
+    assert five.error_effect == pytest.approx(one.error_effect, abs=1e-6)
+    # per batch of prompts (3 batches): 3 + 1 (error term) passes plus one per latent, or per 5 latents
+    assert one.cost.forward_passes == 3 * (4 + D_SAE)
+    assert five.cost.forward_passes == 3 * (4 + -(-D_SAE // 5))
+    assert five.cost.sequences == one.cost.sequences == len(behaviour) * (4 + D_SAE)
+
+
+def test_exact_on_an_attribution_pool_patches_only_the_pool_and_finds_the_read_out_latent(toy):
+    subject, sae, behaviour = toy
+
+    def ctx():
+        return DiscoveryContext(subject, HOOK, torch.zeros(4, D), sae, 0, "objective", Budget(None),
+                                lambda it=None, **kw: it, behaviour=behaviour)  # fmt: skip
+
+    full = ExactPatching(ExactConfig(n=5, k=1, pool=0, patch_batch=4)).discover(ctx())
+    pooled = ExactPatching(ExactConfig(n=5, k=1, pool=3, patch_batch=4)).discover(ctx())
+    assert "pool_cost" not in full.meta and pooled.meta["pool"] == 3
+    assert pooled.meta["latents"][0] == full.meta["latents"][0] == J
+    assert pooled.meta["effects"][0] == pytest.approx(full.meta["effects"][0], abs=1e-6)
+    # the pool's attribution: 2 forward + 1 backward per batch; patching: 3 batches x (4 + ceil(3 / 4)) passes
+    assert pooled.meta["pool_cost"]["forward_passes"] == 6 and pooled.meta["pool_cost"]["backward_passes"] == 3
+    assert pooled.meta["cost"]["forward_passes"] <= 3 * 5 < full.meta["cost"]["forward_passes"]
+    assert pooled.meta["nodes_patched"] <= 3
+    assert sum(e != 0 for e in pooled.meta["effects"]) <= 3  # latents outside the pool are not patched
+
+
+def test_greedy_over_an_attribution_pool_finds_the_read_out_latent(toy):
+    from deeprobe_bench.baselines.greedy import Greedy, GreedyConfig
+
+    subject, sae, behaviour = toy
+    budget = Budget(20)
+
+    def objective(fs):  # the planted answer: the set {J}
+        budget.charge()
+        s = set(fs.meta["latents"])
+        return float(J in s) - 0.05 * len(s)
+
+    x = torch.randn(16, D, generator=torch.Generator().manual_seed(1))
+    x[:, 0] = -10.0  # J (reads e_0 with weight 2, bias 0.5) never fires on these rows: last by frequency
+    ctx = DiscoveryContext(subject, HOOK, x, sae, 0, "objective", budget, lambda it=None, **kw: ProgressBar(it),
+                           objective=objective, behaviour=behaviour)  # fmt: skip
+    by_freq = Greedy(GreedyConfig(budget=20, pool=3)).discover(ctx)
+    assert J not in by_freq.meta["pool"]  # the frequency pool misses it
+    budget.objective_calls = 0
+    fs = Greedy(GreedyConfig(budget=20, pool=3, pool_by="attribution")).discover(ctx)
+    assert fs.meta["pool"][0] == J and fs.meta["pool_by"] == "attribution"
+    assert fs.meta["latents"][: fs.selected] == [J]
+    assert fs.meta["pool_cost"]["forward_passes"] == 6 and fs.meta["pool_cost"]["backward_passes"] == 3
