@@ -523,6 +523,7 @@ class Task:
             ``meta["steering_prompts"]``, see ``deeprobe_bench.metrics.steering``); the runner refuses
             such a FeatureSet with a UserError for tasks that cannot.
         calibration_notes: metrics without a calibration verdict and why (:mod:`deeprobe_bench.calibration`).
+        calibration_chance: chance levels of metrics whose chance is not 0 (an AUROC: 0.5).
     """
 
     name: ClassVar[str] = ""
@@ -536,6 +537,9 @@ class Task:
     #: scores whose attainable ceiling is not 1 (say why, as the task README does). Every other metric
     #: must separate the reference rows: oracle - null >= 0.9 in its better direction.
     calibration_notes: ClassVar[dict[str, str]] = {}
+    #: ``{metric: chance level}`` for scores whose chance is not 0 (an AUROC: 0.5); ``calibrate`` then asks
+    #: the null to sit within noise of it and the oracle to reach ``chance + 0.9 (1 - chance)``
+    calibration_chance: ClassVar[dict[str, float]] = {}
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()

@@ -54,17 +54,21 @@ def _mean(results: list[Result], metric: str) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def calibrate(oracle: list[Result], null: list[Result], notes: dict[str, str] | None = None) -> list[Row]:
+def calibrate(
+    oracle: list[Result], null: list[Result], notes: dict[str, str] | None = None, chance: dict[str, float] | None = None
+) -> list[Row]:
     """Rows of the calibration table from the reference cells (means over their seeds).
 
     Args:
         oracle / null: the finished cells of the reference methods (one per seed).
         notes: ``{metric: why it has no verdict}`` (:attr:`Task.calibration_notes`).
+        chance: ``{metric: chance level}`` beyond :data:`CHANCE` (:attr:`Task.calibration_chance`).
 
     Returns:
         One :class:`Row` per metric, in the order the task reports them.
     """
     notes = {**CORE_NOTES, **(notes or {})}
+    chance = {**CHANCE, **(chance or {})}
     names: list[str] = []
     higher: dict[str, bool] = {}
     for r in [*oracle, *null]:
@@ -79,8 +83,8 @@ def calibrate(oracle: list[Result], null: list[Result], notes: dict[str, str] | 
             verdict = f"n/a: {notes[name]}"
         elif floor is None or ceiling is None:
             verdict = "FAILS"
-        elif name in CHANCE:
-            verdict = _chance_verdict(name, floor, ceiling, null)
+        elif name in chance:
+            verdict = _chance_verdict(name, chance[name], floor, ceiling, null)
         else:
             gap = (ceiling - floor) if higher[name] else (floor - ceiling)
             verdict = "separates" if gap >= MIN_GAP else "FAILS"
@@ -88,23 +92,25 @@ def calibrate(oracle: list[Result], null: list[Result], notes: dict[str, str] | 
     return rows
 
 
-def _chance_verdict(name: str, floor: float, ceiling: float, null: list[Result]) -> str:
+def _chance_verdict(name: str, c: float, floor: float, ceiling: float, null: list[Result]) -> str:
     """Verdict for a metric with a chance level ``c`` (``judge_score``: 0.5): the ceiling reaches
     ``c + MIN_GAP (1 - c)`` and the floor lies within two standard errors (at least 0.05) of ``c``.
 
-    The standard error is the metric's own where the result gives one, else the binomial one of the
-    detection accuracy: ``sqrt(c (1 - c) / (n_detect x n_scored))`` with the autointerp defaults.
+    The standard error is the metric's own where the result gives one, else for ``judge_score`` the
+    binomial one of the detection accuracy, ``sqrt(c (1 - c) / (n_detect x n_scored))`` with the
+    autointerp defaults, else 0 (the tolerance is then 0.05).
     """
     from deeprobe_bench.metrics.autointerp import AutointerpConfig
 
-    c = CHANCE[name]
     ses = [se for r in null if r.ok and isinstance(se := (r.metrics.get(name) or {}).get("stderr"), int | float)]
     if ses:
         se = sum(ses) / len(ses) / max(1, len(ses)) ** 0.5
-    else:
+    elif name == "judge_score":
         cfg = AutointerpConfig()
         n_scored = sum(int(r.metric("judge_n_scored") or 0) for r in null if r.ok) or 1
         se = (c * (1 - c) / ((cfg.n_detect_pos + cfg.n_detect_neg) * n_scored)) ** 0.5
+    else:
+        se = 0.0
     tol = max(0.05, 2 * se)
     if ceiling >= c + MIN_GAP * (1 - c) and abs(floor - c) <= tol:
         return f"separates (chance {c}, floor within {tol:.3f})"

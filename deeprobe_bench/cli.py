@@ -336,7 +336,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for r in failed:
         log.error("%s seed %d failed: %s", r.method, r.seed, r.error)
     rows = calibration.calibrate([r for r in results if r.method == "oracle"], [r for r in results if r.method == "null"],
-                                 getattr(task_cls, "calibration_notes", {}))  # fmt: skip
+                                 getattr(task_cls, "calibration_notes", {}),
+                                 getattr(task_cls, "calibration_chance", {}))  # fmt: skip
     model = results[0].model if results else args.model
     _echo(f"calibration of {args.task} on {model}, seeds {', '.join(map(str, seeds))} "
           f"(separates: oracle - null >= {calibration.MIN_GAP} in the better direction)")  # fmt: skip

@@ -3,7 +3,7 @@
 # the reference rows (oracle, null) and the local judge (judge_score). Idempotent: finished cells are
 # skipped, so a killed run resumes where it stopped.
 #
-#   bash leaderboards/grid.sh [RESULTS_DIR]          # default leaderboards/results
+#   bash leaderboards/grid.sh [RESULTS_DIR [TASK ...]]   # default leaderboards/results, every task
 #   deeprobe-bench leaderboard build --results-dir leaderboards/results --out leaderboards
 #
 # Publish only from a clean checkout of one commit (every result records its commit and whether the
@@ -11,8 +11,13 @@
 # an empty folder so that a model of the same name in the user's zoo is not used instead.
 set -euo pipefail
 R="${1:-leaderboards/results}"
+shift || true
+TASKS="${*:-othello chess ioi persona}"
 export DEEPROBE_ZOO="${DEEPROBE_ZOO_FOR_GRID:-$(mktemp -d)}"
-run() { deeprobe-bench -q run --seeds 0,1,2 --results-dir "$R" --judge-base-url local "$@"; }
+run() {  # run --task T ...: only the tasks asked for
+  [[ " $TASKS " == *" $2 "* ]] || return 0
+  deeprobe-bench -q run --seeds 0,1,2 --results-dir "$R" --judge-base-url local "$@"
+}
 
 for model in othello-mini othello-mini-random; do
   run --task othello --model "$model" --method oracle,null,probe,neurons,random

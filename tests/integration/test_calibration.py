@@ -42,7 +42,8 @@ def test_board_metrics_have_their_ceiling_at_the_oracle_and_their_floor_at_chanc
     assert oracle.details["board"]["coverage_n_scored"] > 0
     # the paper's uncorrected coverage rewards the constant feature (2p / (1 + p) per element), the corrected one not
     assert _m(null, "coverage_paper") > _m(null, "coverage") + 0.01
-    rows = calibration.calibrate([oracle], [null], runner.registry.get_task(task).calibration_notes)
+    task_cls = runner.registry.get_task(task)
+    rows = calibration.calibrate([oracle], [null], task_cls.calibration_notes, task_cls.calibration_chance)
     assert all(r.ok for r in rows), [(r.metric, r.floor, r.ceiling) for r in rows if not r.ok]
 
 
