@@ -11,6 +11,14 @@ Size: the cache holds at most ``$DEEPROBE_CACHE_MAX_SIZE`` (default ``2G``; ``K`
 suffixes, powers of 1024; ``0`` or ``off`` = no limit). After each new entry the least recently used
 entries (by file mtime; a hit refreshes it) are removed until the cache fits (:func:`prune`).
 ``deeprobe-bench cache ls`` lists the entries, ``deeprobe-bench cache prune --max-size SIZE`` prunes.
+
+Precision and memory: entries are read memory-mapped (``torch.load(mmap=True)``, copy-on-write, so a
+caller's in-place edit never reaches the file). ``DEEPROBE_CACHE_DTYPE=float16`` (or ``bfloat16``) stores
+new entries in half precision (half the disk and page cache; entries named ``<key>.float16.pt``, apart
+from the float32 ones) and returns them converted to float32; the default ``float32`` stores them as
+computed, so results are unchanged. Half precision rounds activations to about 3 significant digits
+(relative error <= 2^-11), which changes results slightly: use it for large models, not for published
+numbers.
 """
 
 from __future__ import annotations
@@ -169,35 +177,62 @@ def compute(
     return acts
 
 
+CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def cache_dtype() -> torch.dtype:
+    """The storage dtype of new cache entries, from ``$DEEPROBE_CACHE_DTYPE`` (default float32).
+
+    Raises:
+        UserError: the variable names no supported dtype.
+    """
+    name = os.environ.get("DEEPROBE_CACHE_DTYPE", "float32").strip().lower() or "float32"
+    if name not in CACHE_DTYPES:
+        raise UserError(f"DEEPROBE_CACHE_DTYPE must be one of {', '.join(CACHE_DTYPES)}, got {name!r}")
+    return CACHE_DTYPES[name]
+
+
 def get(
     model, tokens: Int[Tensor, "batch pos"], hook_name: str, batch_size: int = 256, progress=None
 ) -> Float[Tensor, "batch pos d"]:
-    """Activations at ``hook_name`` for ``tokens``, from the disk cache when present.
+    """Activations at ``hook_name`` for ``tokens`` (float32), from the disk cache when present.
+
+    The entry is stored in :func:`cache_dtype` and read memory-mapped (module docstring).
 
     Raises:
-        UserError: the activations contain NaN or inf (from the model, or a corrupted cache entry).
+        UserError: the activations contain NaN or inf (from the model, or a corrupted cache entry), or
+            ``$DEEPROBE_CACHE_DTYPE`` is not a supported dtype.
     """
     directory = cache_dir()
-    path = directory / f"{key(model, tokens, hook_name)}.pt" if directory is not None else None
+    dtype = cache_dtype()
+    suffix = "" if dtype == torch.float32 else "." + str(dtype).removeprefix("torch.")
+    path = directory / f"{key(model, tokens, hook_name)}{suffix}.pt" if directory is not None else None
     if path is not None and path.exists():
         try:
-            acts = torch.load(path, weights_only=True)
-            if acts.shape[:2] == tokens.shape and torch.isfinite(acts).all():
+            acts = torch.load(path, weights_only=True, mmap=True)
+            if acts.shape[:2] == tokens.shape and acts.dtype == dtype and torch.isfinite(acts).all():
                 _touch(path)
                 STATS["hits"] += 1
                 logger.debug("activation cache hit %s", path.name)
-                return acts
+                return acts.float()
             logger.warning("activation cache entry %s is invalid; recomputing", path)
         except Exception as e:  # a truncated or foreign file: recompute, never crash
             logger.warning("activation cache entry %s unreadable (%s); recomputing", path, type(e).__name__)
     STATS["misses"] += 1
     acts = compute(model, tokens, hook_name, batch_size, progress)
+    stored = acts.to(dtype)
+    if dtype != torch.float32:
+        if not torch.isfinite(stored).all():
+            raise UserError(
+                f"activations at {hook_name} exceed {dtype}'s range; set DEEPROBE_CACHE_DTYPE=bfloat16 or float32"
+            )
+        acts = stored.float()  # a miss returns what a later hit will: the stored values
     if path is not None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         os.close(fd)
         try:
-            torch.save(acts, tmp)
+            torch.save(stored, tmp)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

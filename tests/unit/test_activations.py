@@ -56,3 +56,31 @@ def test_single_token_names_and_errors(subject):
     assert subject.single_token("Mary") != subject.single_token("John")
     with pytest.raises(UserError, match="single token"):
         subject.single_token("Zorblax")
+
+
+def test_half_precision_entries_are_memory_mapped_rounded_and_kept_apart(subject, tmp_path, monkeypatch):
+    """DEEPROBE_CACHE_DTYPE=float16 stores half-precision entries beside the float32 ones; a hit returns
+    the float32 of the stored halves, as the miss did; a bad dtype is a user error."""
+    monkeypatch.setenv("DEEPROBE_CACHE", str(tmp_path / "cache"))
+    tokens, _ = subject.to_tokens(["Then , Mary and John went to the store", "Mary gave a ring to"])
+    hook = "blocks.0.hook_resid_post"
+    full = activations.get(subject.model, tokens, hook)
+    monkeypatch.setenv("DEEPROBE_CACHE_DTYPE", "float16")
+    half_miss = activations.get(subject.model, tokens, hook)
+    passes = subject.forward_passes
+    half_hit = activations.get(subject.model, tokens, hook)
+    assert subject.forward_passes == passes  # the half entry was hit
+    assert half_hit.dtype == torch.float32 and torch.equal(half_hit, half_miss)
+    assert torch.equal(half_hit, full.half().float()) and not torch.equal(half_hit, full)
+    entries = sorted(p.name for p in (tmp_path / "cache" / "activations").glob("*.pt"))
+    assert len(entries) == 2 and sum(name.endswith(".float16.pt") for name in entries) == 1
+    half_file = next(p for p in (tmp_path / "cache" / "activations").glob("*.float16.pt"))
+    assert torch.load(half_file, weights_only=True).dtype == torch.float16
+    monkeypatch.setenv("DEEPROBE_CACHE_DTYPE", "float32")
+    mapped = activations.get(subject.model, tokens, hook)  # a float32 hit is the memory-mapped entry itself
+    assert torch.equal(mapped, full)
+    mapped.add_(1.0)  # copy-on-write mapping: the entry is untouched
+    assert torch.equal(activations.get(subject.model, tokens, hook), full)
+    monkeypatch.setenv("DEEPROBE_CACHE_DTYPE", "float8")
+    with pytest.raises(UserError, match="DEEPROBE_CACHE_DTYPE"):
+        activations.get(subject.model, tokens, hook)
