@@ -52,20 +52,23 @@ def make_card(
     data: dict[str, Any],
     quality: dict[str, Any],
     task: dict[str, Any],
-    saes: dict[str, dict[str, Any]],
+    saes: dict[str, dict[str, Any]] | None = None,
     default_sae_variant: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """A card (plain JSON types) with the fields every zoo model has; ``extra`` adds recipe-specific ones.
 
+    ``saes``: ``{variant: quality figures}`` of the SAEs shipped (omitted when ``None``).
+
     Raises:
         ValueError: ``default_sae_variant`` names no SAE of ``saes``.
     """
-    if default_sae_variant is not None and default_sae_variant not in saes:
-        raise ValueError(f"default SAE variant {default_sae_variant!r} is not among {sorted(saes)}")
+    if default_sae_variant is not None and default_sae_variant not in (saes or {}):
+        raise ValueError(f"default SAE variant {default_sae_variant!r} is not among {sorted(saes or {})}")
     card = {"name": name, "version": version, "seed": seed, "tiny": tiny, "config": config,
-            "recipe": recipe, "data": data, "quality": quality, "task": task, "saes": saes,
-            "versions": versions(), **extra}  # fmt: skip
+            "recipe": recipe, "data": data, "quality": quality, "task": task, "versions": versions(), **extra}  # fmt: skip
+    if saes is not None:
+        card["saes"] = saes
     if default_sae_variant is not None:
         card["default_sae_variant"] = default_sae_variant
     return card

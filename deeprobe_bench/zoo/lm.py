@@ -34,6 +34,19 @@ CHECKPOINT = "lm.safetensors"
 PROGRESS = "progress.json"
 
 
+def transformer_config(
+    name: str, *, n_layers: int, d_model: int, n_heads: int, d_head: int, d_mlp: int, n_ctx: int, d_vocab: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    """``HookedTransformerConfig`` keyword arguments (plain JSON types) of a zoo model: GELU, LayerNorm,
+    learned absolute positions, CPU, ``model_name`` and ``original_architecture`` = ``name``; ``extra`` adds
+    or overrides fields (``default_prepend_bos``, ``seed``, ``attn_only`` ...)."""
+    return {"n_layers": n_layers, "d_model": d_model, "n_heads": n_heads, "d_head": d_head, "d_mlp": d_mlp,
+            "n_ctx": n_ctx, "d_vocab": d_vocab, "act_fn": "gelu", "normalization_type": "LN",
+            "positional_embedding_type": "standard", "model_name": name, "original_architecture": name,
+            "device": "cpu", **extra}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Optimisation of one LM run.

@@ -82,14 +82,12 @@ BAR_POINTS = 0.15
 
 def model_config(recipe: Recipe, name: str = NAME) -> dict[str, Any]:
     """``HookedTransformerConfig`` keyword arguments (plain JSON types)."""
-    return {
-        "n_layers": recipe.n_layers, "d_model": recipe.d_model, "n_heads": recipe.n_heads, "d_head": recipe.d_head,
-        "d_mlp": recipe.d_mlp, "n_ctx": recipe.n_ctx, "d_vocab": len(data.VOCAB), "act_fn": "gelu",
-        "normalization_type": "LN", "positional_embedding_type": "standard",
-        "default_prepend_bos": False,  # texts start with ';' themselves
-        "tokenizer_prepends_bos": False, "original_architecture": "chess-mini", "model_name": name,
-        "init_weights": True, "device": "cpu",
-    }  # fmt: skip
+    from deeprobe_bench.zoo.lm import transformer_config
+
+    return transformer_config(name, n_layers=recipe.n_layers, d_model=recipe.d_model, n_heads=recipe.n_heads,
+                              d_head=recipe.d_head, d_mlp=recipe.d_mlp, n_ctx=recipe.n_ctx, d_vocab=len(data.VOCAB),
+                              default_prepend_bos=False,  # texts start with ';' themselves
+                              tokenizer_prepends_bos=False, original_architecture="chess-mini", init_weights=True)  # fmt: skip
 
 
 def build_hooked(config: dict[str, Any]) -> Any:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.metadata
 import logging
 import random
 import re
@@ -306,25 +305,12 @@ def name_statistics(tokenizer: Any, tokens: Any) -> dict[str, float]:
 
 def model_config(recipe: Recipe, d_vocab: int) -> dict[str, Any]:
     """``HookedTransformerConfig`` keyword arguments (plain JSON types)."""
-    return {
-        "n_layers": recipe.n_layers,
-        "attn_only": recipe.attn_only,
-        "d_model": recipe.d_model,
-        "n_heads": recipe.n_heads,
-        "d_head": recipe.d_head,
-        "d_mlp": recipe.d_mlp,
-        "n_ctx": recipe.n_ctx,
-        "d_vocab": d_vocab,
-        "act_fn": "gelu",
-        "normalization_type": "LN",
-        "positional_embedding_type": "standard",
-        "default_prepend_bos": True,
-        "tokenizer_prepends_bos": True,
-        "original_architecture": "ioi-mini",
-        "model_name": NAME,
-        "init_weights": True,
-        "device": "cpu",
-    }
+    from deeprobe_bench.zoo.lm import transformer_config
+
+    return transformer_config(NAME, n_layers=recipe.n_layers, d_model=recipe.d_model, n_heads=recipe.n_heads,
+                              d_head=recipe.d_head, d_mlp=recipe.d_mlp, n_ctx=recipe.n_ctx, d_vocab=d_vocab,
+                              attn_only=recipe.attn_only, default_prepend_bos=True, tokenizer_prepends_bos=True,
+                              original_architecture="ioi-mini", init_weights=True)  # fmt: skip
 
 
 def build_model(config: dict[str, Any], words: list[str]) -> Any:
@@ -595,10 +581,9 @@ def train(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
 def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -> dict:
     """:func:`train` with an explicit :class:`Recipe`."""
     import numpy as np
-    import sae_lens
     import torch
 
-    from deeprobe_bench.subject import save_zoo_dir
+    from deeprobe_bench.zoo import card as cards
 
     t0 = time.time()
     threads = torch.get_num_threads()
@@ -669,13 +654,9 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
         quality["bar_met"] = bool(
             heldout["accuracy"] >= BAR["heldout_accuracy"] and heldout["logit_diff"] >= BAR["heldout_logit_diff"]
         )
-        card = {
-            "name": NAME,
-            "version": VERSION,
-            "seed": seed,
-            "tiny": tiny,
-            "config": config,
-            "recipe": {
+        card = cards.make_card(
+            NAME, VERSION, seed, tiny, config,
+            recipe={
                 **{k: v for k, v in asdict(recipe).items()},
                 "optimizer": "AdamW(betas=(0.9, 0.98)), grad clip 1.0, no weight decay on biases/LN",
                 "schedule": f"linear warmup {recipe.warmup_steps} steps, then linear decay to {recipe.min_lr} (zoo kit)",
@@ -698,7 +679,7 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
                 "wall_time_s": round(time.time() - t0, 1),
                 "torch_threads": recipe.threads,
             },
-            "data": {
+            data={
                 "n_train_prompts": n_ioi,
                 "vocab_size": len(model.tokenizer),
                 "train_names": list(data.TRAIN_NAMES),
@@ -709,8 +690,8 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
                 "filler_heldout_name_weight": recipe.heldout_name_weight,
                 "name_statistics": name_stats,
             },
-            "quality": quality,
-            "sae": {
+            quality=quality,
+            sae={
                 "hook_name": hook_name,
                 "architecture": "topk",
                 "d_in": recipe.d_model,
@@ -724,16 +705,11 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
                 f"{len(sae_texts) - len(sae_ioi)} filler documents (all non-pad positions, BOS included)",
                 **sae_stats,
             },
-            "task": {"hook_name": hook_name},
-            "hook_selection": selection,
-            "versions": {
-                "torch": torch.__version__,
-                "transformer_lens": importlib.metadata.version("transformer-lens"),
-                "sae_lens": sae_lens.__version__,
-            },
-        }
+            task={"hook_name": hook_name},
+            hook_selection=selection,
+        )  # fmt: skip
         card["recipe"]["wall_time_s"] = round(time.time() - t0, 1)
-        save_zoo_dir(Path(out_dir), model, card, {hook_name: sae})
+        cards.write(Path(out_dir), model, card, {hook_name: sae})
         logger.info("ioi-mini: wrote %s (bar met: %s) in %.0fs", out_dir, quality["bar_met"], time.time() - t0)
         return card
     finally:

@@ -72,13 +72,12 @@ EVAL_SEED_BASE = 7_000_000  # held-out games: EVAL_SEED_BASE + offset + seed (ne
 
 
 def model_config(recipe: Recipe, name: str = NAME, seed: int = 0) -> dict[str, Any]:
-    return {
-        "n_layers": recipe.n_layers, "d_model": recipe.d_model, "n_heads": recipe.n_heads,
-        "d_head": recipe.d_head, "d_mlp": recipe.d_mlp, "d_vocab": data.vocab_size(recipe.size),
-        "n_ctx": data.context(recipe.size), "act_fn": "gelu", "normalization_type": "LN",
-        "positional_embedding_type": "standard", "default_prepend_bos": False, "model_name": name,
-        "original_architecture": name, "device": "cpu", "seed": seed,
-    }  # fmt: skip
+    """``HookedTransformerConfig`` keyword arguments (part of the run's key: keep them stable)."""
+    from deeprobe_bench.zoo.lm import transformer_config
+
+    return transformer_config(name, n_layers=recipe.n_layers, d_model=recipe.d_model, n_heads=recipe.n_heads,
+                              d_head=recipe.d_head, d_mlp=recipe.d_mlp, n_ctx=data.context(recipe.size),
+                              d_vocab=data.vocab_size(recipe.size), default_prepend_bos=False, seed=seed)  # fmt: skip
 
 
 def schedule(recipe: Recipe) -> Any:
@@ -383,8 +382,8 @@ def _trained_hook() -> str:
         UserError: neither has a card.
     """
     from deeprobe_bench.api import UserError
-    from deeprobe_bench.zoo.card import user_zoo_dir
     from deeprobe_bench.tasks.othello.zoo import OTHELLO_MINI
+    from deeprobe_bench.zoo.card import user_zoo_dir
 
     for path in (user_zoo_dir() / NAME / "card.json", OTHELLO_MINI.path() / "card.json"):
         if path.exists():

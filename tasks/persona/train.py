@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.metadata
 import logging
 import math
 import random
@@ -247,24 +246,13 @@ def encode(tokenizer: Any, texts: list[str], n_ctx: int) -> tuple[Any, Any]:
 
 
 def model_config(recipe: Recipe, d_vocab: int) -> dict[str, Any]:
-    return {
-        "n_layers": recipe.n_layers,
-        "d_model": recipe.d_model,
-        "n_heads": recipe.n_heads,
-        "d_head": recipe.d_head,
-        "d_mlp": recipe.d_mlp,
-        "n_ctx": recipe.n_ctx,
-        "d_vocab": d_vocab,
-        "act_fn": "gelu",
-        "normalization_type": "LN",
-        "positional_embedding_type": "standard",
-        "default_prepend_bos": True,
-        "tokenizer_prepends_bos": True,
-        "original_architecture": NAME,
-        "model_name": NAME,
-        "init_weights": True,
-        "device": "cpu",
-    }
+    """``HookedTransformerConfig`` keyword arguments (plain JSON types)."""
+    from deeprobe_bench.zoo.lm import transformer_config
+
+    return transformer_config(NAME, n_layers=recipe.n_layers, d_model=recipe.d_model, n_heads=recipe.n_heads,
+                              d_head=recipe.d_head, d_mlp=recipe.d_mlp, n_ctx=recipe.n_ctx, d_vocab=d_vocab,
+                              default_prepend_bos=True, tokenizer_prepends_bos=True,
+                              original_architecture=NAME, init_weights=True)  # fmt: skip
 
 
 def build_model(config: dict[str, Any], words: list[str]) -> Any:
@@ -505,10 +493,9 @@ def train(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
 
 def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -> dict:
     import numpy as np
-    import sae_lens
     import torch
 
-    from deeprobe_bench.subject import save_zoo_dir
+    from deeprobe_bench.zoo import card as cards
 
     t0 = time.time()
     threads = torch.get_num_threads()
@@ -538,13 +525,9 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
         t_sae = time.time()
         sae, sae_card = sae_stage(model, recipe, seed)
         t_sae = time.time() - t_sae
-        card = {
-            "name": NAME,
-            "version": VERSION,
-            "seed": seed,
-            "tiny": tiny,
-            "config": config,
-            "recipe": {
+        card = cards.make_card(
+            NAME, VERSION, seed, tiny, config,
+            recipe={
                 **asdict(recipe),
                 "optimizer": "AdamW(betas=(0.9, 0.98)), grad clip 1.0, no weight decay on biases/LN",
                 "schedule": f"linear warmup {recipe.warmup_steps} steps, then linear decay to {recipe.min_lr} (zoo kit)",
@@ -560,24 +543,19 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
                 "sae_wall_time_s": round(t_sae, 1),
                 "torch_threads": recipe.threads,
             },
-            "data": {
+            data={
                 "traits": list(data.TRAITS),
                 "n_train_statements": len(data.statements("templated", "train")),
                 "n_heldout_statements": len(data.statements("templated", "test")),
                 "split": "checkerboard over (template, lexicon entry); the LM saw only train-half statements",
                 "vocab_size": len(model.tokenizer),
             },
-            "quality": q,
-            "sae": sae_card,
-            "task": {"hook_name": recipe.hook},
-            "versions": {
-                "torch": torch.__version__,
-                "transformer_lens": importlib.metadata.version("transformer-lens"),
-                "sae_lens": sae_lens.__version__,
-            },
-        }
+            quality=q,
+            sae=sae_card,
+            task={"hook_name": recipe.hook},
+        )  # fmt: skip
         card["recipe"]["wall_time_s"] = round(time.time() - t0, 1)
-        save_zoo_dir(out_dir, model, card, {recipe.hook: sae})
+        cards.write(out_dir, model, card, {recipe.hook: sae})
         logger.info("persona-mini: wrote %s (bar met: %s) in %.0fs", out_dir, q["bar_met"], time.time() - t0)
         return card
     finally:
