@@ -21,7 +21,9 @@ file), a zoo model made for another task, and, once the model is loaded, a ``hoo
 model does not have. A UserError raised by ``task.prepare`` is prefixed with the task and the model.
 
 Every result records where its task and method came from (``Result.provenance``: distribution and
-version, or plugin file and its SHA-256; see :func:`registry.provenance`). Error messages and
+version, or plugin file and its SHA-256; see :func:`registry.provenance`). A plugin that replaces a
+built-in of the same name (``--allow-override``) runs under the label ``<name>(plugin)``, so its results
+never overwrite the built-in's nor share its leaderboard rows. Error messages and
 tracebacks pass through :func:`results.redact`, so an API key an endpoint echoed never reaches a file.
 
 While a cell runs with stderr not a terminal (a log file), a line ``still running`` is logged every
@@ -222,7 +224,7 @@ def run_grid(
 
     task = task_cls(task_config)
     task_cfg_dict = api.config_to_dict(task_config)
-    task_label = config_label(task_name, task_config)
+    task_label = config_label(task_name, task_config) + _override_mark(provenance["task"])
     loader = subject_loader or default_subject_loader
     state: dict[str, Any] = {}  # the subject, loaded once
     prepared: dict[int, tuple[api.TaskData | None, str | None, str | None, float]] = {}
@@ -256,10 +258,10 @@ def run_grid(
     for seed in seeds:
         for m in methods:
             cls, cfg = method_classes[m], method_configs[m]
-            label = config_label(m, cfg)
+            provenance["method"] = registry.provenance("methods", m)
+            label = config_label(m, cfg) + _override_mark(provenance["method"])
             path = result_path(results_dir, task_label, model, label, seed, limit)
             cell = f"{task_label}/{model}/{label}/seed{seed}" + (f" (limit {limit})" if limit is not None else "")
-            provenance["method"] = registry.provenance("methods", m)
             expected = {
                 "task_version": str(task_cls.version),
                 "task_config": task_cfg_dict,
@@ -309,6 +311,14 @@ def run_grid(
             log.debug("%s: wrote %s", cell, path)
             results.append(result)
     return results
+
+
+def _override_mark(prov: dict[str, Any]) -> str:
+    """``"(plugin)"`` for a task or method that replaces a built-in of its name (``--allow-override``), else ''.
+
+    Part of the label, so its results get their own files and leaderboard rows, never the built-in's.
+    """
+    return "(plugin)" if prov.get("overrides") else ""
 
 
 def _check_budget(name: str, cls: type[api.Method], cfg: Any) -> None:

@@ -51,11 +51,17 @@ def test_a_plugin_replaces_a_built_in_only_with_allow_override_and_the_result_sa
     assert cli.main(args) == 2
     assert "--allow-override" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+    real = tmp_path / "r" / "toy" / "toy" / "sae" / "seed0.json"
+    real.parent.mkdir(parents=True)
+    real.write_text("the built-in sae's result\n")
     registry.reset()
     assert cli.main(["--allow-override", *args]) == 0
-    capsys.readouterr()
-    [path] = (tmp_path / "r").rglob("*.json")
-    prov = json.loads(path.read_text())["provenance"]["method"]
+    assert "sae(plugin)" in capsys.readouterr().out
+    assert real.read_text() == "the built-in sae's result\n"  # never overwritten
+    path = tmp_path / "r" / "toy" / "toy" / "sae(plugin)" / "seed0.json"
+    result = json.loads(path.read_text())
+    assert result["method"] == "sae" and result["method_label"] == "sae(plugin)"  # its own leaderboard row
+    prov = result["provenance"]["method"]
     assert prov["kind"] == "plugin file" and prov["sha256"] == hashlib.sha256(plugin.read_bytes()).hexdigest()
     assert "sae = deeprobe_bench.baselines.sae:SAELatents" in prov["overrides"]
 
