@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method
 
+#: the sanity-baseline variant names (:data:`deeprobe_bench.sanity_saes.SANITY_ARCHS`, kept torch-free here)
+SANITY_ARCHS = ("frozen-decoder", "soft-frozen-decoder", "frozen-encoder")
+
 
 def latent_frequency(sae, acts):
     """``Float[Tensor, "d_sae"]``: fraction of rows of ``acts`` (``"n d_model"``) where each latent is > 0."""
@@ -62,7 +65,10 @@ class SAEConfig:
         n: how many of the most frequent latents to return; None (the default): all of them, so that
             coverage and reconstruction see the whole dictionary, as Karvonen et al. 2024 score SAEs.
         arch: which of the subject's SAEs at the hook (a variant name such as ``standard``, ``topk``,
-            ``panneal``, see ``Subject.sae_variants``); empty for the hook's default SAE.
+            ``panneal``, see ``Subject.sae_variants``); empty for the hook's default SAE. The random-SAE
+            sanity baselines of Korznikov et al. 2026 (arXiv 2602.14111) are variants too, where a subject
+            ships them: ``frozen-decoder``, ``soft-frozen-decoder``, ``frozen-encoder``
+            (:mod:`deeprobe_bench.sanity_saes`, trained with the recipe and budget of the real SAE).
     """
 
     n: int | None = None
@@ -84,4 +90,6 @@ class SAELatents(Method):
         order, freq = rank_latents(ctx, self.name, sae)
         top = order if self.config.n is None else order[: self.config.n]
         meta = {"ranking": "frequency", "sae": {"arch": self.config.arch or "default", "d_sae": sae.cfg.d_sae}}
+        if self.config.arch in SANITY_ARCHS:
+            meta["sanity_baseline"] = self.config.arch
         return latent_features(sae, ctx.hook_name, top, scores=freq[top], meta=meta)

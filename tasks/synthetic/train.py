@@ -60,6 +60,25 @@ def train(out_dir: Path, seed: int = 0, name: str = "synth-4k", variants: tuple[
                   model_name=name)  # fmt: skip
     saes: dict[str, Any] = {}
     quality: dict[str, Any] = {}
+    card = {
+        "name": name,
+        "kind": "synthetic-world",
+        "version": "1",
+        "seed": seed,
+        "world_config": world.cfg.to_dict(),
+        "hook_name": worlds.HOOK,
+        "default_sae_variant": "topk",
+        "recipe": {
+            **recipe,
+            "base_of_sanity_baselines": "topk",
+            "train_seed": TRAIN_SEED + seed,
+            "quality_seed": QUALITY_SEED + seed,
+            "variants": list(variants),
+        },
+        "quality": {"world_build_s": round(build_s, 1), "saes": quality},
+        "source": "sae_lens.synthetic.SyntheticModel (SynthSAEBench); SAEs: deeprobe_bench.zoo.sae / sanity_saes",
+    }
+    _write_card(out, card)
     for variant in variants:
         t1 = time.perf_counter()
         logger.info("%s: training the %s SAE", name, variant)
@@ -79,26 +98,12 @@ def train(out_dir: Path, seed: int = 0, name: str = "synth-4k", variants: tuple[
         saes[f"{worlds.HOOK}@{variant}"] = sae
         (out / "saes").mkdir(parents=True, exist_ok=True)
         sae.save_model(out / "saes" / f"{worlds.HOOK}@{variant}")
+        _write_card(out, card)  # after every SAE, so an interrupted run leaves a loadable world
         logger.info("%s %s: %s", name, variant, q)
-    card = {
-        "name": name,
-        "kind": "synthetic-world",
-        "version": "1",
-        "seed": seed,
-        "world_config": world.cfg.to_dict(),
-        "hook_name": worlds.HOOK,
-        "default_sae_variant": "topk",
-        "recipe": {
-            **recipe,
-            "base_of_sanity_baselines": "topk",
-            "train_seed": TRAIN_SEED + seed,
-            "quality_seed": QUALITY_SEED + seed,
-            "variants": list(variants),
-        },  # fmt: skip
-        "quality": {"world_build_s": round(build_s, 1), "saes": quality},
-        "source": "sae_lens.synthetic.SyntheticModel (SynthSAEBench); SAEs: deeprobe_bench.sae_training / sanity_saes",
-    }
+    return card
+
+
+def _write_card(out: Path, card: dict[str, Any]) -> None:
     tmp = out / "card.json.tmp"
     tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     tmp.replace(out / "card.json")
-    return card

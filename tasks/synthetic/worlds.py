@@ -84,7 +84,7 @@ def world_config(name: str) -> Any:
 
 #: the SAE recipe of each shipped world: latents, steps, batch, TopK k, standard l1, training rows
 SAE_RECIPES: dict[str, dict[str, Any]] = {
-    "synth-4k": {"d_sae": 1024, "steps": 600, "batch": 1024, "k": 16, "l1": 5.0, "n_acts": 131072, "lr": 3e-4},
+    "synth-4k": {"d_sae": 1024, "steps": 600, "batch": 512, "k": 16, "l1": 5.0, "n_acts": 65536, "lr": 3e-4},
     "synth-16k": {"d_sae": 4096, "steps": 48828, "batch": 1024, "k": 25, "l1": 2.0, "n_acts": 1048576, "lr": 3e-4},
     "synth-tiny": {"d_sae": 64, "steps": 300, "batch": 256, "k": 4, "l1": 2.0, "n_acts": 8192, "lr": 1e-3},
 }

@@ -31,21 +31,29 @@ class SyntheticWorldModel:
 
         return Path(str(files(self.package))) / "zoo" / self.name
 
+    def user_path(self) -> Path:
+        """Where ``zoo train`` writes this world by default: the user's zoo (as for every zoo model)."""
+        from deeprobe_bench.zoo.card import user_zoo_dir
+
+        return user_zoo_dir() / self.name
+
     def load(self) -> Any:
-        """The world as a :class:`~deeprobe_bench.tasks.synthetic.subject.SyntheticSubject` with its SAEs.
+        """The world as a :class:`~deeprobe_bench.tasks.synthetic.subject.SyntheticSubject` with its SAEs: the
+        user's built copy (:meth:`user_path`) when it has a card, else the shipped one.
 
         Raises:
             UserError: the world's files are missing (the message says how to build them).
         """
         from deeprobe_bench.tasks.synthetic.subject import load_world_dir
 
-        return load_world_dir(self.path(), name=self.name)
+        user = self.user_path()
+        return load_world_dir(user if (user / "card.json").is_file() else self.path(), name=self.name)
 
     def train(self, out_dir: Path | None = None, seed: int = 0) -> Path:
-        """Build the world and train its SAEs into ``out_dir`` (default: the shipped location)."""
+        """Build the world and train its SAEs into ``out_dir`` (default: :meth:`user_path`)."""
         from deeprobe_bench.tasks.synthetic.train import train
 
-        out = Path(out_dir) if out_dir is not None else self.path()
+        out = Path(out_dir) if out_dir is not None else self.user_path()
         train(out_dir=out, seed=seed, name=self.name)
         return out
 
