@@ -89,6 +89,33 @@ class JudgeCache:
             ) from None
 
     @staticmethod
+    def validate(path: str | os.PathLike[str] | None) -> None:
+        """Check, writing nothing, that ``path`` can serve as the cache: an SQLite file (or an empty one), or a
+        file that can be created (the nearest existing folder is writable).
+
+        Raises:
+            UserError: ``path`` is a folder, an existing file that is not an SQLite database, or cannot be created.
+        """
+        if path is None:
+            return
+        path = Path(path)
+        if path.is_dir():
+            raise UserError(f"judge cache {path} is a folder; pass a file path (--judge-cache FILE)")
+        if path.exists():
+            try:
+                with open(path, "rb") as fh:
+                    head = fh.read(16)
+            except OSError as e:
+                raise UserError(f"judge cache {path} cannot be read ({e.strerror or e}); pass another --judge-cache") from None
+            if head and head != b"SQLite format 3\x00":
+                raise UserError(f"judge cache {path} is not a usable SQLite database (file is not a database); move it "
+                                "away or pass another --judge-cache")  # fmt: skip
+            return
+        parent = next((a for a in path.absolute().parents if a.exists()), None)
+        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise UserError(f"judge cache {path} cannot be created (its folder is not writable); pass another --judge-cache")
+
+    @staticmethod
     def _prepare_file(path: Path) -> None:
         """Refuse a folder; create the file 0600 (and a missing folder 0700), or bring an own file to 0600."""
         from deeprobe_bench.results import DIR_MODE, FILE_MODE

@@ -243,8 +243,8 @@ class JudgeClient:
         config: see :class:`JudgeConfig`.
         sleep: the sleep function used between retries (tests pass a fake).
         rng: the jitter's random generator (default seeded from ``config.seed``).
-        check: send one cheap request first (:meth:`check`), before the reply cache is opened, so a bad
-            endpoint fails before anything is written.
+        check: send one cheap request first (:meth:`check`), so a bad endpoint fails before any work. The
+            reply cache's path is checked here and its file created on first use (:attr:`cache`).
 
     Raises:
         UserError: a bad config (empty model, non-positive limits, a base URL that is not http(s)), an
@@ -274,13 +274,25 @@ class JudgeClient:
         path = config.cache_path
         if path is None:
             path = default_cache_path()
-        self.cache = JudgeCache(path or None)
+        self._cache_path = path or None
+        JudgeCache.validate(self._cache_path)  # a bad cache path fails now; the file is made on first use
+        self._cache: JudgeCache | None = None
+        self._cache_lock = threading.Lock()
         self._sem = threading.BoundedSemaphore(config.max_concurrency)
         self._lock = threading.Lock()
         self._usage = Usage()
         self._served_by: set[str] = set()
         self._registered: dict[int, Any] = {}  # id -> the example set (kept alive, so ids stay unique)
         self._gt_lock = threading.Lock()
+
+    @property
+    def cache(self) -> JudgeCache:
+        """The reply cache, opened (and its file created) on first use, so a run refused before any judge
+        request writes nothing."""
+        with self._cache_lock:
+            if self._cache is None:
+                self._cache = JudgeCache(self._cache_path)
+            return self._cache
 
     # ------------------------------------------------------------------ checked before work
 
@@ -504,7 +516,9 @@ class JudgeClient:
 
     def close(self) -> None:
         self._openai.close()
-        self.cache.close()
+        with self._cache_lock:
+            if self._cache is not None:
+                self._cache.close()
 
 
 def _short(exc: BaseException | None, width: int = 160) -> str:

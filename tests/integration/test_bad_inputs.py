@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import HELPERS_PATH, REPO_ROOT
+from helpers import HELPERS_PATH, REPO_ROOT, ToyTask
 
-from deeprobe_bench import cli, registry
+from deeprobe_bench import api, cli, registry
 
 PLUGIN = ["--plugin", str(HELPERS_PATH)]
 IOI_MINI = REPO_ROOT / "tasks" / "ioi" / "zoo" / "ioi-mini"
@@ -204,6 +204,14 @@ CASES: list[tuple[str, Callable[[Path], list[str]], list[str]]] = [
      ["is a folder"]),
     ("judge-price-bad", lambda t: [*RUN_TOY, "--judge-base-url", "local", "--judge-price", "cheap"],
      ["--judge-price 'cheap'"]),
+    ("judge-timeout-negative", lambda t: [*RUN_TOY, "--judge-base-url", "local", "--judge-timeout", "-1"],
+     ["judge timeout must be > 0"]),
+    ("judge-max-retries-negative", lambda t: [*RUN_TOY, "--judge-base-url", "local", "--judge-max-retries", "-1"],
+     ["judge max retries must be >= 0"]),
+    ("judge-concurrency-zero", lambda t: [*RUN_TOY, "--judge-base-url", "local", "--judge-concurrency", "0"],
+     ["argument --judge-concurrency"]),
+    ("judge-method-without-examples", lambda t: ["run", "--task", "toy", "--method", "toy-judge"],
+     ["method toy-judge needs judge examples"]),
     ("judge-serve-not-loopback", lambda t: ["judge", "serve", "--host", "0.0.0.0"], ["loopback only"]),
     ("judge-serve-bad-fault", lambda t: ["judge", "serve", "--fail", "teapot=0.5"], ["unknown judge fault"]),
     # damaged zoo models: checksums catch a changed file; without them the reader's error is one line too
@@ -236,6 +244,10 @@ CASES: list[tuple[str, Callable[[Path], list[str]], list[str]]] = [
     ("leaderboard-results-missing", lambda t: ["leaderboard", "build", "--results-dir", str(t / "none")],
      ["does not exist"]),
     ("cache-prune-bad-size", lambda t: ["cache", "prune", "--max-size", "lots"], ["size 'lots'"]),
+    ("ls-unknown-kind", lambda t: ["ls", "widgets"], ["argument what: invalid choice: 'widgets'"]),
+    ("run-without-task", lambda t: ["run", "--method", "toy-random"], ["the following arguments are required: --task"]),
+    ("unknown-command", lambda t: ["fly"], ["invalid choice: 'fly'"]),
+    ("abbreviated-option", lambda t: [*RUN_TOY, "--see", "1"], ["unrecognized arguments: --see"]),
     ("zoo-train-unknown", lambda t: ["zoo", "train", "toyy"], ["unknown model 'toyy'", "did you mean 'toy'"]),
 ]
 
@@ -279,6 +291,20 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, setup
 # --------------------------------------------------------------------------- the key an endpoint echoes
 
 
+class ToyExamplesTask(ToyTask):
+    """The toy task plus judge examples (every train row, labelled with its concepts)."""
+
+    name = "toy-examples"
+
+    def prepare(self, subject: Any, seed: int, limit: int | None = None) -> api.TaskData:
+        data = super().prepare(subject, seed, limit)
+        x = data.train_acts
+        texts = [api.ExampleSet.mark(f"row {i} reads ", "x") for i in range(len(x))]
+        examples = api.ExampleSet(texts, x, x > 0.5, [f"c{i}" for i in range(x.shape[1])], name="toy")
+        data.examples = {"train": examples, "eval": examples}
+        return data
+
+
 def _no_key_anywhere(*texts: str) -> None:
     for text in texts:
         assert FAKE_KEY not in text
@@ -304,20 +330,7 @@ def test_an_echoed_key_in_a_cells_judge_error_never_reaches_a_file_or_a_log(tmp_
     """The endpoint answers the cheap check, then refuses every judge request, echoing the key: the cell keeps
     its task metrics, records judge_score as missing with the (redacted) error, and the key is nowhere."""
     import torch
-    from helpers import ToyTask
 
-    from deeprobe_bench import api
-
-    class ToyExamplesTask(ToyTask):
-        name = "toy-examples"
-
-        def prepare(self, subject: Any, seed: int, limit: int | None = None) -> api.TaskData:
-            data = super().prepare(subject, seed, limit)
-            x = data.train_acts
-            texts = [api.ExampleSet.mark(f"row {i} reads ", "x") for i in range(len(x))]
-            examples = api.ExampleSet(texts, x, x > 0.5, [f"c{i}" for i in range(x.shape[1])], name="toy")
-            data.examples = {"train": examples, "eval": examples}
-            return data
 
     monkeypatch.setenv("DEEPROBE_JUDGE_API_KEY", FAKE_KEY)
     torch.manual_seed(0)
@@ -340,7 +353,9 @@ def test_an_echoed_key_in_a_cells_judge_error_never_reaches_a_file_or_a_log(tmp_
 
 
 def test_files_the_project_writes_are_private(tmp_path, capsys):
-    code = cli.main([*PLUGIN, *RUN_TOY, "--judge-base-url", "local", "--results-dir", str(tmp_path / "results")])
+    registry.register_task(ToyExamplesTask)
+    code = cli.main([*PLUGIN, "run", "--task", "toy-examples", "--method", "toy-random", "--judge-base-url", "local",
+                     "--results-dir", str(tmp_path / "results")])  # fmt: skip
     capsys.readouterr()
     assert code == 0
     [result] = (tmp_path / "results").rglob("*.json")
