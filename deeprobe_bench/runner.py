@@ -23,8 +23,8 @@ model does not have. A UserError raised by ``task.prepare`` is prefixed with the
 Every result records where its task and method came from (``Result.provenance``: distribution and
 version, or plugin file and its SHA-256; see :func:`registry.provenance`). A plugin that replaces a
 built-in of the same name (``--allow-override``) runs under the label ``<name>(plugin)``, so its results
-never overwrite the built-in's nor share its leaderboard rows. Error messages and
-tracebacks pass through :func:`results.redact`, so an API key an endpoint echoed never reaches a file.
+never overwrite the built-in's nor share its leaderboard rows. Error messages and tracebacks pass
+through :func:`results.redact`, so an API key an endpoint echoed never reaches a file.
 
 While a cell runs with stderr not a terminal (a log file), a line ``still running`` is logged every
 :data:`HEARTBEAT_S` seconds, so a long cell is never silent.
@@ -38,9 +38,9 @@ records ``details["judge"]`` (which judge, prompt version, calls / cache hits / 
 spent by that cell) and ``judge_tokens``. A judge that fails for good while scoring keeps the cell's
 other metrics: the cell stays ``ok`` with ``judge_score`` recorded as missing (value None, its
 ``error`` beside it, ``details["judge_error"]``), and a later run with a judge scores it again; a judge
-that fails inside a judge-supervised method's ``discover`` makes that cell an error, never the grid. Supervision ``judge`` gives a method ``ctx.judge``
-(an ``autointerp.JudgeScorer`` on ``examples["train"]``) *and* ``ctx.objective`` (counted), for the
-causal term of a judge-based reward.
+that fails inside a judge-supervised method's ``discover`` makes that cell an error, never the grid.
+Supervision ``judge`` gives a method ``ctx.judge`` (an ``autointerp.JudgeScorer`` on
+``examples["train"]``) *and* ``ctx.objective`` (counted), for the causal term of a judge-based reward.
 """
 
 from __future__ import annotations
