@@ -125,6 +125,8 @@ def work_dir(name: str, key: dict[str, Any]) -> Path:
     """
     import hashlib
 
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ValueError(f"a work directory name must be one plain path component, got {name!r}")
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     root = private_dir(cache_root() / "zoo-work")
     return private_dir(root / f"{name}-{digest}")
@@ -277,6 +279,8 @@ def train_lm(
             would differ from the schedule's).
     """
     lock = _lock(private_dir(work))
+    for stale in [*Path(work).glob("*.tmp"), *Path(work).glob(".tmp*")]:  # left by a run killed while saving
+        stale.unlink(missing_ok=True)
     try:
         return _train(model, batch_at, schedule, Path(work), pad, eval_fn, eval_every, checkpoint_every_s, stop_after_s)
     finally:

@@ -280,10 +280,12 @@ def switch_off(model: Any, recipe: Recipe) -> None:
             p.requires_grad_(False)
 
 
-def train_lm(model: Any, tokens: Any, lengths: Any, recipe: Recipe, seed: int, phase: str = "lm") -> dict[str, Any]:
+def train_lm(model: Any, tokens: Any, lengths: Any, recipe: Recipe, seed: int, work: Path | None = None,
+             phase: str = "lm") -> dict[str, Any]:  # fmt: skip
     """Next-token training (tied embeddings) over all non-pad tokens on the zoo kit's trainer
     (:func:`deeprobe_bench.zoo.lm.train_lm`: AdamW, linear warmup then linear decay to ``min_lr``,
-    resumable from its work directory). The answer after ``"Answer :"`` weighs ``answer_weight``."""
+    resumable from ``work``, by default the kit's work directory of this phase, recipe and seed). The answer
+    after ``"Answer :"`` weighs ``answer_weight``."""
     import torch
 
     from deeprobe_bench.zoo import lm
@@ -304,8 +306,9 @@ def train_lm(model: Any, tokens: Any, lengths: Any, recipe: Recipe, seed: int, p
     schedule = lm.Schedule(steps=recipe.steps, lr=recipe.lr, warmup_steps=recipe.warmup_steps,
                            decay_steps=max(0, recipe.steps - recipe.warmup_steps), min_lr=recipe.min_lr,
                            weight_decay=recipe.weight_decay)  # fmt: skip
-    work = lm.work_dir(f"{NAME}-{phase}", {"version": VERSION, "recipe": asdict(recipe), "seed": seed,
-                                           "schedule": schedule.key(), "n_docs": len(tokens)})  # fmt: skip
+    if work is None:
+        work = lm.work_dir(f"{NAME}-{phase}", {"version": VERSION, "recipe": asdict(recipe), "seed": seed,
+                                               "schedule": schedule.key(), "n_docs": len(tokens)})  # fmt: skip
     stats = lm.train_lm(lm.tied(model), batch_at, schedule, work, checkpoint_every_s=180.0)
     lm.untie(model)
     model.eval()

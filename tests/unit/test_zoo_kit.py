@@ -127,6 +127,17 @@ def test_work_dir_is_private_and_checked(tmp_path, monkeypatch):
     os.chmod(a, 0o777)
     with pytest.raises(PermissionError, match="writable by other users"):
         lm.work_dir("m", {"x": 1})
+    for bad in ("a/b", "/abs", "..", ""):
+        with pytest.raises(ValueError, match="one plain path component"):
+            lm.work_dir(bad, {})
+    assert sorted(p.name for p in (tmp_path / "zoo-work").iterdir()) == sorted({a.name, lm.work_dir("m", {"x": 2}).name})
+
+
+def test_temp_files_of_a_killed_save_are_removed(tmp_path):
+    (tmp_path / "lm.safetensors.tmp").write_bytes(b"partial")
+    (tmp_path / ".tmpabc").write_bytes(b"partial")
+    lm.train_lm(fresh(), stream, lm.Schedule(steps=1), tmp_path)
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".tmp*"))
 
 
 def test_busy_work_dir_is_refused(tmp_path):
