@@ -259,8 +259,9 @@ class JudgeClient:
         self.config = config
         self._sleep = sleep
         self._rng = rng or random.Random(config.seed or 0)
-        key = os.environ.get(config.api_key_env) or "not-needed"
-        register_secret(key)
+        key = os.environ.get(config.api_key_env) or ""
+        register_secret(key)  # only a real key: the placeholder below is no secret
+        key = key or "not-needed"
         self._openai = openai.OpenAI(
             base_url=config.base_url, api_key=key, max_retries=0, timeout=config.timeout_s
         )
