@@ -136,3 +136,15 @@ def test_quiet_silences_third_party_progress_bars(capsys):
         assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
     finally:
         datasets_utils.enable_progress_bars()
+
+
+def test_redact_removes_registered_secrets_and_bearer_tokens(tmp_path):
+    from deeprobe_bench.results import atomic_write_text, redact, register_secret
+
+    register_secret("sk-live-abcdef123456")
+    register_secret("abc")  # too short to be a key: never redacted (it would mangle ordinary words)
+    text = "401: Incorrect API key provided: sk-live-abcdef123456 (header Authorization: Bearer tok.en-1_2)"
+    assert redact(text) == "401: Incorrect API key provided: *** (header Authorization: Bearer ***)"
+    assert redact("abc is fine") == "abc is fine" and redact(None) is None
+    path = atomic_write_text(tmp_path / "x.json", '{"error": "key sk-live-abcdef123456"}')
+    assert path.read_text() == '{"error": "key ***"}' and path.stat().st_mode & 0o777 == 0o600
