@@ -55,7 +55,7 @@ DIR_MODE = 0o700
 # --------------------------------------------------------------------------- secrets
 
 _SECRETS: set[str] = set()
-_BEARER = re.compile(r"(Bearer\s+)[^\s\"',;]+", re.IGNORECASE)
+_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9\-._~+/=]+", re.IGNORECASE)  # RFC 6750 token characters
 #: shortest value worth redacting (a one-letter "key" would blank out every message)
 _MIN_SECRET_LEN = 6
 
