@@ -371,20 +371,27 @@ def _open_judge(args: argparse.Namespace, methods: list[str]) -> Any:
 
 
 def cmd_judge_serve(args: argparse.Namespace) -> int:
-    from deeprobe_bench.judge import LocalJudgeServer
-    from deeprobe_bench.judge.server import parse_fault_spec
+    import os
 
+    from deeprobe_bench.judge import LocalJudgeServer
+    from deeprobe_bench.judge.server import TOKEN_ENV, parse_fault_spec
+
+    # The token of the write endpoints: $DEEPROBE_JUDGE_SERVER_TOKEN if set, else drawn; never printed.
     server = LocalJudgeServer(args.host, args.port, fail=parse_fault_spec(args.fail), slow_s=args.slow_seconds,
-                              seed=args.seed)  # fmt: skip
+                              seed=args.seed, token=os.environ.get(TOKEN_ENV) or None)  # fmt: skip
     server.start()
     try:
         token_file = server.write_token_file()
     except BaseException:
         server.stop()
         raise
-    where = f"token in {token_file}" if token_file else f"token {server.token}"
-    _echo(f"local judge server on {server.base_url} ({where}; clients of this account find it, or set "
-          f"$DEEPROBE_JUDGE_SERVER_TOKEN; Ctrl-C stops it)")  # fmt: skip
+    if token_file is not None:
+        where = f"token in {token_file}, where clients of this account find it"
+    elif os.environ.get(TOKEN_ENV):
+        where = f"token from ${TOKEN_ENV}"
+    else:
+        where = f"no token file (DEEPROBE_CACHE=off): set ${TOKEN_ENV} for this server and its clients"
+    _echo(f"local judge server on {server.base_url} ({where}; Ctrl-C stops it)")
     server.wait_until_interrupted()
     return 0
 
