@@ -26,7 +26,7 @@ def prepared(tmp_path_factory):
     os.environ.setdefault("DEEPROBE_CACHE", str(tmp_path_factory.mktemp("cache")))
     subject = PERSONA_MINI.load()
     task = PersonaTask(parse_config(PersonaTask.Config, SMALL))
-    return subject, task, task.prepare(subject, seed=0)
+    return subject, task, task.prepare(subject, seed=0, limit=96)  # 16 contrast pairs per half
 
 
 def test_shipped_persona_mini_meets_its_bar_and_is_small():
