@@ -61,6 +61,19 @@ class JudgeError(RuntimeError):
         super().__init__(redact(message))
 
 
+def _register_url_secrets(url: str) -> None:
+    """Register the password (and user name) of ``https://user:password@host/...`` and any ``key=`` / ``token=``
+    query value as secrets, so the URL can be shown and recorded without them."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    register_secret(parts.password)
+    register_secret(parts.username)
+    for name, value in urllib.parse.parse_qsl(parts.query):
+        if any(w in name.lower() for w in ("key", "token", "secret", "password")):
+            register_secret(value)
+
+
 def check_base_url(url: str) -> None:
     """Refuse a judge base URL that is not ``http://host[:port][/path]`` or ``https://...``.
 
@@ -262,6 +275,7 @@ class JudgeClient:
         key = os.environ.get(config.api_key_env) or ""
         register_secret(key)  # only a real key: the placeholder below is no secret
         key = key or "not-needed"
+        _register_url_secrets(config.base_url)
         self._openai = openai.OpenAI(
             base_url=config.base_url, api_key=key, max_retries=0, timeout=config.timeout_s
         )
@@ -333,7 +347,8 @@ class JudgeClient:
 
     @property
     def endpoint_id(self) -> str:
-        return self.config.endpoint_id or self.config.base_url.rstrip("/")
+        """The endpoint as recorded in results and the cache key (registered URL secrets redacted)."""
+        return redact(self.config.endpoint_id or self.config.base_url.rstrip("/"))
 
     @property
     def params(self) -> dict[str, Any]:
@@ -361,7 +376,7 @@ class JudgeClient:
         return {
             "model": self.config.model,
             "endpoint": self.endpoint_id,
-            "base_url": self.config.base_url if not self.config.local else "local server (loopback)",
+            "base_url": redact(self.config.base_url) if not self.config.local else "local server (loopback)",
             "local_server": self.config.local,
             "served_by": sorted(self._served_by),
             "prompt_version": PROMPT_VERSION,

@@ -148,3 +148,17 @@ def test_redact_removes_registered_secrets_and_bearer_tokens(tmp_path):
     assert redact("abc is fine") == "abc is fine" and redact(None) is None
     path = atomic_write_text(tmp_path / "x.json", '{"error": "key sk-live-abcdef123456"}')
     assert path.read_text() == '{"error": "key ***"}' and path.stat().st_mode & 0o777 == 0o600
+
+
+def test_credentials_in_a_judge_url_are_never_recorded(tmp_path, monkeypatch):
+    from deeprobe_bench.judge import JudgeClient, JudgeConfig
+
+    monkeypatch.delenv("DEEPROBE_JUDGE_API_KEY", raising=False)
+    url = "https://alice:pa55word-xyz@judge.example/v1?api_key=qk-0123456789"
+    client = JudgeClient(JudgeConfig(base_url=url, model="m", cache_path=""))
+    try:
+        described = json.dumps(client.describe())
+        assert "pa55word-xyz" not in described and "qk-0123456789" not in described
+        assert "judge.example/v1" in described and "***" in client.endpoint_id
+    finally:
+        client.close()
