@@ -222,12 +222,6 @@ def steered(
     return p, nll
 
 
-def p_yes(subject, prompts: Prompts, hook_name: str, vectors: Float[Tensor, "g d"] | None = None,
-          where: str = "last") -> Float[Tensor, "g n"]:  # fmt: skip
-    """:func:`steered`'s ``p_yes`` alone."""
-    return steered(subject, prompts, hook_name, vectors, where)[0]
-
-
 def _run(model, tokens, resid, hook_name, start, vector, mask):
     if start is not None:
         x = resid if vector is None else add_vector(resid, vector, mask)

@@ -167,8 +167,7 @@ class PersonaTask(Task):
                 "source": source,
                 "objective_rows": objective_rows,
                 "n_system": n_system,
-                "seed": seed,
-            },  # fmt: skip
+            },
             info={
                 "hook_name": hook,
                 "source": source,
