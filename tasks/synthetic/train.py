@@ -54,7 +54,7 @@ def train(out_dir: Path, seed: int = 0, name: str = "synth-4k", variants: tuple[
     world.save(out / "world")
     build_s = time.perf_counter() - t0
     train_set = data.sample(world, recipe["n_acts"], TRAIN_SEED + seed)
-    held = data.sample(world, 8192, QUALITY_SEED + seed)
+    held = data.sample(world, min(8192, recipe["n_acts"]), QUALITY_SEED + seed)
     planted = world.feature_dict.feature_vectors.detach()
     common = dict(steps=recipe["steps"], batch=recipe["batch"], lr=recipe["lr"], k=recipe["k"], l1=recipe["l1"],
                   model_name=name)  # fmt: skip

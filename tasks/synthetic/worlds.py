@@ -82,9 +82,10 @@ def world_config(name: str) -> Any:
     raise KeyError(f"unknown synthetic world {name!r}; known: synth-4k, synth-16k, synth-tiny")
 
 
-#: the SAE recipe of each shipped world: latents, steps, batch, TopK k, standard l1, training rows
+#: the SAE recipe of each world: latents, steps, batch, TopK k, standard l1, training rows (held-out quality
+#: samples: min(8192, n_acts))
 SAE_RECIPES: dict[str, dict[str, Any]] = {
     "synth-4k": {"d_sae": 1024, "steps": 600, "batch": 512, "k": 16, "l1": 5.0, "n_acts": 65536, "lr": 3e-4},
-    "synth-16k": {"d_sae": 4096, "steps": 48828, "batch": 1024, "k": 25, "l1": 2.0, "n_acts": 1048576, "lr": 3e-4},
-    "synth-tiny": {"d_sae": 64, "steps": 300, "batch": 256, "k": 4, "l1": 2.0, "n_acts": 8192, "lr": 1e-3},
+    "synth-16k": {"d_sae": 4096, "steps": 20000, "batch": 1024, "k": 25, "l1": 5.0, "n_acts": 262144, "lr": 3e-4},
+    "synth-tiny": {"d_sae": 64, "steps": 80, "batch": 256, "k": 4, "l1": 2.0, "n_acts": 4096, "lr": 3e-3},
 }
