@@ -4,12 +4,13 @@ After SAEBench's autointerp eval and EleutherAI delphi (REFERENCE.md sections 6 
 
 1. **Activating rows** follow the feature's own distribution. A sparse, non-negative feature (an SAE
    latent, a label indicator: at least ``n_detect_neg`` rows at or below 0) is on where it is > 0, and its
-   firing rate is the share of such rows. A dense or signed feature (a projection, a probe's logit or
-   probability) has no zero to read: its activating rows are the top quantile of its values whose size is
-   the upper class of the two-class split of those values that maximises the between-class variance
-   (Otsu 1979, exact on the sorted values), so a detector of a concept of base rate p fires on about p of
-   the rows, as delphi draws examples by activation quantile of the latent's own activations. The
-   non-activating rows are the rest.
+   firing rate is the share of such rows. A dense feature with values in [0, 1] (a probe's probability)
+   fires on ``mean(p)`` of the rows in expectation: its activating rows are that top quantile. Any other
+   dense or signed feature (a projection, a logit) has no zero to read: its activating rows are the upper
+   class of the two-class split of its values that maximises the between-class variance (Otsu 1979, exact
+   on the sorted values). Either way a detector of a concept of base rate p fires on about p of the rows,
+   as delphi draws examples by activation quantile of the latent's own activations. The non-activating
+   rows are the rest.
 2. **Disjoint, stratified halves.** The activating rows, strongest first, are cut into ``n_quantiles``
    quantile bins (delphi's 10); each bin is shuffled (seeded) and split in two, so the *explanation* half
    and the *detection* half are disjoint and both hold rows of every quantile, the strongest included (the
@@ -94,7 +95,8 @@ class FeatureScore:
         simplicity: ``score * min(1, simple_words / words)`` in [0, 1] (0 when unjudged).
         n_active: activating rows (the feature's firing rate times the rows).
         judged: whether the judge scored it (False: left out of ``judge_score``, see ``reason``).
-        rule: what "activating" meant: ``> 0`` or ``top q`` (the Otsu upper class, q its share).
+        rule: what "activating" meant: ``> 0``, ``top q (mean probability)`` or ``top q`` (the Otsu upper
+            class), q the share of rows.
         reason: why it was not judged ('' when judged).
     """
 
@@ -164,6 +166,10 @@ def _pools(acts: list[float], cfg: AutointerpConfig) -> tuple[list[int], list[in
     off = [i for i in range(n) if acts[i] <= 0]
     if n and min(acts) >= 0 and len(off) >= cfg.n_detect_neg:  # sparse, non-negative: on where > 0
         return [i for i in order if acts[i] > 0], off, "> 0"
+    if n and min(acts) >= 0 and max(acts) <= 1:  # a probability fires on mean(acts) of the rows, in expectation
+        k = round(sum(acts))
+        if 0 < k < n and acts[order[k - 1]] > acts[order[k]]:
+            return order[:k], order[k:], f"top {k / n:.3f} (mean probability)"
     t = otsu_threshold(acts)
     if t is None:  # constant
         return [], list(range(n)), "constant"

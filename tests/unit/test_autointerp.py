@@ -155,3 +155,19 @@ def test_unscorable_features_are_left_out_and_counted_and_a_null_set_scores_chan
     mixed = FeatureSet("h", torch.zeros(2, 4), encoder=lambda a: torch.stack([ex.labels[:, 0].float(), 0 * const], 1))
     res = score_features(mixed, ex, judge, seed=0)
     assert res.n_scored == 1 and res.value == 1.0
+
+
+def test_a_calibrated_probability_of_a_rare_concept_fires_on_its_expected_share(judge):
+    from deeprobe_bench.metrics.autointerp import otsu_threshold
+
+    ex = rare_examples()
+    g = torch.Generator().manual_seed(6)
+    on = ex.labels[:, 0].nonzero().flatten()  # base rate 5%
+    # confident on three rows of the concept, unsure (0.1-0.3) on the others, about 0.01 elsewhere
+    p = 0.02 * torch.rand(len(ex), generator=g)
+    p[on] = 0.1 + 0.2 * torch.rand(len(on), generator=g)
+    p[on[:3]] = 0.99
+    assert int((p > otsu_threshold(p.tolist())).sum()) == 3  # Otsu would keep the confident three: too few
+    (s,) = score_activations(p[:, None], ex, judge, seed=0)
+    assert s.rule.endswith("(mean probability)") and s.judged and s.score >= 0.95
+    assert s.n_active == round(float(p.sum())) and 4 <= s.n_active <= len(on)
