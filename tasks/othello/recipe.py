@@ -225,8 +225,13 @@ def build_model(config: dict[str, Any], size: int) -> Any:
         return quiet_hooked_transformer(HookedTransformerConfig(**config), load_tokenizer(Path(tmp)))
 
 
-def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None) -> tuple[Any, dict[str, Any]]:
-    """Build and train (or resume) othello-mini's LM in its work directory; returns ``(model, stats)``."""
+def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None, keep_steps: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Build and train (or resume) othello-mini's LM in its work directory; returns ``(model, stats)``.
+
+    With ``keep_steps``, a run already started keeps the total number of steps it was last given (``--steps``
+    of an earlier call, recorded in the work directory), so ``zoo train`` finishes what the background run
+    planned; ``stats["steps"]`` is the total used.
+    """
     import torch
 
     from deeprobe_bench.zoo import lm
@@ -234,11 +239,14 @@ def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None) -> tu
     torch.set_num_threads(recipe.threads)
     model = build_model(model_config(recipe, NAME, seed), recipe.size)
     work = lm.work_dir(NAME, run_key(recipe, seed))
-    logger.info("work directory %s", work)
+    progress = work / lm.PROGRESS
+    if keep_steps and progress.is_file():
+        recipe = dataclasses.replace(recipe, steps=int(json.loads(progress.read_text())["steps"]))
+    logger.info("work directory %s (%d steps)", work, recipe.steps)
     stats = lm.train_lm(model, batch_stream(recipe, seed), schedule(recipe), work, pad=data.PAD,
                         eval_fn=monitor(recipe, seed) if recipe.eval_every else None, eval_every=recipe.eval_every,
                         checkpoint_every_s=recipe.checkpoint_every_s, stop_after_s=stop_after_s)  # fmt: skip
-    return model, stats
+    return model, {**stats, "steps": recipe.steps}
 
 
 # --------------------------------------------------------------------------- probes, SAEs, card
@@ -325,6 +333,7 @@ def train(out_dir: Any, seed: int = 0, tiny: bool = False) -> dict[str, Any]:
 
     recipe = TINY if tiny else FULL
     model, stats = train_lm(recipe, seed)
+    recipe = dataclasses.replace(recipe, steps=stats["steps"])
     work = lm.work_dir(NAME, run_key(recipe, seed))
     n_tr, n_te = (64, 32) if tiny else (PROBE_TRAIN_GAMES, PROBE_TEST_GAMES)
     report = probe_report(model, n_tr, n_te, recipe.size, seed)
@@ -410,7 +419,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         recipe = dataclasses.replace(recipe, threads=args.threads)
     if args.lm_only:
-        _, stats = train_lm(recipe, args.seed, args.stop_after_s)
+        _, stats = train_lm(recipe, args.seed, args.stop_after_s, keep_steps=not args.steps)
         logger.info("done: %s", json.dumps({k: v for k, v in stats.items() if k != "learning_curve"}))
         logger.info("recipe %s", json.dumps(asdict(recipe)))
     elif args.out is None:
