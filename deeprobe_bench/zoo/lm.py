@@ -276,7 +276,7 @@ def train_lm(
     Raises:
         WorkDirBusy: another process is training in ``work``.
         ValueError: the checkpoint is past the decay start of a changed ``schedule`` (its lr history
-            would differ from the schedule's).
+            would differ from the schedule's), or was decaying under another schedule.
     """
     lock = _lock(private_dir(work))
     for stale in [*Path(work).glob("*.tmp"), *Path(work).glob(".tmp*")]:  # left by a run killed while saving
@@ -306,6 +306,11 @@ def _train(model: Any, batch_at: Callable[[int], Any], schedule: Schedule, work:
             raise ValueError(
                 f"{ckpt} was already decaying from step {ds}; its schedule cannot change now (decay_start "
                 f"{schedule.decay_start})"
+            )
+        if ds is None and schedule.decay_steps and state["step"] > schedule.decay_start:
+            raise ValueError(
+                f"{ckpt} is at step {state['step']}, past the decay start {schedule.decay_start} of a {schedule.steps}-step "
+                f"schedule: give at least {state['step'] + schedule.decay_steps} steps"
             )
     step = state["step"]
     ignore = -100 if pad is None else pad

@@ -117,6 +117,11 @@ def test_changed_schedule_after_decay_began_is_refused(tmp_path):
     lm.train_lm(fresh(), stream, sched(STEPS), tmp_path, stop_after_s=None)  # ran into its decay (from step 7)
     with pytest.raises(ValueError, match="already decaying"):
         lm.train_lm(fresh(), stream, sched(STEPS + 5), tmp_path)
+    lm.train_lm(fresh(), stream, sched(20), tmp_path / "b", stop_after_s=0.0)  # stopped at step 1, stable phase
+    with pytest.raises(ValueError, match="give at least 4 steps"):
+        lm.train_lm(fresh(), stream, lm.Schedule(steps=3, warmup_steps=0, decay_steps=3), tmp_path / "b")
+    # a shorter total whose decay starts after the checkpoint is fine (the stable phase so far is the same)
+    assert lm.train_lm(fresh(), stream, sched(6), tmp_path / "b")["step"] == 6
 
 
 def test_work_dir_is_private_and_checked(tmp_path, monkeypatch):
