@@ -62,13 +62,14 @@ def test_fit_probes_minimises_scikit_learns_problem_on_raw_activations():
 
 
 def test_fit_probes_columns_are_independent_and_invariant_to_affine_rescaling():
-    """A column fitted with others equals it fitted alone; fitting on a * x + c (scalar a) gives the
-    same logits on the transformed inputs once C is C / a^2 (the preconditioning's identity)."""
+    """A column fitted with others (in parallel threads) equals it fitted alone; fitting on a * x + c
+    (scalar a) gives the same logits on the transformed inputs once C is C / a^2 (the preconditioning's
+    identity)."""
     from deeprobe_bench.baselines.probe import fit_probes
 
     x, y = _anisotropic_data()
     x, y = torch.tensor(x), torch.tensor(y)
-    w, b, _ = fit_probes(x, y, tol=1e-8)
+    w, b, _ = fit_probes(x, y, tol=1e-8, n_jobs=2)
     w1, b1, _ = fit_probes(x, y[:, 1:2], tol=1e-8)
     torch.testing.assert_close(w[1:2], w1, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(b[1:2], b1, rtol=1e-5, atol=1e-6)
