@@ -264,17 +264,19 @@ def sae_spec(tiny: bool) -> Any:
     return SAESpec(d_sae=2048, steps=3000, batch=1024, k=48, l1=2.0)
 
 
-def probe_report(model: Any, n_train: int, n_test: int, size: int, seed: int) -> dict[str, dict[str, float]]:
+def probe_report(model: Any, n_train: int, n_test: int, size: int, seed: int,
+                 hooks: list[str] | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
     """Per layer (``resid_post``), two linear probes fitted on ``n_train`` games, scored on ``n_test`` others.
 
     ``mine_theirs_occupied``: per square, a binary logistic regression (scikit-learn, lbfgs, C=1) of mine
     vs theirs on the rows where the square is occupied (the paper's "mine / theirs" decoding);
     ``three_way``: per square, multinomial empty / mine / theirs on every row. Inputs standardised with
-    the train rows' mean and std. Returns ``{hook: {probe: accuracy over squares and rows}}``.
+    the train rows' mean and std. ``hooks``: the resid_post hooks to probe (default: every layer's).
+    Returns ``{hook: {probe: accuracy over squares and rows}}``.
     """
     from sklearn.linear_model import LogisticRegression
 
-    hooks = [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
+    hooks = hooks or [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
     tr, te = heldout(n_train, size, EVAL_SEED_BASE + 100 + seed), heldout(n_test, size, EVAL_SEED_BASE + 200 + seed)
     a, b = resid_rows(model, tr, hooks), resid_rows(model, te, hooks)
     out = {}

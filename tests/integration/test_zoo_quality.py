@@ -17,13 +17,13 @@ def test_othello_mini_card_figures_are_reproduced():
     size, seed, hook = card["task"]["board_size"], card["seed"], card["task"]["hook_name"]
     if "mine_theirs_occupied" in q:  # recipe v2: the card's probe games and figures
         games = q["probe_games"]
-        report = recipe.probe_report(subject.model, games["train"], games["test"], size, seed)
+        report = recipe.probe_report(subject.model, games["train"], games["test"], size, seed, [hook])
         assert report[hook]["mine_theirs_occupied"] == pytest.approx(q["mine_theirs_occupied"], abs=0.005)
         assert report[hook]["three_way"] == pytest.approx(q["three_way"], abs=0.005)
         assert q["bar_met"] == (q["mine_theirs_occupied"] >= recipe.BAR["mine_theirs_occupied"] and
                                 q["legal_top1"] >= recipe.BAR["legal_top1"])  # fmt: skip
     else:  # recipe v1: mine/theirs/empty probe on 500 train / 300 test games
-        report = recipe.probe_report(subject.model, 500, 300, size, seed)
+        report = recipe.probe_report(subject.model, 500, 300, size, seed, [hook])
         assert report[hook]["three_way"] == pytest.approx(q["probe_accuracy"], abs=0.005)
     ev = recipe.heldout(q.get("legal_top1_games", 1000), size, recipe.EVAL_SEED_BASE + 50 + seed)
     assert recipe.legal_top1(subject.model, ev) == pytest.approx(q["legal_top1"], abs=0.02)
