@@ -2,8 +2,8 @@
 
 - before (version 2): one scikit-learn ``LogisticRegression(C=1, class_weight="balanced")`` per concept,
   one after another, on the raw activations (the code of version 2's ``discover``, below);
-- after (version 3): ``baselines.probe.fit_probes``, the same objective preconditioned and solved for all
-  concepts side by side.
+- after (version 3): ``baselines.probe.fit_probes``, the same objective on preconditioned input, solved
+  by scikit-learn's ``newton-cholesky`` per concept.
 
 Both fit the first ``--concepts`` probed concepts (version 2 costs about a second a concept on a quiet
 machine, so all of othello-mini's 136 take minutes); version 3 also fits all of them. Printed: seconds,
@@ -75,8 +75,8 @@ def main() -> None:
     z3 = xd @ w3.numpy().T + b3.numpy()
     p2, p3 = 1 / (1 + np.exp(-z2)), 1 / (1 + np.exp(-z3))
     print(f"before (v2, {k} sequential scikit-learn fits): {t2:.2f} s ({t2 / k:.3f} s a concept)")
-    print(f"after  (v3, one batched fit of {k}):           {t3:.2f} s ({info['n_iter']} L-BFGS iterations)")
-    print(f"after  (v3, all {y.shape[1]}):                        {t3_all:.2f} s ({info_all['n_iter']} iterations)")
+    print(f"after  (v3, {k} Newton fits):                  {t3:.2f} s (at most {info['n_iter']} iterations a fit)")
+    print(f"after  (v3, all {y.shape[1]}):                        {t3_all:.2f} s (at most {info_all['n_iter']} iterations a fit)")
     print(f"speed-up on the same {k} concepts: {t2 / t3:.1f}x; per concept, v2 on {k} vs v3 on all "
           f"{y.shape[1]}: {(t2 / k) / (t3_all / y.shape[1]):.1f}x")  # fmt: skip
     print(f"v2 vs v3: mean |probability difference| {np.abs(p2 - p3).mean():.5f}, "
