@@ -251,6 +251,7 @@ def train_lm(
     eval_every: int = 0,
     checkpoint_every_s: float = 180.0,
     stop_after_s: float | None = None,
+    autocast: str | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place with next-token cross-entropy, resuming from ``work/lm.safetensors``.
 
@@ -268,6 +269,8 @@ def train_lm(
         checkpoint_every_s: seconds between checkpoints (and one at the end).
         stop_after_s: return (after a checkpoint) once this many seconds have passed in this call, with
             ``done`` False; ``None``: run to ``schedule.steps``.
+        autocast: ``"bf16"``: forward pass under ``torch.autocast("cpu", bfloat16)`` (weights, optimizer and
+            loss stay float32; about 1.6x faster per step on CPUs with AVX512-BF16); ``None``: float32.
 
     Returns:
         ``{"done", "step", "first_loss", "final_loss" (mean of the last 100), "learning_curve",
@@ -278,17 +281,23 @@ def train_lm(
         ValueError: the checkpoint is past the decay start of a changed ``schedule`` (its lr history
             would differ from the schedule's), or was decaying under another schedule.
     """
+    if autocast not in (None, "bf16"):
+        raise ValueError(f"autocast must be None or 'bf16', got {autocast!r}")
     lock = _lock(private_dir(work))
     for stale in [*Path(work).glob("*.tmp"), *Path(work).glob(".tmp*")]:  # left by a run killed while saving
         stale.unlink(missing_ok=True)
     try:
-        return _train(model, batch_at, schedule, Path(work), pad, eval_fn, eval_every, checkpoint_every_s, stop_after_s)
+        return _train(model, batch_at, schedule, Path(work), pad, eval_fn, eval_every, checkpoint_every_s, stop_after_s,
+                      autocast)  # fmt: skip
     finally:
         lock.close()
 
 
 def _train(model: Any, batch_at: Callable[[int], Any], schedule: Schedule, work: Path, pad: int | None,
-           eval_fn: Any, eval_every: int, checkpoint_every_s: float, stop_after_s: float | None) -> dict[str, Any]:  # fmt: skip
+           eval_fn: Any, eval_every: int, checkpoint_every_s: float, stop_after_s: float | None,
+           autocast: str | None = None) -> dict[str, Any]:  # fmt: skip
+    import contextlib
+
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -347,7 +356,9 @@ def _train(model: Any, batch_at: Callable[[int], Any], schedule: Schedule, work:
             g["lr"] = lr
         if step >= schedule.decay_start and schedule.decay_steps:
             state["decay_start"] = schedule.decay_start
-        logits = model(inputs)
+        with torch.autocast("cpu", dtype=torch.bfloat16) if autocast == "bf16" else contextlib.nullcontext():
+            logits = model(inputs)
+        logits = logits.float()
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none",
                               ignore_index=ignore if not isinstance(batch, tuple) else -100)  # fmt: skip
         counted = (targets.reshape(-1) != (ignore if not isinstance(batch, tuple) else -100)).float()

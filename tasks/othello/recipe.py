@@ -54,6 +54,7 @@ class Recipe:
     weight_decay: float = 0.05
     chunk_steps: int = 20  # games of this many steps are generated at once
     threads: int = 2
+    autocast: str | None = "bf16"  # forward in bfloat16 (measured 1.4 vs 2.3 CPU-s per step at one thread)
     checkpoint_every_s: float = 240.0
     eval_every: int = 1000
     n_eval_games: int = 500
@@ -90,7 +91,8 @@ def schedule(recipe: Recipe) -> Any:
 def run_key(recipe: Recipe, seed: int) -> dict[str, Any]:
     """What fixes the LM trajectory (the work directory's key): config, data stream, stable schedule."""
     return {"version": VERSION, "config": model_config(recipe, NAME, seed), "batch": recipe.batch,
-            "chunk_steps": recipe.chunk_steps, "train_seed_base": TRAIN_SEED_BASE, "schedule": schedule(recipe).key()}  # fmt: skip
+            "chunk_steps": recipe.chunk_steps, "train_seed_base": TRAIN_SEED_BASE, "schedule": schedule(recipe).key(),
+            "autocast": recipe.autocast}  # fmt: skip
 
 
 def batch_stream(recipe: Recipe, seed: int) -> Any:
@@ -245,7 +247,8 @@ def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None, keep_
     logger.info("work directory %s (%d steps)", work, recipe.steps)
     stats = lm.train_lm(model, batch_stream(recipe, seed), schedule(recipe), work, pad=data.PAD,
                         eval_fn=monitor(recipe, seed) if recipe.eval_every else None, eval_every=recipe.eval_every,
-                        checkpoint_every_s=recipe.checkpoint_every_s, stop_after_s=stop_after_s)  # fmt: skip
+                        checkpoint_every_s=recipe.checkpoint_every_s, stop_after_s=stop_after_s,
+                        autocast=recipe.autocast)  # fmt: skip
     return model, {**stats, "steps": recipe.steps}
 
 

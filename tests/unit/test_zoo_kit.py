@@ -58,26 +58,30 @@ def killing(at: int):
     return batch_at
 
 
-def test_resume_after_kill_loses_and_repeats_no_step(tmp_path):
+@pytest.mark.parametrize("autocast", [None, "bf16"])
+def test_resume_after_kill_loses_and_repeats_no_step(tmp_path, autocast):
+    import functools
+
     torch.set_num_threads(1)
+    train = functools.partial(lm.train_lm, autocast=autocast)
     ref = fresh()
-    ref_stats = lm.train_lm(ref, stream, sched(), tmp_path / "a")
+    ref_stats = train(ref, stream, sched(), tmp_path / "a")
     assert ref_stats["done"] and ref_stats["step"] == STEPS
 
     work = tmp_path / "b"
     m = fresh()
-    first = lm.train_lm(m, stream, sched(), work, stop_after_s=0.0)  # one step, then a checkpoint
+    first = train(m, stream, sched(), work, stop_after_s=0.0)  # one step, then a checkpoint
     assert (first["step"], first["done"]) == (1, False)
     m = fresh()  # killed at step 6, its last checkpoint still at step 1: steps 1..5 are redone, not counted twice
     with pytest.raises(Killed):
-        lm.train_lm(m, killing(6), sched(), work, checkpoint_every_s=1e9)
+        train(m, killing(6), sched(), work, checkpoint_every_s=1e9)
     assert json.loads((work / lm.PROGRESS).read_text())["step"] == 1
     m = fresh()  # killed at step 8 with a checkpoint after every step
     with pytest.raises(Killed):
-        lm.train_lm(m, killing(8), sched(), work, checkpoint_every_s=0.0)
+        train(m, killing(8), sched(), work, checkpoint_every_s=0.0)
     assert json.loads((work / lm.PROGRESS).read_text())["step"] == 8
     m = fresh()
-    stats = lm.train_lm(m, stream, sched(), work)
+    stats = train(m, stream, sched(), work)
     assert stats["done"] and stats["step"] == STEPS
     for (name, a), b in zip(ref.state_dict().items(), m.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
@@ -87,7 +91,7 @@ def test_resume_after_kill_loses_and_repeats_no_step(tmp_path):
         ref_losses = json.loads(fh.metadata()["state"])["losses"]
     assert len(losses) == STEPS and losses == ref_losses
     # a finished run is a no-op: nothing trains again
-    again = lm.train_lm(fresh(), killing(0), sched(), work)
+    again = train(fresh(), killing(0), sched(), work)
     assert again["step"] == STEPS and again["steps_per_s"] == 0
 
 
