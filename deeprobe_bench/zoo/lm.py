@@ -240,6 +240,15 @@ def _lock(work: Path) -> Any:
     return fh
 
 
+def ensure_free(work: Path) -> None:
+    """Fail early, before any work, when another process is training in ``work``.
+
+    Raises:
+        WorkDirBusy: another process holds ``work``'s lock.
+    """
+    _lock(private_dir(work)).close()
+
+
 def train_lm(
     model: Any,
     batch_at: Callable[[int], Any],

@@ -189,11 +189,14 @@ def ridge_mine_theirs(x_tr: Any, b_tr: np.ndarray, x_te: Any, b_te: np.ndarray, 
 
 def monitor(recipe: Recipe, seed: int) -> Any:
     """The trainer's ``eval_fn``: ``legal_top1`` and ``ridge_mine_theirs`` at every layer's resid_post."""
-    ev = heldout(recipe.n_eval_games, recipe.size, EVAL_SEED_BASE + 50 + seed)
-    tr = heldout(recipe.monitor_train_games, recipe.size, EVAL_SEED_BASE + 100 + seed)
-    te = heldout(recipe.monitor_test_games, recipe.size, EVAL_SEED_BASE + 200 + seed)
+    games: dict[str, Any] = {}
 
     def eval_fn(model: Any) -> dict[str, Any]:
+        if not games:  # generated at the first evaluation, not before training starts
+            games["ev"] = heldout(recipe.n_eval_games, recipe.size, EVAL_SEED_BASE + 50 + seed)
+            games["tr"] = heldout(recipe.monitor_train_games, recipe.size, EVAL_SEED_BASE + 100 + seed)
+            games["te"] = heldout(recipe.monitor_test_games, recipe.size, EVAL_SEED_BASE + 200 + seed)
+        ev, tr, te = games["ev"], games["tr"], games["te"]
         hooks = [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
         a, b = resid_rows(model, tr, hooks), resid_rows(model, te, hooks)
         per_layer = {h.split(".")[1]: round(ridge_mine_theirs(a[h], tr["board"], b[h], te["board"]), 4) for h in hooks}
@@ -239,8 +242,9 @@ def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None, keep_
     from deeprobe_bench.zoo import lm
 
     torch.set_num_threads(recipe.threads)
-    model = build_model(model_config(recipe, NAME, seed), recipe.size)
     work = lm.work_dir(NAME, run_key(recipe, seed))
+    lm.ensure_free(work)
+    model = build_model(model_config(recipe, NAME, seed), recipe.size)
     progress = work / lm.PROGRESS
     if keep_steps and progress.is_file():
         recipe = dataclasses.replace(recipe, steps=int(json.loads(progress.read_text())["steps"]))
