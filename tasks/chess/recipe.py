@@ -164,10 +164,11 @@ def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None) -> tu
 
     torch.set_num_threads(recipe.threads)
     config = model_config(recipe, NAME)
-    fast = gpt.fast_gpt(config, seed)
     key = {"version": VERSION, "config": config, "seed": seed, "batch": recipe.batch, "data": data.DATA_VERSION,
            "schedule": schedule(recipe).key(), "init": "zoo.gpt.fast_gpt"}  # fmt: skip
     work = lm.work_dir(NAME, key)
+    lm.ensure_free(work)
+    fast = gpt.fast_gpt(config, seed)
     ev = data.generate_games(recipe.n_eval_games, seed, "eval", recipe.n_ctx, cache=False)
     ev_tokens, ev_lengths = data.encode(list(ev["text"]), recipe.n_ctx)
     stats = lm.train_lm(fast, batch_stream(recipe, seed), schedule(recipe), work,
