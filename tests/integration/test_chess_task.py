@@ -56,13 +56,13 @@ def test_zoo_models_load_with_their_saes(subjects):
 
 
 def test_trained_model_predicts_text_better_than_random_init(subjects):
-    from deeprobe_bench.tasks.chess import data, train
+    from deeprobe_bench.tasks.chess import data, recipe
 
     n_ctx = subjects["chess-mini"].model.cfg.n_ctx
     games = data.generate_games(8, 777, "eval", n_ctx, cache=False)
     tokens, lengths = data.encode(list(games["text"]), n_ctx)
-    trained = train.eval_loss(subjects["chess-mini"].model, tokens, lengths)
-    random_init = train.eval_loss(subjects["chess-mini-random"].model, tokens, lengths)
+    trained = recipe.eval_loss(subjects["chess-mini"].model, tokens, lengths)
+    random_init = recipe.eval_loss(subjects["chess-mini-random"].model, tokens, lengths)
     assert trained < 1.5 < random_init  # uniform over 32 characters: ln 32 = 3.47
 
 
