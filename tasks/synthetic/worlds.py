@@ -85,7 +85,7 @@ def world_config(name: str) -> Any:
 #: the SAE recipe of each world: latents, steps, batch, TopK k, standard l1, training rows (held-out quality
 #: samples: min(8192, n_acts))
 SAE_RECIPES: dict[str, dict[str, Any]] = {
-    "synth-4k": {"d_sae": 1024, "steps": 600, "batch": 512, "k": 16, "l1": 5.0, "n_acts": 65536, "lr": 3e-4},
+    "synth-4k": {"d_sae": 512, "steps": 600, "batch": 512, "k": 16, "l1": 5.0, "n_acts": 65536, "lr": 2e-3},
     "synth-16k": {"d_sae": 4096, "steps": 20000, "batch": 1024, "k": 25, "l1": 5.0, "n_acts": 262144, "lr": 3e-4},
     "synth-tiny": {"d_sae": 64, "steps": 80, "batch": 256, "k": 4, "l1": 2.0, "n_acts": 4096, "lr": 3e-3},
 }

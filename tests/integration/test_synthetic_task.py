@@ -86,11 +86,11 @@ def test_frozen_decoder_recovers_nothing_and_trained_topk_does_better(tmp_path, 
 
 
 def test_supervised_and_search_methods_run(tmp_path, subject):
-    res = run(tmp_path, subject, ["probe", "diffmean", "greedy"], {"budget": "20"})
+    res = run(tmp_path, subject, ["probe", "diffmean"]) + run(tmp_path, subject, ["greedy"], {"budget": "20"})
     for r in res:
         v = values(r)
         assert 0 <= v["coverage"] <= 1 and "recovered" in v
-    assert res[2].objective_calls <= 20
+    assert 0 < res[2].objective_calls <= 20
 
 
 def test_refusals(tmp_path, subject):
