@@ -29,7 +29,9 @@ activations, 150-240 iterations a fit on othello-mini):
   a step, BLAS-bound) reaches the minimiser in 6-9 iterations on othello-mini, closer than version 2's
   lbfgs at the same ``tol`` (mean |probability difference| to a fit at tol 1e-10: 0.000076 vs 0.000166,
   8 concepts), in less than half the time (1.62 s vs 3.43 s for those 8, one thread, a loaded machine).
-  Probes run in ``n_jobs`` threads. (Tried and dropped: one batched L-BFGS for all concepts, whose
+  With fewer train rows than 4x the width (IOI on a 768-wide model: 128-512 rows) a Newton step's
+  ``d x d`` Hessian costs more than lbfgs's whole fit, so ``lbfgs`` is used there (on the same
+  preconditioned input). Probes run in ``n_jobs`` threads. (Tried and dropped: one batched L-BFGS for all concepts, whose
   ``(n, K)`` arrays leave the cache and made it slower per concept than version 2.)
 
 Cost: no forward passes (the cached train activations only); time ``O(K * iterations * n * d^2)``,
@@ -53,8 +55,10 @@ class ProbeConfig:
 
     Attributes:
         C: inverse L2 regularisation strength of the logistic regressions (scikit-learn's ``C``).
-        max_iter: Newton iterations per probe (about 6-10 are needed on the zoo models).
-        tol: scikit-learn's tolerance (largest gradient entry of a probe's normalised objective).
+        max_iter: Newton iterations per probe (about 6-10 are needed on the zoo models; lbfgs, used
+            when the train rows are fewer than 4x the hook's width, gets 10x as many).
+        tol: largest gradient entry of a probe's normalised objective at which it stops (scikit-learn's
+            rule, on the raw activations as in version 2).
         n_jobs: probes fitted in parallel threads (1: one after another; BLAS still uses its threads).
     """
 
@@ -80,22 +84,24 @@ def fit_probes(
     """Balanced L2 logistic regressions of every label column on ``x``.
 
     Solves, for each column ``k``, scikit-learn's ``LogisticRegression(C=C, class_weight="balanced")``
-    problem on the raw ``x`` (see the module docstring) with scikit-learn's ``newton-cholesky`` solver,
-    on inputs preconditioned by centring and one scalar scaling that leave the minimiser unchanged, and
-    folds the solution back into raw-space weights.
+    problem on the raw ``x`` (see the module docstring) with scikit-learn's ``newton-cholesky`` solver
+    (``lbfgs`` when ``n < 4 d``), on inputs preconditioned by centring and one scalar scaling that leave
+    the minimiser unchanged, and folds the solution back into raw-space weights.
 
     Args:
         x: ``Float[Tensor, "n d"]`` inputs.
         y: ``Bool[Tensor, "n K"]`` labels; every column needs at least one positive and one negative row.
         C: inverse regularisation strength (> 0).
-        max_iter: Newton iterations per probe.
-        tol: scikit-learn's ``tol`` (Newton stops when the gradient's largest entry is below it).
+        max_iter: Newton iterations per probe (lbfgs: 10 x as many).
+        tol: version 2's stopping rule: the largest entry of the gradient of the normalised objective on
+            the raw ``x`` below ``tol`` (``tol / s`` in the preconditioned coordinates).
         n_jobs: probes fitted in parallel (joblib threads; the Hessian products release the GIL).
 
     Returns:
         ``(w, b, info)``: ``Float[Tensor, "K d"]`` weights and ``Float[Tensor, "K"]`` intercepts (float64)
         of the balanced fit on the raw ``x`` (logit ``x @ w.T + b``), and ``{"n_iter", "converged", "s"}``
-        (``n_iter``: the most Newton iterations a probe took; ``converged``: every probe met ``tol``).
+        (``n_iter``: the most iterations a probe took; ``converged``: every probe met ``tol``), ``"s"`` and
+        ``"solver"``.
 
     Raises:
         ValueError: a column without both classes, or shapes that do not match.
@@ -118,11 +124,16 @@ def fit_probes(
     mu = x64.mean(0)
     xs = x64 - mu
     s = float(xs.square().mean().sqrt()) or 1.0
-    xs = (xs / s).to(torch.float32).numpy()
     c = C * s * s  # the penalty of w' = s w is ||w'||^2 / (2 s^2): the same problem with C' = C s^2
+    # Newton (a d x d Hessian a step; float32 suffices) when rows outnumber dimensions 4 to 1, else lbfgs
+    # (one (n, d) product a step; float64, as its many small steps need the precision)
+    solver = "newton-cholesky" if xs.shape[0] >= 4 * xs.shape[1] else "lbfgs"
+    xs = (xs / s).to(torch.float32 if solver == "newton-cholesky" else torch.float64).numpy()
+    iters = max_iter if solver == "newton-cholesky" else 10 * max_iter
 
     def fit(j: int) -> tuple[Any, float, int, bool]:
-        clf = LogisticRegression(C=c, solver="newton-cholesky", max_iter=max_iter, tol=tol, class_weight="balanced")
+        # gradients in the preconditioned coordinates are the raw ones / s: tol / s is version 2's rule
+        clf = LogisticRegression(C=c, solver=solver, max_iter=iters, tol=tol / s, class_weight="balanced")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             clf.fit(xs, yb[:, j])
@@ -135,7 +146,7 @@ def fit_probes(
     converged = all(f[3] for f in fits)
     if not converged:
         logger.warning("probe: %d of %d fits stopped at max_iter %d", sum(not f[3] for f in fits), len(fits), max_iter)
-    return w, b, {"n_iter": max(f[2] for f in fits), "converged": converged, "s": s}
+    return w, b, {"n_iter": max(f[2] for f in fits), "converged": converged, "s": s, "solver": solver}
 
 
 class Probe(Method):
@@ -172,6 +183,7 @@ class Probe(Method):
                 "n_concepts": len(ctx.concepts),
                 "n_probes": len(keep),
                 "n_iter": info["n_iter"],
+                "solver": info["solver"],
                 "converged": info["converged"],
             },  # fmt: skip
         )
