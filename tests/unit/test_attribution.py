@@ -202,3 +202,24 @@ def test_greedy_over_an_attribution_pool_finds_the_read_out_latent(toy):
     assert fs.meta["pool"][0] == J and fs.meta["pool_by"] == "attribution"
     assert fs.meta["latents"][: fs.selected] == [J]
     assert fs.meta["pool_cost"]["forward_passes"] == 6 and fs.meta["pool_cost"]["backward_passes"] == 3
+
+
+def test_decoder_directions_take_the_decoder_rows_only_when_decode_is_them(toy):
+    """A plain SAE's directions are its W_dec rows (the fast path); an SAE whose decode rescales each
+    latent (as TopK with rescale_acts_by_decoder_norm does) gets decode(e_i) - decode(0)."""
+    from deeprobe_bench.baselines.attribution import decoder_directions
+
+    _, sae, _ = toy
+    torch.testing.assert_close(decoder_directions(sae), sae.W_dec.detach().float())
+    scale = torch.linspace(0.5, 2.0, D_SAE)
+
+    class Rescaled:
+        cfg = sae.cfg
+        W_dec = sae.W_dec
+
+        @staticmethod
+        def decode(f):
+            return sae.decode(f * scale)
+
+    dirs = decoder_directions(Rescaled)
+    torch.testing.assert_close(dirs, sae.W_dec.detach().float() * scale[:, None], rtol=1e-5, atol=1e-5)
