@@ -3,8 +3,8 @@
 Definitions (``V``: the ``F`` planted unit directions, ``D``: the ``n`` directions a method found):
 
 - ``recovery``: mean over planted features of ``max_j |cos(v_i, d_j)|`` (1 = every planted feature has an
-  exact match); ``recovered``: the fraction of planted features with ``max_j |cos| > 0.9`` (the
-  threshold of Korznikov et al. 2026, arXiv 2602.14111, for a recovered feature).
+  exact match); ``recovered``: the fraction of planted features with ``max_j |cos| > 0.9`` (our threshold;
+  not checked against the criterion behind the recovered fraction of Korznikov et al. 2026, arXiv 2602.14111).
 - ``precision``: mean over found directions of ``max_i |cos(d_j, v_i)|`` (are the found directions real
   features, whatever their number).
 - ``mcc_directions``: sae_lens' ``mean_correlation_coefficient`` (SynthSAEBench): Hungarian one-to-one
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-#: cosine above which a planted feature counts as recovered (Korznikov et al. 2026)
+#: cosine above which a planted feature counts as recovered
 RECOVERED_COS = 0.9
 
 
