@@ -123,7 +123,7 @@ class SyntheticTask(Task):
             "split_seeds": {k: 10 * seed + SPLIT_SEEDS[k] for k in sizes},
             "n_concepts": len(cols),
             "concept_columns": cols,
-            "true_l0_test": float(splits["test"].features._nnz() / max(len(splits["test"]), 1)),
+            "true_l0_test": float(splits["test"].features.values().numel() / max(len(splits["test"]), 1)),
             "positions": "one i.i.d. sample per row (no tokens, no positions)",
         }
         out = TaskData(
