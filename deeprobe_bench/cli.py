@@ -170,6 +170,28 @@ def build_parser() -> argparse.ArgumentParser:
                      help="use at most N examples per split (a quick look; recorded, never mixed with full runs)")
     _add_judge_args(run)
 
+    sw = sub.add_parser("sweep", help="run a grid (tasks x models x methods x seeds) from a grid file or the command line")
+    _add_common(sw, top=False)
+    sw.add_argument("grid", nargs="?", default=None, metavar="GRID.toml|GRID.yaml",
+                    help="grid file ([[run]] entries: task, models, methods, method_options; seeds)")
+    sw.add_argument("--task", default=None, help="one task (instead of a grid file)")
+    sw.add_argument("--model", action="append", default=None, metavar="NAME[,NAME]", help="model(s) for --task")
+    sw.add_argument("--method", action="append", default=None, metavar="NAME[,NAME]", help="method(s) for --task")
+    sw.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,2", help="seeds (overrides the grid file's)")
+    sw.add_argument("-T", dest="task_options", action="append", default=[], metavar="KEY=VALUE", help="task option")
+    sw.add_argument("-M", dest="method_options", action="append", default=[], metavar="KEY=VALUE", help="method option")
+    sw.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="at most N examples per split")
+    sw.add_argument("--results-dir", default="results", help="where result JSONs go (default: results)")
+    sw.add_argument("--force", action="store_true", help="re-run cells that already have a finished result")
+    sw.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help="local (this machine; --workers processes) or ray (a Ray cluster; pip install -e '.[ray]')")
+    sw.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="local processes (default 1: in process)")
+    sw.add_argument("--address", default="auto", metavar="auto|HOST:PORT", help="the Ray cluster (default auto)")
+    sw.add_argument("--max-retries", type=int, default=1, metavar="N",
+                    help="Ray: runs of a cell whose worker died, before it is reported failed (default 1)")
+    sw.add_argument("--judge-base-url", default=None, metavar="URL", help="judge of every cell ('local' or a URL)")
+    sw.add_argument("--judge-model", default=None, metavar="NAME", help="judge model name (with a URL)")
+
     cal = sub.add_parser("calibrate", help="floor (null) and ceiling (oracle) of every metric of a task")
     _add_common(cal, top=False)
     cal.add_argument("--task", required=True, help="task name (see `ls tasks`)")
@@ -309,6 +331,54 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("%d of %d cells failed; their results record the error (see details.traceback)", len(failed), len(results))
         return 1
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run a grid on an executor; one progress bar; a summary (done, skipped, failed with errors) at the end."""
+    from deeprobe_bench.cells import Grid, expand, load_grid, plan
+    from deeprobe_bench.executors import make_executor
+    from deeprobe_bench.progress import progress
+    from deeprobe_bench.results import check_writable_dir
+
+    if (args.grid is None) == (args.task is None):
+        raise api.UserError("sweep: give a grid file or --task (with --method), not both" if args.grid
+                            else "sweep: give a grid file or --task NAME --method NAME")
+    if args.grid is not None:
+        if args.model or args.method or args.task_options or args.method_options:
+            raise api.UserError("sweep: --model / --method / -T / -M go with --task, not with a grid file")
+        grid = load_grid(args.grid)
+    else:
+        if not args.method:
+            raise api.UserError("sweep --task needs --method NAME")
+        entry: dict[str, Any] = {"task": args.task, "methods": _split_methods(args.method),
+                                 "task_options": parse_options(args.task_options, "-T"),
+                                 "method_options": parse_options(args.method_options, "-M")}
+        if args.model:
+            entry["models"] = _split_methods(args.model)
+        grid = Grid(entries=[entry])
+    if args.seeds is not None:
+        grid.seeds = list(dict.fromkeys(args.seeds))
+    if args.limit is not None:
+        grid.limit = args.limit
+    if args.judge_base_url is not None:
+        grid.judge = {"base_url": args.judge_base_url, "model": args.judge_model}
+    cells = expand(grid, plugins=args.plugins, allow_override=args.allow_override)
+    check_writable_dir(args.results_dir, "--results-dir")
+    if args.max_retries < 0:
+        raise api.UserError(f"--max-retries must be >= 0, got {args.max_retries}")
+    executor = make_executor(args.executor, workers=args.workers, address=args.address, max_retries=args.max_retries)
+    todo, skipped = plan(cells, args.results_dir, force=args.force)
+    log.info("sweep: %d cells, %d finished already, %d to run (%s executor)", len(cells), len(skipped), len(todo),
+             args.executor)
+    with progress(total=len(cells), desc="grid", unit="cell", initial=len(skipped)) as bar:
+        outcomes = executor.run(todo, args.results_dir, force=args.force, on_done=lambda o: bar.update(1))
+    done = [o for o in outcomes if o.status == "done"]
+    failed = [o for o in outcomes if o.status == "failed"]
+    n_skipped = len(skipped) + sum(o.status == "skipped" for o in outcomes)
+    _echo(f"sweep: {len(done)} done, {n_skipped} skipped (finished), {len(failed)} failed, of {len(cells)} cells")
+    for o in failed:
+        _echo(f"  failed {o.cell.name()}: {_one_line(_redact(o.error or 'error'))}")
+    return 1 if failed else 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -538,6 +608,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_run(args)
     if args.command == "calibrate":
         return cmd_calibrate(args)
+    if args.command == "sweep":
+        return cmd_sweep(args)
     if args.command == "ls":
         return cmd_ls(args.what)
     if args.command == "leaderboard":

@@ -38,6 +38,8 @@ import platform
 import re
 import subprocess
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -466,3 +468,136 @@ def git_info() -> tuple[str | None, bool | None]:
         return None, None
     status = git("status", "--porcelain", "--untracked-files=no")
     return commit, (bool(status) if status is not None else None)
+
+
+# --------------------------------------------------------------------------- per-cell locks
+
+#: seconds between the refreshes of a held lock file (its mtime), so other machines can tell it is alive
+LOCK_REFRESH_S = 30.0
+#: a lock file not refreshed for this many seconds is stale (its run was killed) and is taken over
+LOCK_STALE_S = 300.0
+
+
+def lock_path(path: str | os.PathLike[str]) -> Path:
+    """The lock file of the result file ``path``: ``<path>.lock`` (never read as a result)."""
+    p = Path(path)
+    return p.with_name(p.name + ".lock")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _lock_is_stale(lock: Path, stale_s: float) -> tuple[bool, str]:
+    """(stale?, its text): stale when its process is gone (same host) or it was not refreshed for ``stale_s``."""
+    try:
+        text = lock.read_text(encoding="utf-8")
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False, ""
+    try:
+        owner = json.loads(text)
+    except ValueError:
+        owner = {}
+    if owner.get("host") == platform.node() and isinstance(owner.get("pid"), int):
+        return not _pid_alive(owner["pid"]), text
+    return age > stale_s, text
+
+
+class CellLock:
+    """An exclusive lock on one cell's result file, held while the cell is computed.
+
+    The lock is the file ``<result>.lock``, created with ``O_CREAT | O_EXCL`` (atomic on a local or NFSv3+
+    file system) and holding ``{"host", "pid", "since"}``; a thread refreshes its mtime every
+    :data:`LOCK_REFRESH_S` seconds. A lock whose process is gone (same host) or that was not refreshed
+    for :data:`LOCK_STALE_S` seconds (another host) is stale, the mark of a killed run, and is taken over.
+
+    Use: ``with CellLock(path) as lock: ...``; :meth:`acquire` with ``wait=True`` blocks until the cell
+    is free (another run computing it: the caller then re-reads the result it wrote).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], stale_s: float | None = None, poll_s: float = 0.2) -> None:
+        self.path = lock_path(path)
+        self.stale_s = LOCK_STALE_S if stale_s is None else stale_s
+        self.poll_s = poll_s
+        self.held = False
+        self.waited = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _try_create(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"host": platform.node(), "pid": os.getpid(), "since": now_iso()}, fh)
+        return True
+
+    def _take_over(self, seen: str) -> None:
+        """Move a stale lock aside (only the one we judged stale), so a fresh one can be created."""
+        aside = self.path.with_name(f"{self.path.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return
+        try:
+            moved = aside.read_text(encoding="utf-8")
+        except OSError:
+            moved = seen
+        if moved != seen:  # someone took it over between our look and the rename: give theirs back
+            try:
+                os.link(aside, self.path)
+            except OSError:
+                pass
+        else:
+            log.warning("taking over the stale lock %s (%s)", self.path, seen.strip())
+        aside.unlink(missing_ok=True)
+
+    def acquire(self, wait: bool = True) -> bool:
+        """Take the lock; with ``wait`` block until it is free (or stale), else return False at once."""
+        while True:
+            if self._try_create():
+                self.held = True
+                self._thread = threading.Thread(target=self._refresh, name="deeprobe-lock", daemon=True)
+                self._thread.start()
+                return True
+            stale, seen = _lock_is_stale(self.path, self.stale_s)
+            if stale:
+                self._take_over(seen)
+                continue
+            if not wait:
+                return False
+            self.waited = True
+            time.sleep(self.poll_s)
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(LOCK_REFRESH_S):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def release(self) -> None:
+        """Remove the lock file (if held)."""
+        if not self.held:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(1.0)
+        self.path.unlink(missing_ok=True)
+        self.held = False
+
+    def __enter__(self) -> CellLock:
+        self.acquire(wait=True)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()

@@ -58,6 +58,7 @@ from typing import Any
 from deeprobe_bench import api, registry
 from deeprobe_bench import progress as progress_mod
 from deeprobe_bench.results import (
+    CellLock,
     Result,
     check_writable_dir,
     config_label,
@@ -160,6 +161,7 @@ def run_grid(
     progress: bool = True,
     subject_loader: SubjectLoader | None = None,
     judge: Any = None,
+    write: bool = True,
 ) -> list[Result]:
     """Run every (method, seed) cell of one task on one model.
 
@@ -180,6 +182,10 @@ def run_grid(
             gets the autointerp metric ``judge_score`` (on the task's ``examples["eval"]``, if it has
             them) and records the judge's identity and the tokens / cost it spent; ``judge``-supervised
             methods need it. A stored result without a judge record is re-run when a judge is given.
+        write: write each computed Result to its file, holding the cell's lock file while it is computed
+            (:class:`results.CellLock`: a second run on the same folder waits for the cell, then reuses its
+            result, so a cell is never computed twice). False (the Ray executor's workers): compute and
+            return only; the caller writes.
 
     Returns:
         The Results in run order (seeds outer, methods inner), finished ones loaded from disk.
@@ -269,48 +275,80 @@ def run_grid(
                 "method_config": api.config_to_dict(cfg),
                 "limit": limit,
             }
-            if not force and path.exists():
+            def stored_result(path: Any = path, expected: dict[str, Any] = expected, cell: str = cell) -> Result | None:
+                """The finished result at ``path`` that this cell may reuse, or None (logged why)."""
                 expected["weights_sha256"] = _weights_sha256(get_subject())
                 stored, why = _reusable(path, expected)
                 if stored is not None and judge is not None and "judge" not in (stored.details or {}):
                     stored, why = None, "a judge is configured and the stored result has no judge score"
                 elif stored is not None and judge is not None and "judge_error" in (stored.details or {}):
                     stored, why = None, "the stored result's judge_score is missing (the judge failed)"
+                if stored is None:
+                    log.info("%s: re-running: %s", cell, why)
+                return stored
+
+            seen_mtime = _mtime(path)
+            if not force and seen_mtime is not None:
+                stored = stored_result()
                 if stored is not None:
                     log.info("%s: skipped (finished)", cell)
                     results.append(stored)
                     continue
-                log.info("%s: re-running: %s", cell, why)
             get_subject()  # an unknown / unavailable model fails here, before "running"
-            log.info("%s: running", cell)
-            with _Heartbeat(cell):
-                result = _run_one(
-                    task=task,
-                    task_name=task_name,
-                    task_cfg_dict=task_cfg_dict,
-                    model=model,
-                    method_name=m,
-                    method_cls=cls,
-                    method_cfg=cfg,
-                    label=label,
-                    seed=seed,
-                    limit=limit,
-                    get_subject=get_subject,
-                    get_data=get_data,
-                    progress=progress,
-                    judge=judge,
-                )
-            result.provenance = to_jsonable(provenance)
-            write_result(result, path)
+            lock = CellLock(path) if write else None
+            if lock is not None:
+                if not lock.acquire(wait=False):
+                    log.info("%s: another run is computing this cell; waiting for it", cell)
+                    lock.acquire(wait=True)
+            try:
+                # another run may have finished the cell meanwhile (we waited, or it wrote before our lock)
+                if lock is not None and not force and _mtime(path) not in (None, seen_mtime):
+                    stored = stored_result()
+                    if stored is not None:
+                        log.info("%s: skipped (finished by another run)", cell)
+                        results.append(stored)
+                        continue
+                log.info("%s: running", cell)
+                with _Heartbeat(cell):
+                    result = _run_one(
+                        task=task,
+                        task_name=task_name,
+                        task_cfg_dict=task_cfg_dict,
+                        model=model,
+                        method_name=m,
+                        method_cls=cls,
+                        method_cfg=cfg,
+                        label=label,
+                        seed=seed,
+                        limit=limit,
+                        get_subject=get_subject,
+                        get_data=get_data,
+                        progress=progress,
+                        judge=judge,
+                    )
+                result.provenance = to_jsonable(provenance)
+                if write:
+                    write_result(result, path)
+                    log.debug("%s: wrote %s", cell, path)
+            finally:
+                if lock is not None:
+                    lock.release()
             if result.ok:
                 summary = ", ".join(f"{k}={v['value']:.4g}" for k, v in list(result.metrics.items())[:3]
                                     if isinstance(v.get("value"), int | float))
                 log.info("%s: done in %.1f s%s", cell, result.wall_time_s or 0.0, f": {summary}" if summary else "")
             else:
                 log.error("%s: error: %s", cell, result.error)
-            log.debug("%s: wrote %s", cell, path)
             results.append(result)
     return results
+
+
+def _mtime(path: Any) -> float | None:
+    """``path``'s modification time (ns), or None when it does not exist."""
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
 
 
 def _override_mark(prov: dict[str, Any]) -> str:
