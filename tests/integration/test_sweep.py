@@ -1,0 +1,223 @@
+"""Cells, plan, executors, per-cell locks and ``sweep`` on the toy plugin (tests/helpers.py).
+
+A second plugin written per test, ``slow.py``, adds ``toy-slow``: a method that appends one line
+``<seed>`` to ``$SLOW_LOG`` each time it computes, then sleeps ``$SLOW_S`` seconds; counting the lines
+tells how many times each cell was computed, which is what the locks promise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from deeprobe_bench import api, cli
+from deeprobe_bench.cells import Cell, expand, grid_from_dict, load_grid, plan, run_cell
+from deeprobe_bench.executors import InProcess
+from deeprobe_bench.results import CellLock, lock_path, read_result
+
+HELPERS = str(Path(__file__).resolve().parents[1] / "helpers.py")
+
+SLOW_PLUGIN = textwrap.dedent(
+    """
+    import os, time
+    from deeprobe_bench import api
+
+    class ToySlow(api.Method):
+        name = "toy-slow"
+        description = "random directions, slowly; logs each computation"
+        supervision = "none"
+
+        def discover(self, ctx):
+            import torch
+            with open(os.environ["SLOW_LOG"], "a") as fh:
+                fh.write(f"{ctx.seed}\\n")
+            pid_file = os.environ.get("SLOW_PID")
+            if pid_file:
+                with open(pid_file + f".{ctx.seed}", "w") as fh:
+                    fh.write(str(os.getpid()))
+            time.sleep(float(os.environ.get("SLOW_S", "1")))
+            g = torch.Generator().manual_seed(ctx.seed)
+            d = torch.randn(2, ctx.train_acts.shape[1], generator=g)
+            return api.FeatureSet(hook_name="blocks.0.hook_resid_post", directions=d,
+                                  encoder=lambda x: (x @ d.T).clamp(min=0))
+    """
+)
+
+
+@pytest.fixture
+def slow(tmp_path, monkeypatch):
+    plugin = tmp_path / "slow.py"
+    plugin.write_text(SLOW_PLUGIN)
+    log = tmp_path / "slow.log"
+    monkeypatch.setenv("SLOW_LOG", str(log))
+    return plugin, log
+
+
+def _counts(log: Path) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for line in log.read_text().split() if log.exists() else []:
+        out[int(line)] = out.get(int(line), 0) + 1
+    return out
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "deeprobe_bench.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+# --------------------------------------------------------------------------- grid files and plan
+
+
+def test_a_grid_file_expands_to_its_cells_in_order_and_plan_skips_finished_ones(tmp_path, toys):
+    grid_file = tmp_path / "g.toml"
+    grid_file.write_text(textwrap.dedent("""
+        seeds = [0, 1]
+        [[run]]
+        task = "toy"
+        methods = ["toy-random", "toy-diffmean"]
+        [[run]]
+        task = "toy"
+        method = "toy-random"
+        method_options = { k = 2 }
+        seeds = [3]
+    """))
+    cells = expand(load_grid(grid_file))
+    assert [(c.method, c.seed, c.method_options) for c in cells] == [
+        ("toy-random", 0, {}), ("toy-diffmean", 0, {}), ("toy-random", 1, {}), ("toy-diffmean", 1, {}),
+        ("toy-random", 3, {"k": "2"}),
+    ]
+    assert all(c.model == "toy" for c in cells)  # the task's default model
+    assert Cell.from_dict(json.loads(json.dumps(cells[4].to_dict()))) == cells[4]
+    todo, done = plan(cells, tmp_path / "r")
+    assert (len(todo), len(done)) == (5, 0)
+    r = run_cell(cells[1], tmp_path / "r")
+    assert r.ok and r.method == "toy-diffmean" and r.seed == 0
+    assert cells[1].path(tmp_path / "r").is_file() and not lock_path(cells[1].path(tmp_path / "r")).exists()
+    todo, done = plan(cells, tmp_path / "r")
+    assert done == [cells[1]] and todo == [c for c in cells if c is not cells[1]]
+    assert plan(cells, tmp_path / "r", force=True)[0] == cells
+
+
+def test_a_yaml_grid_file_reads_like_toml(tmp_path, toys):
+    pytest.importorskip("yaml")
+    f = tmp_path / "g.yaml"
+    f.write_text("seeds: [2]\nrun:\n  - task: toy\n    methods: toy-random,toy-diffmean\n")
+    assert [(c.method, c.seed) for c in expand(load_grid(f))] == [("toy-random", 2), ("toy-diffmean", 2)]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"run": [{"task": "toy"}]}, "'methods' is missing"),
+    ({"run": [{"task": "toy", "methods": ["nope"]}]}, "nope"),
+    ({"run": [{"task": "toy", "methods": ["toy-random"], "colour": 1}]}, "unknown key 'colour'"),
+    ({"seeds": [-1], "run": [{"task": "toy", "methods": ["toy-random"]}]}, "seeds must be integers"),
+    ({"run": [{"task": "toy", "methods": ["toy-random"], "method_options": {"k": "x"}}]}, "k"),
+    ({"run": [{"task": "toy", "methods": ["toy-judge"]}]}, "needs a judge"),
+    ({"run": []}, "at least one [[run]]"),
+])
+def test_a_bad_grid_is_one_user_error_before_any_work(data, message, toys):
+    with pytest.raises(api.UserError, match=None) as e:
+        expand(grid_from_dict(data))
+    assert message in str(e.value)
+
+
+def test_sweep_with_a_bad_grid_file_exits_2_and_writes_nothing(tmp_path, capsys):
+    f = tmp_path / "g.toml"
+    f.write_text("[[run]]\ntask = 'toy'\nmethods = ['toy-random']\nseeds = 'x'\n")
+    assert cli.main(["--plugin", HELPERS, "sweep", str(f), "--results-dir", str(tmp_path / "r")]) == 2
+    assert "seeds must be integers" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    f.write_text("[[run]\n")
+    assert cli.main(["sweep", str(f), "--results-dir", str(tmp_path / "r")]) == 2
+    assert "does not parse" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def test_sweep_runs_a_grid_resumes_and_summarises_failures(tmp_path, capsys):
+    r = str(tmp_path / "r")
+    args = ["--plugin", HELPERS, "-q", "sweep", "--task", "toy", "--method", "toy-random,toy-crash", "--seeds", "0,1",
+            "--results-dir", r]
+    assert cli.main(args) == 1  # toy-crash fails, the rest goes on
+    out = capsys.readouterr().out
+    assert "sweep: 2 done, 0 skipped (finished), 2 failed, of 4 cells" in out
+    assert "failed toy/toy/toy-crash/seed0: discover failed: RuntimeError: boom from toy-crash" in out
+    first = read_result(Path(r) / "toy/toy/toy-random/seed1.json")
+    assert cli.main(args) == 1
+    out = capsys.readouterr().out
+    assert "sweep: 0 done, 2 skipped (finished), 2 failed, of 4 cells" in out
+    assert read_result(Path(r) / "toy/toy/toy-random/seed1.json").started_at == first.started_at  # not recomputed
+
+
+def test_sweep_on_a_process_pool_gives_the_results_of_one_process(tmp_path, capsys):
+    base = ["--plugin", HELPERS, "-q", "sweep", "--task", "toy", "--method", "toy-random,toy-diffmean", "--seeds", "0,1"]
+    assert cli.main([*base, "--results-dir", str(tmp_path / "a")]) == 0
+    assert cli.main([*base, "--workers", "2", "--results-dir", str(tmp_path / "b")]) == 0
+    assert "sweep: 4 done, 0 skipped (finished), 0 failed, of 4 cells" in capsys.readouterr().out
+    for p in sorted((tmp_path / "a").rglob("*.json")):
+        a, b = read_result(p), read_result(tmp_path / "b" / p.relative_to(tmp_path / "a"))
+        assert a.metrics == b.metrics  # a seed fixes every number, whichever process runs the cell
+
+
+# --------------------------------------------------------------------------- locks
+
+
+def test_two_concurrent_runs_on_one_results_folder_compute_each_cell_once(tmp_path, slow):
+    plugin, log = slow
+    r = str(tmp_path / "r")
+    args = ["--plugin", HELPERS, "--plugin", str(plugin), "run", "--task", "toy", "--method", "toy-slow",
+            "--seeds", "0,1,2", "--results-dir", r]
+    env = {"SLOW_S": "1.0"}
+    a, b = _cli(*args, env=env), _cli(*args, env=env)
+    out_a, out_b = a.communicate(timeout=120), b.communicate(timeout=120)
+    assert a.returncode == 0 and b.returncode == 0, (out_a[1][-2000:], out_b[1][-2000:])
+    assert _counts(log) == {0: 1, 1: 1, 2: 1}  # each cell once across both runs
+    assert len(list(Path(r).rglob("*.json"))) == 3 and not list(Path(r).rglob("*.lock"))
+    assert "finished by another run" in out_a[1] + out_b[1]
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, toys):
+    cell = Cell(task="toy", model="toy", method="toy-random", seed=0)
+    path = cell.path(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"host": platform.node(), "pid": int(dead.stdout), "since": "then"}))
+    t0 = time.perf_counter()
+    assert run_cell(cell, tmp_path).ok
+    assert time.perf_counter() - t0 < 30 and not lock.exists() and path.is_file()
+
+
+def test_a_live_lock_makes_a_second_taker_wait_and_a_silent_foreign_lock_goes_stale(tmp_path):
+    path = tmp_path / "cell.json"
+    held = CellLock(path)
+    assert held.acquire(wait=False)
+    other = CellLock(path)
+    assert not other.acquire(wait=False)  # this process is alive: not stale
+    held.release()
+    assert other.acquire(wait=False)
+    other.release()
+    lock_path(path).write_text(json.dumps({"host": "another-host", "pid": 1, "since": "then"}))
+    assert not CellLock(path, stale_s=3600).acquire(wait=False)  # refreshed recently: someone works on it
+    old = time.time() - 7200
+    os.utime(lock_path(path), (old, old))
+    taker = CellLock(path, stale_s=3600)
+    assert taker.acquire(wait=False)  # not refreshed for 2 h: its run was killed
+    assert json.loads(lock_path(path).read_text())["pid"] == os.getpid()
+    taker.release()
+
+
+def test_the_in_process_executor_reports_each_cell(tmp_path, toys):
+    cells = expand(grid_from_dict({"seeds": [0], "run": [{"task": "toy", "methods": ["toy-random", "toy-crash"]}]}))
+    seen = []
+    outcomes = InProcess().run(cells, str(tmp_path), on_done=seen.append)
+    assert [o.status for o in outcomes] == ["done", "failed"] and seen == outcomes
+    assert outcomes[1].error == "discover failed: RuntimeError: boom from toy-crash"
