@@ -221,3 +221,95 @@ def test_the_in_process_executor_reports_each_cell(tmp_path, toys):
     outcomes = InProcess().run(cells, str(tmp_path), on_done=seen.append)
     assert [o.status for o in outcomes] == ["done", "failed"] and seen == outcomes
     assert outcomes[1].error == "discover failed: RuntimeError: boom from toy-crash"
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_node(*args: str, log: Path) -> subprocess.Popen:
+    """``ray start ... --block`` in its own process group (stopped by killing that group, nothing else)."""
+    ray_cli = Path(sys.executable).with_name("ray")
+    return subprocess.Popen([str(ray_cli), "start", "--block", "--disable-usage-stats", *args],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    import signal
+
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+
+
+def _wait_for(what, timeout_s: float, why: str):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {why}")
+
+
+def test_a_sweep_on_a_real_ray_cluster_loses_no_finished_cell_when_a_worker_is_killed(tmp_path, slow, monkeypatch):
+    pytest.importorskip("ray", reason='Ray is an optional extra: pip install -e ".[ray]"')
+    import signal
+
+    plugin, log = slow
+    monkeypatch.setenv("SLOW_S", "2")
+    monkeypatch.setenv("SLOW_PID", str(tmp_path / "pid"))
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    head = _ray_node("--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=0",
+                     "--include-dashboard=false", log=tmp_path / "head.log")
+    worker = None
+    try:
+        _wait_for(lambda: "Ray runtime started" in (tmp_path / "head.log").read_text() or head.poll() is not None,
+                  120, "the Ray head")
+        assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
+        worker = _ray_node(f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                           log=tmp_path / "worker.log")
+        r = tmp_path / "r"
+        args = ["--plugin", HELPERS, "--plugin", str(plugin), "sweep", "--task", "toy", "--method", "toy-slow",
+                "--seeds", "0,1", "--results-dir", str(r), "--executor", "ray", "--address", address,
+                "--max-retries", "0"]
+        sweep = _cli(*args)
+        # the first cell finishes; the second starts; its worker process is killed mid-cell
+        first = _wait_for(lambda: list(r.rglob("seed*.json")), 180, "the first finished cell")[0]
+        killed_seed = 1 - int(first.stem[len("seed"):])
+        pid_file = tmp_path / f"pid.{killed_seed}"
+        pid = int(_wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the second cell to start"))
+        os.kill(pid, signal.SIGKILL)
+        out, err = sweep.communicate(timeout=120)
+        assert sweep.returncode == 1, err[-3000:]
+        assert "sweep: 1 done, 0 skipped (finished), 1 failed, of 2 cells" in out
+        assert f"failed toy/toy/toy-slow/seed{killed_seed}:" in out
+        assert read_result(first).ok and not list(r.rglob("*.lock"))  # the finished cell is kept, no lock left
+        kept = first.read_bytes()
+        # rerun: the killed cell is computed, the finished one is not
+        sweep = _cli(*args)
+        out, err = sweep.communicate(timeout=180)
+        assert sweep.returncode == 0, err[-3000:]
+        assert "sweep: 1 done, 1 skipped (finished), 0 failed, of 2 cells" in out
+        assert first.read_bytes() == kept
+        assert _counts(log) == {1 - killed_seed: 1, killed_seed: 2}  # once, and the killed try plus its rerun
+        assert read_result(r / f"toy/toy/toy-slow/seed{killed_seed}.json").ok
+    finally:
+        if worker is not None:
+            _stop(worker)
+        _stop(head)
