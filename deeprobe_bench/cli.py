@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("grid", nargs="?", default=None, metavar="GRID.toml|GRID.yaml",
                     help="grid file ([[run]] entries: task, models, methods, method_options; seeds)")
     sw.add_argument("--task", default=None, help="one task (instead of a grid file)")
+    sw.add_argument("--tasks", default=None, metavar="NAME[,NAME]", help="run only these tasks of the grid file")
     sw.add_argument("--model", action="append", default=None, metavar="NAME[,NAME]", help="model(s) for --task")
     sw.add_argument("--method", action="append", default=None, metavar="NAME[,NAME]", help="method(s) for --task")
     sw.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,2", help="seeds (overrides the grid file's)")
@@ -347,6 +348,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.model or args.method or args.task_options or args.method_options:
             raise api.UserError("sweep: --model / --method / -T / -M go with --task, not with a grid file")
         grid = load_grid(args.grid)
+        if args.tasks:
+            keep = set(_split_methods([args.tasks]))
+            known = {t for e in grid.entries for t in ([e.get("task")] if "task" in e else e.get("tasks", []))}
+            if keep - known:
+                raise api.UserError(f"--tasks: {sorted(keep - known)[0]} is not a task of {args.grid} "
+                                    f"(its tasks: {', '.join(sorted(known))})")
+            grid.entries = [{**e, "tasks": [t for t in ([e["task"]] if "task" in e else e["tasks"]) if t in keep]}
+                            for e in grid.entries]
+            grid.entries = [{k: v for k, v in e.items() if k != "task"} for e in grid.entries if e["tasks"]]
     else:
         if not args.method:
             raise api.UserError("sweep --task needs --method NAME")

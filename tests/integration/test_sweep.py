@@ -313,3 +313,16 @@ def test_a_sweep_on_a_real_ray_cluster_loses_no_finished_cell_when_a_worker_is_k
         if worker is not None:
             _stop(worker)
         _stop(head)
+
+
+def test_the_published_grid_file_names_only_known_tasks_methods_and_options(tmp_path, capsys):
+    from collections import Counter
+
+    grid = Path(__file__).resolve().parents[2] / "leaderboards" / "grid.toml"
+    cells = expand(load_grid(grid))
+    # othello and chess: 2 models x 5 + 2 x 1 (sae standard) + 3 + 1 + 1 + 1 = 18 per seed; ioi 9 + 8; persona 8 + 3
+    assert Counter(c.task for c in cells) == {"othello": 54, "chess": 54, "ioi": 51, "persona": 33}
+    assert all(c.judge == {"base_url": "local", "model": None} and c.seed in (0, 1, 2) for c in cells)
+    assert cli.main(["sweep", str(grid), "--tasks", "ioi,nope", "--results-dir", str(tmp_path / "r")]) == 2
+    assert "--tasks: nope is not a task of" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
