@@ -384,3 +384,73 @@ def run_cell_dict(cell: dict[str, Any], results_dir: str, force: bool = False, w
         return run_cell(cell, results_dir, force=force, write=write).to_dict()
     except api.UserError as e:
         return {"user_error": str(e)}
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def cell_of(result: Result) -> Cell:
+    """The cell that produced ``result``, from its recorded task / method configs, seed, limit and judge."""
+    judge = None
+    jd = (result.details or {}).get("judge")
+    if isinstance(jd, dict) and jd.get("local_server"):
+        judge = {"base_url": "local", "model": None}
+    method = result.method_label.removesuffix("(plugin)").split("[")[0] if result.method_label else result.method
+    return Cell(task=result.task, model=result.model, method=method or result.method, seed=int(result.seed),
+                task_options=dict(result.task_config or {}), method_options=dict(result.method_config or {}),
+                limit=(result.samples or {}).get("limit"), judge=judge)
+
+
+@dataclass
+class Check:
+    """One metric of one verified cell: published and rerun values and whether they agree."""
+
+    cell: str
+    metric: str
+    published: float | None
+    rerun: float | None
+    ok: bool
+
+
+def compare(published: Result, rerun: Result, rtol: float = 0.0, atol: float = 0.0) -> list[Check]:
+    """Per metric of ``published``: does ``rerun`` give the same value (``|a - b| <= atol + rtol |a|``)?
+
+    With ``rtol = atol = 0`` the values must be bit-identical (a deterministic run); a metric missing
+    from the rerun, or a rerun that failed, is a mismatch.
+    """
+    name = f"{published.task}/{published.model}/{published.method_label}/seed{published.seed}"
+    out = []
+    for metric, rec in (published.metrics or {}).items():
+        a = rec.get("value") if isinstance(rec, dict) else None
+        b_rec = (rerun.metrics or {}).get(metric) if rerun.ok else None
+        b = b_rec.get("value") if isinstance(b_rec, dict) else None
+        if a is None or b is None:
+            ok = a is None and b is None and rerun.ok
+        else:
+            ok = a == b or abs(float(a) - float(b)) <= atol + rtol * abs(float(a))
+        out.append(Check(name, metric, a, b, ok))
+    if not rerun.ok:
+        out.append(Check(name, "status", None, None, False))
+    return out
+
+
+def verify(results: list[Result], rtol: float = 0.0, atol: float = 0.0, scratch: str | os.PathLike[str] | None = None,
+           on_cell: Any = None) -> list[Check]:
+    """Rerun each published result's cell (nothing written) and compare every metric (see :func:`compare`).
+
+    Args:
+        results: the published results to check.
+        rtol, atol: tolerances (0, 0: bit-identical).
+        scratch: a writable folder the runner may check (nothing is written there).
+        on_cell: called with each (published, rerun) pair.
+    """
+    import tempfile
+
+    checks: list[Check] = []
+    with tempfile.TemporaryDirectory(prefix="deeprobe-verify-") as tmp:
+        for pub in results:
+            rerun = run_cell(cell_of(pub), scratch or tmp, force=True, write=False)
+            if on_cell is not None:
+                on_cell(pub, rerun)
+            checks.extend(compare(pub, rerun, rtol=rtol, atol=atol))
+    return checks

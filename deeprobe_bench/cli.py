@@ -193,6 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--judge-base-url", default=None, metavar="URL", help="judge of every cell ('local' or a URL)")
     sw.add_argument("--judge-model", default=None, metavar="NAME", help="judge model name (with a URL)")
 
+    ver = sub.add_parser("verify", help="rerun published cells from their recorded configs and compare every metric")
+    _add_common(ver, top=False)
+    ver.add_argument("where", metavar="leaderboards/TASK",
+                     help="a folder of result JSONs, or leaderboards/TASK (= leaderboards/results/TASK)")
+    ver.add_argument("--cell", action="append", default=None, metavar="METHOD",
+                     help="only cells of this method (name or label, e.g. sae[arch=standard]); repeatable")
+    ver.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,2", help="only these seeds")
+    ver.add_argument("--model", default=None, help="only cells of this model")
+    ver.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0: bit-identical)")
+    ver.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
+
     cal = sub.add_parser("calibrate", help="floor (null) and ceiling (oracle) of every metric of a task")
     _add_common(cal, top=False)
     cal.add_argument("--task", required=True, help="task name (see `ls tasks`)")
@@ -389,6 +400,52 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for o in failed:
         _echo(f"  failed {o.cell.name()}: {_one_line(_redact(o.error or 'error'))}")
     return 1 if failed else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Rerun published cells; print per metric published / rerun / agreement; exit 1 on any mismatch."""
+    from pathlib import Path
+
+    from tabulate import tabulate
+
+    from deeprobe_bench.cells import verify
+    from deeprobe_bench.results import git_info, load_results
+
+    where = Path(args.where)
+    if not where.is_dir() and (where.parent / "results" / where.name).is_dir():
+        where = where.parent / "results" / where.name
+    elif where.is_dir() and not any(where.rglob("*.json")) and (where.parent / "results" / where.name).is_dir():
+        where = where.parent / "results" / where.name
+    if not where.is_dir():
+        raise api.UserError(f"verify: {args.where} is not a folder of results (nor is {where.parent / 'results' / where.name})")
+    if args.rtol < 0 or args.atol < 0:
+        raise api.UserError("verify: --rtol and --atol must be >= 0")
+    results = [r for r in load_results(where) if r.ok]
+    if args.cell:
+        want = set(_split_methods(args.cell))
+        results = [r for r in results if r.method in want or r.method_label in want]
+    if args.seeds is not None:
+        results = [r for r in results if r.seed in set(args.seeds)]
+    if args.model is not None:
+        results = [r for r in results if r.model == args.model]
+    if not results:
+        raise api.UserError(f"verify: no finished result in {where} matches --cell / --seeds / --model")
+    head = git_info()[0]
+    for c in sorted({r.git_commit for r in results if r.git_commit and r.git_commit != head}):
+        log.warning("verify: cells recorded at commit %s are rerun at %s (check out that commit to rerun them as they ran)",
+                    c[:12], (head or "unknown")[:12])
+    checks = verify(results, rtol=args.rtol, atol=args.atol,
+                    on_cell=lambda pub, rerun: log.info("verified %s/%s/%s/seed%s", pub.task, pub.model,
+                                                        pub.method_label, pub.seed))
+    bad = [c for c in checks if not c.ok]
+    rows = bad if bad else checks
+    _echo(tabulate([{"cell": c.cell, "metric": c.metric, "published": c.published, "rerun": c.rerun,
+                     "diff": (c.rerun - c.published) if isinstance(c.rerun, int | float) and isinstance(c.published, int | float) else None,
+                     "ok": "yes" if c.ok else "NO"} for c in rows], headers="keys", tablefmt="github", floatfmt=".17g"))
+    n_cells = len({c.cell for c in checks})
+    _echo(f"verify: {len(checks) - len(bad)} of {len(checks)} metrics of {n_cells} cells agree"
+          f" ({'bit-identical' if args.rtol == args.atol == 0 else f'rtol {args.rtol}, atol {args.atol}'})")
+    return 1 if bad else 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -620,6 +677,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_calibrate(args)
     if args.command == "sweep":
         return cmd_sweep(args)
+    if args.command == "verify":
+        return cmd_verify(args)
     if args.command == "ls":
         return cmd_ls(args.what)
     if args.command == "leaderboard":

@@ -326,3 +326,31 @@ def test_the_published_grid_file_names_only_known_tasks_methods_and_options(tmp_
     assert cli.main(["sweep", str(grid), "--tasks", "ioi,nope", "--results-dir", str(tmp_path / "r")]) == 2
     assert "--tasks: nope is not a task of" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def test_verify_reruns_published_cells_and_exits_1_on_a_changed_metric(tmp_path, capsys):
+    pub = tmp_path / "leaderboards" / "results"
+    assert cli.main(["--plugin", HELPERS, "-q", "sweep", "--task", "toy", "--method", "toy-random,toy-diffmean",
+                     "--seeds", "0,1", "--results-dir", str(pub)]) == 0
+    capsys.readouterr()
+    # leaderboards/toy means leaderboards/results/toy; --cell and --seeds pick cells
+    assert cli.main(["--plugin", HELPERS, "-q", "verify", str(tmp_path / "leaderboards" / "toy"),
+                     "--cell", "toy-diffmean", "--seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "verify: 2 of 2 metrics of 1 cells agree (bit-identical)" in out and "toy-diffmean/seed1" in out
+    # a published number that the code does not give: exit 1, the table names it
+    f = pub / "toy" / "toy" / "toy-random" / "seed0.json"
+    data = json.loads(f.read_text())
+    true_value = data["metrics"]["recovery"]["value"]
+    data["metrics"]["recovery"]["value"] = true_value + 1e-12
+    f.write_text(json.dumps(data))
+    assert cli.main(["--plugin", HELPERS, "-q", "verify", str(pub / "toy")]) == 1
+    out = capsys.readouterr().out
+    assert "verify: 7 of 8 metrics of 4 cells agree (bit-identical)" in out
+    assert "toy/toy/toy-random/seed0 | recovery" in out and "NO" in out and "toy-diffmean" not in out
+    assert cli.main(["--plugin", HELPERS, "-q", "verify", str(pub / "toy"), "--atol", "1e-9"]) == 0
+    assert cli.main(["--plugin", HELPERS, "-q", "verify", str(pub / "toy"), "--cell", "nope"]) == 2
+    assert "no finished result" in capsys.readouterr().err
