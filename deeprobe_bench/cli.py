@@ -47,6 +47,9 @@ from deeprobe_bench import api, registry
 from deeprobe_bench.progress import setup_logging
 
 PROG = "deeprobe-bench"
+#: the published results (committed) and the tables built from them
+PUBLISHED_RESULTS = "leaderboards/results"
+PUBLISHED_TABLES = "leaderboards"
 log = logging.getLogger("deeprobe_bench.cli")
 
 
@@ -229,8 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     lb_sub.required = True
     build = lb_sub.add_parser("build", help="write <out>/<task>.md and .csv from the results")
     _add_common(build, top=False)
-    build.add_argument("--results-dir", default="results", help="where the result JSONs are (default: results)")
-    build.add_argument("--out", default="leaderboards", help="output folder (default: leaderboards)")
+    build.add_argument("--results-dir", default=None,
+                       help="where the result JSONs are (default: leaderboards/results, the published results)")
+    build.add_argument("--out", default=None,
+                       help="output folder (default: leaderboards, and only from the published results; "
+                            "building into leaderboards/ from other results needs --out leaderboards)")
+    build.add_argument("--html", action="store_true",
+                       help="also write index.html, <task>.html and plots/*.png (tables with bootstrap intervals)")
     build.add_argument("--include-limited", action="store_true", help="also use --limit runs (marked in the file)")
 
     zoo = sub.add_parser("zoo", help="the project's own small models")
@@ -570,12 +578,23 @@ def cmd_leaderboard_build(args: argparse.Namespace) -> int:
     from deeprobe_bench.leaderboard import write_leaderboards
     from deeprobe_bench.results import check_writable_dir
 
-    if not Path(args.results_dir).is_dir():
-        raise api.UserError(f"results folder {args.results_dir} does not exist (run `deeprobe-bench run ...` first)")
-    check_writable_dir(args.out, "--out")
-    paths = write_leaderboards(args.results_dir, args.out, include_limited=args.include_limited)
+    results_dir = args.results_dir or PUBLISHED_RESULTS
+    if not Path(results_dir).is_dir():
+        raise api.UserError(f"results folder {results_dir} does not exist (run `deeprobe-bench run ...` first)")
+    out = args.out
+    if out is None:
+        if Path(results_dir).resolve() != Path(PUBLISHED_RESULTS).resolve():
+            raise api.UserError(f"building from {results_dir} would overwrite the published tables in "
+                                f"{PUBLISHED_TABLES}/: pass --out DIR (--out {PUBLISHED_TABLES} to replace them on purpose)")
+        out = PUBLISHED_TABLES
+    check_writable_dir(out, "--out")
+    paths = write_leaderboards(results_dir, out, include_limited=args.include_limited)
+    if args.html:
+        from deeprobe_bench.leaderboard import write_html
+
+        paths += write_html(results_dir, out, include_limited=args.include_limited)
     if not paths:
-        log.warning("no finished results in %s; no leaderboard written", args.results_dir)
+        log.warning("no finished results in %s; no leaderboard written", results_dir)
     for p in paths:
         _echo(p)
     return 0

@@ -530,9 +530,16 @@ class CellLock:
         self.waited = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._created: list[Path] = []
 
     def _try_create(self) -> bool:
+        missing = []
+        d = self.path.parent
+        while not d.exists():
+            missing.append(d)
+            d = d.parent
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._created = self._created or missing  # removed on release when left empty (nothing written)
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
         except FileExistsError:
@@ -594,6 +601,11 @@ class CellLock:
             self._thread.join(1.0)
         self.path.unlink(missing_ok=True)
         self.held = False
+        for d in self._created:  # deepest first: the folders this lock made, when the cell wrote nothing
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
     def __enter__(self) -> CellLock:
         self.acquire(wait=True)
