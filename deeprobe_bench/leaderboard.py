@@ -614,6 +614,9 @@ def write_plots(results: list[Result], task: str, out_dir: Path) -> list[Path]:
     primary = primary_metric(task, names)
     ranked = [r for r in results if r.supervision not in REFERENCE_SUPERVISIONS]
 
+    def lab(text: str) -> str:  # a name shown as text, never as matplotlib mathtext
+        return text.replace("$", r"\$")
+
     def save(fig: Any, suffix: str) -> None:
         path = out_dir / f"{name}-{suffix}.png"
         tmp = path.with_name(path.name + ".tmp")
@@ -633,9 +636,9 @@ def write_plots(results: list[Result], task: str, out_dir: Path) -> list[Path]:
         for label, cs in sorted(curves.items()):
             xs = cs[0][0]
             ys = np.mean([c[1] for c in cs if len(c[1]) == len(xs)], axis=0)
-            ax.plot(xs, ys, marker=".", label=label)
+            ax.plot(xs, ys, marker=".", label=lab(label))
         ax.set_xscale("log")
-        ax.set(xlabel="fraction of the stream kept", ylabel="faithfulness", title=f"{task}: faithfulness curves")
+        ax.set(xlabel="fraction of the stream kept", ylabel="faithfulness", title=lab(f"{task}: faithfulness curves"))
         ax.legend(fontsize=6)
         save(fig, "faithfulness")
     if primary is not None:
@@ -648,7 +651,7 @@ def write_plots(results: list[Result], task: str, out_dir: Path) -> list[Path]:
                 if isinstance(x, int | float) and isinstance(y, int | float):
                     pts.setdefault(r.method_label or r.method, []).append((float(x), float(y)))
             for label, ps in sorted(pts.items()):
-                ax.scatter([p[0] for p in ps], [p[1] for p in ps], label=label, s=14)
+                ax.scatter([p[0] for p in ps], [p[1] for p in ps], label=lab(label), s=14)
                 plotted = True
             ax.set_xscale("symlog")
             ax.set(xlabel=xlabel, ylabel=primary, title=f"{task}: {primary} vs {xlabel}")
@@ -666,7 +669,7 @@ def write_plots(results: list[Result], task: str, out_dir: Path) -> list[Path]:
     if l0_pts:
         fig, ax = plt.subplots(figsize=(6, 4))
         for label, ps in sorted(l0_pts.items()):
-            ax.scatter([p[0] for p in ps], [p[1] for p in ps], label=label)
+            ax.scatter([p[0] for p in ps], [p[1] for p in ps], label=lab(label))
         ax.set(xlabel="L0", ylabel="reconstruction / coverage", title=f"{task}: SAEs")
         ax.legend(fontsize=6)
         save(fig, "l0")
