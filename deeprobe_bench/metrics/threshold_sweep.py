@@ -252,6 +252,16 @@ def reconstruction_counts(
             pred_pos += pred.sum(dim=1)
             continue
         rows, feats, level = _levels(block[:, tagged], mx[tagged], t)
+        n_tagged = int(tagged.sum())
+        if len(rows) > 0.02 * block.shape[0] * max(1, n_tagged):  # dense features (probes): a dense product is faster
+            lv = torch.zeros(block.shape[0], n_tagged, dtype=torch.int64)
+            lv[rows, feats] = level
+            tags_t = tags_f[:, tagged]  # T f_t c
+            for k in range(len(t)):
+                pred = ((lv > k).float() @ tags_t[k]) > 0  # m c
+                tp[k] += (pred & truth).sum(dim=0)
+                pred_pos[k] += pred.sum(dim=0)
+            continue
         feats = torch.nonzero(tagged).flatten()[feats]
         for k in range(len(t)):
             on_k = level > k

@@ -25,7 +25,8 @@ class IOIConfig:
         size_penalty: objective = faithfulness - size_penalty * |S|.
         reuse_below_hook: start forward passes at the hook from cached activations (``start_at_layer``).
         min_positives: an attribute value enters ``attribute_coverage`` with this many positive and negative
-            prompts in both the train and the val split.
+            prompts in both the train and the val split (5: with 80 names, 512 train and 1000 val prompts
+            score 123 of the 162 values; 10 would leave about 3).
     """
 
     hook: str | None = None
@@ -36,7 +37,7 @@ class IOIConfig:
     objective_batch: int = 128
     size_penalty: float = 0.01
     reuse_below_hook: bool = True
-    min_positives: int = 10
+    min_positives: int = 5
 
     def __post_init__(self) -> None:
         from deeprobe_bench.tasks.ioi.core import POSITION_NAMES

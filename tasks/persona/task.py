@@ -101,11 +101,19 @@ class PersonaTask(Task):
     #    the fluency cost measured where it acts, on the steered prompts (was: every token of neutral text);
     #    prompting held to the same ceiling; detection of the concept the method was given (held-out
     #    contrast rows, max-pooled); oracle_features
-    version = "5"
+    # 6: steering_fraction (the shift over its attainable ceiling on the test half); calibration notes
+    version = "6"
     Config = PersonaConfig
     primary_metric = "steering_success"
     default_model = "persona-mini"
     accepts_prompts = True
+    calibration_notes = {
+        "steering_success": "a shift of p(+ answer), capped by the test half's attainable shift "
+                            "(task_info.steering_ceiling, about 0.5), not 1: steering_fraction is its calibrated form",
+        "coefficient": "the chosen coefficient (units of the vector's own norm), not a score",
+        "fluency_cost": "a cost in nats held under max_fluency_cost, not a score",
+    }  # fmt: skip
+    calibration_chance = {"detection_auroc": 0.5}
 
     # ------------------------------------------------------------------ prepare
 
@@ -418,8 +426,10 @@ class PersonaTask(Task):
         n = len(shifts)
         se = math.sqrt(sum(s * s for s in ses if s is not None)) / n if all(s is not None for s in ses) else None
         nan = float("nan")
+        ceiling = data.info.get("steering_ceiling", {}).get("test")
         metrics: dict[str, Any] = {
             "steering_success": Metric(sum(shifts) / n, stderr=se),
+            "steering_fraction": Metric(sum(shifts) / n / ceiling if ceiling else nan),
             "coefficient": Metric(sum(coefs) / n if coefs else nan, higher_is_better=False),
             "fluency_cost": Metric(sum(costs) / n, higher_is_better=False),
             "detection_auroc": Metric(sum(aurocs) / n if aurocs else nan),

@@ -35,6 +35,8 @@ def test_the_oracle_reaches_the_ceiling_of_every_persona_metric(results):
     ceiling = oracle.details["task_info"]["steering_ceiling"]["test"]
     assert 0.4 < ceiling < 0.6  # undecided without a persona
     assert oracle.metric("steering_success") >= 0.95 * ceiling
+    assert oracle.metric("steering_fraction") == pytest.approx(oracle.metric("steering_success") / ceiling)
+    assert oracle.metric("steering_fraction") >= 0.95
     assert oracle.metric("detection_auroc") >= 0.95
     assert oracle.metric("fluency_cost") <= 0.05
     assert oracle.metric("judge_score") >= 0.95 and oracle.metric("judge_n_scored") == 6  # one per concept
@@ -44,8 +46,21 @@ def test_the_null_sits_at_chance_on_every_persona_metric(results):
     null = results["null"]
     assert null.ok, null.error
     assert abs(null.metric("steering_success")) <= 0.05
+    assert abs(null.metric("steering_fraction")) <= 0.05
     assert abs(null.metric("detection_auroc") - 0.5) <= 0.05
     assert null.metric("fluency_cost") <= 0.05
     assert abs(null.metric("judge_score") - 0.5) <= 0.05
     assert null.metric("judge_n_scored") == 1  # the constant feature cannot be scored: left out, counted
     assert null.details["autointerp"]["left_out"] == {"0": "constant"}
+
+
+def test_every_persona_metric_separates_the_references_or_says_why_not(results):
+    from deeprobe_bench import calibration
+    from deeprobe_bench.tasks.persona import PersonaTask
+
+    rows = calibration.calibrate([results["oracle"]], [results["null"]], PersonaTask.calibration_notes,
+                                 PersonaTask.calibration_chance)  # fmt: skip
+    verdict = {r.metric: r.verdict for r in rows}
+    assert all(r.ok for r in rows), verdict
+    for metric in ("steering_fraction", "detection_auroc", "judge_score"):
+        assert verdict[metric].startswith("separates"), (metric, verdict[metric])

@@ -12,7 +12,7 @@ from deeprobe_bench.api import FeatureSet, parse_config
 from deeprobe_bench.tasks.ioi import IOITask
 from deeprobe_bench.tasks.ioi.zoo import IOI_MINI
 
-SMALL = {"n_train": "128", "n_val": "300", "n_test": "128", "objective_batch": "32"}
+SMALL = {"n_train": "256", "n_val": "500", "n_test": "128", "objective_batch": "32", "min_positives": "4"}
 
 
 @pytest.fixture(scope="module")
