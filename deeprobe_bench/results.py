@@ -382,17 +382,41 @@ def read_result(path: str | os.PathLike[str]) -> Result:
     return Result.from_dict(data)
 
 
+#: the JSON Schema of a result record, checked in beside this module (draft 2020-12)
+RESULT_SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(RESULT_SCHEMA_PATH.read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def schema_errors(data: Any) -> list[str]:
+    """Where ``data`` (a parsed result file) breaks :data:`RESULT_SCHEMA_PATH`'s schema, each ``path: message``."""
+    errors = sorted(_schema_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in errors]
+
+
 def load_results(results_dir: str | os.PathLike[str]) -> list[Result]:
     """Every result JSON under ``results_dir`` (recursively), in path order.
 
-    A file that cannot be read or parsed, or whose fields are not a result's (see
-    :meth:`Result.problems`), is logged as a warning naming it, and skipped; it is never deleted. A missing folder gives an empty list.
+    A file that cannot be read or parsed, that breaks the result JSON Schema (``result.schema.json``,
+    :func:`schema_errors`), or whose fields are not a result's (see :meth:`Result.problems`), is logged as a warning naming it, and skipped; it is never deleted. A missing folder gives an empty list.
     """
     root = Path(results_dir)
     out: list[Result] = []
     for path in sorted(root.rglob("*.json")):
         try:
-            result = read_result(path)
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+            bad = schema_errors(data)
+            if bad:
+                log.warning("skipping %s: not a valid deeprobe-bench result (schema: %s)", path, "; ".join(bad[:3]))
+                continue
+            result = Result.from_dict(data)
         except (OSError, ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
             log.warning("skipping unreadable result %s: %s", path, e)
             continue
