@@ -392,10 +392,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.judge_base_url is not None:
         grid.judge = {"base_url": args.judge_base_url, "model": args.judge_model}
     cells = expand(grid, plugins=args.plugins, allow_override=args.allow_override)
-    check_writable_dir(args.results_dir, "--results-dir")
     if args.max_retries < 0:
         raise api.UserError(f"--max-retries must be >= 0, got {args.max_retries}")
     executor = make_executor(args.executor, workers=args.workers, address=args.address, max_retries=args.max_retries)
+    check_writable_dir(args.results_dir, "--results-dir")
     todo, skipped = plan(cells, args.results_dir, force=args.force)
     log.info("sweep: %d cells, %d finished already, %d to run (%s executor)", len(cells), len(skipped), len(todo),
              args.executor)
