@@ -113,8 +113,15 @@ def private_dir(path: Path) -> Path:
 
 
 def cache_root() -> Path:
-    """``$DEEPROBE_CACHE`` or ``~/.cache/deeprobe_bench``: the root of zoo work directories."""
-    return Path(os.environ.get("DEEPROBE_CACHE") or Path.home() / ".cache" / "deeprobe_bench")
+    """``$DEEPROBE_CACHE`` or ``~/.cache/deeprobe_bench``: the root of zoo work directories.
+
+    With the activation cache switched off (``DEEPROBE_CACHE=off``) checkpoints still need a home: the
+    default folder, never a relative ``off/`` folder in the working directory.
+    """
+    root = os.environ.get("DEEPROBE_CACHE") or ""
+    if root.lower() in ("off", "0", "none", ""):
+        return Path.home() / ".cache" / "deeprobe_bench"
+    return Path(root)
 
 
 def work_dir(name: str, key: dict[str, Any]) -> Path:
@@ -163,9 +170,15 @@ def load_checkpoint(path: Path, model: Any, opt: Any) -> dict[str, Any]:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    with safe_open(str(path), framework="pt") as fh:
-        state = json.loads(fh.metadata()["state"])
-    tensors = load_file(str(path))
+    from deeprobe_bench.api import UserError
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            state = json.loads(fh.metadata()["state"])
+        tensors = load_file(str(path))
+    except Exception as e:  # a planted, truncated or foreign file: refused, never unpickled
+        raise UserError(f"resume checkpoint {path} is not a checkpoint of this kit ({type(e).__name__}); "
+                        "delete it to train from the start") from None
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     sd = opt.state_dict()
     for pid, name in enumerate(n for n, _ in model.named_parameters()):

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from deeprobe_bench.api import UserError
+
 lm = pytest.importorskip("deeprobe_bench.zoo.lm")
 
 
@@ -58,15 +60,15 @@ def test_a_planted_resume_checkpoint_is_refused_and_runs_nothing(tmp_path, monke
     model = tiny_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
 
-    with pytest.raises(Exception) as info:  # noqa: PT011 - the reader's own error for a non-safetensors file
+    with pytest.raises(UserError, match="is not a checkpoint of this kit") as info:  # one line, exit 2 in the CLI
         lm.load_checkpoint(work / lm.CHECKPOINT, model, torch.optim.AdamW(model.parameters()))
     assert not marker.exists()
-    assert "pwned" not in str(info.value)
+    assert "pwned" not in str(info.value) and "\n" not in str(info.value)
 
     def batch_at(step: int) -> torch.Tensor:
         return torch.randint(0, 5, (2, 8), generator=torch.Generator().manual_seed(step))
 
-    with pytest.raises(Exception):  # noqa: B017, PT011 - train_lm resumes through load_checkpoint
+    with pytest.raises(UserError):  # train_lm resumes through load_checkpoint
         lm.train_lm(model, batch_at, lm.Schedule(steps=2, warmup_steps=1), work, checkpoint_every_s=1e9)
     assert not marker.exists()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing was loaded
