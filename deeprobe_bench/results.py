@@ -413,14 +413,11 @@ def load_results(results_dir: str | os.PathLike[str]) -> list[Result]:
             with open(path, encoding="utf-8") as fh:
                 data = json.load(fh)
             bad = schema_errors(data)
-            if bad:
-                log.warning("skipping %s: not a valid deeprobe-bench result (schema: %s)", path, "; ".join(bad[:3]))
-                continue
             result = Result.from_dict(data)
         except (OSError, ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
             log.warning("skipping unreadable result %s: %s", path, e)
             continue
-        problems = result.problems()
+        problems = result.problems() + [f"schema: {e}" for e in bad[:3]]
         if problems:
             log.warning("skipping %s: not a valid deeprobe-bench result (%s)", path, "; ".join(problems))
             continue

@@ -29,5 +29,5 @@ def test_every_written_result_passes_the_schema_and_broken_ones_are_skipped_on_l
     with caplog.at_level(logging.WARNING):
         loaded = load_results(tmp_path)
     assert sorted(r.seed for r in loaded) == [0, 1]  # good.json and newer.json (unknown fields are allowed)
-    schema_lines = [r.getMessage() for r in caplog.records if "(schema:" in r.getMessage()]
+    schema_lines = [r.getMessage() for r in caplog.records if "schema: " in r.getMessage()]
     assert len(schema_lines) == 4 and any("seed: -1 is less than the minimum of 0" in m for m in schema_lines)
