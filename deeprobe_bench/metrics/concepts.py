@@ -292,8 +292,15 @@ def concept_metrics(
         best ``t`` on the test split, concepts without positives counted as 0):
         ``{prefix}coverage_paper`` and ``{prefix}reconstruction_paper``.
     """
-    cov = coverage(label_acts, label_labels, test_acts, test_labels, min_positives)
-    rec = reconstruction(label_acts, label_labels, test_acts, test_labels, None, min_precision, min_true_positives)
+    if label_acts.shape[1] and label_acts.shape[0] > 1:  # levels once for both calibrated metrics
+        th = quantile_thresholds(label_acts)
+        lv_label, lv_test = levels(label_acts, th), levels(test_acts, th)
+        cov = coverage_from_levels(lv_label, label_labels, lv_test, test_labels, min_positives)
+        rec = reconstruction_from_levels(lv_label, label_labels, lv_test, test_labels, None, min_precision,
+                                         min_true_positives)  # fmt: skip
+    else:
+        cov = coverage(label_acts, label_labels, test_acts, test_labels, min_positives)
+        rec = reconstruction(label_acts, label_labels, test_acts, test_labels, None, min_precision, min_true_positives)
     paper_cov = ts.coverage(test_acts, test_labels)
     paper_rec = ts.reconstruction(label_acts, label_labels, test_acts, test_labels,
                                   min_precision=min_precision, min_true_positives=min_true_positives)  # fmt: skip
