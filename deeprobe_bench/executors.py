@@ -129,30 +129,40 @@ class RayExecutor:
                 raise api.UserError(f"cannot connect to the Ray cluster at {self.address}: {' '.join(str(e).split())}") from None
         return ray
 
+    def _submit(self, i: int, cell: Cell, lock: CellLock, remote: Any, results_dir: str, force: bool,
+                pending: dict[Any, tuple[int, CellLock]], out: dict[int, Outcome], on_done: OnDone | None) -> None:
+        """Submit one locked cell as a Ray task (or skip it when another run finished it meanwhile)."""
+        if not force and cell.is_finished(results_dir):  # finished by another run meanwhile
+            lock.release()
+            out[i] = _notify(on_done, Outcome(cell, "skipped"))
+            return
+        res = cell.resources
+        opts: dict[str, Any] = {"num_cpus": res.get("cpus", 1), "max_retries": self.max_retries,
+                                "retry_exceptions": False}
+        if res.get("gpus"):
+            opts["num_gpus"] = res["gpus"]
+        if res.get("memory_gb"):
+            opts["memory"] = int(res["memory_gb"] * 2**30)
+        ref = remote.options(**opts).remote(cell.to_dict(), str(results_dir), True, False)
+        pending[ref] = (i, lock)
+
     def run(self, cells: list[Cell], results_dir: str, force: bool = False,
             on_done: OnDone | None = None) -> list[Outcome]:
         ray = self._connect()
         remote = ray.remote(run_cell_dict)
         out: dict[int, Outcome] = {}
         pending: dict[Any, tuple[int, CellLock]] = {}
-        for i, cell in enumerate(cells):
-            path = cell.path(results_dir)
-            lock = CellLock(path)
-            lock.acquire(wait=True)
-            if not force and cell.is_finished(results_dir):  # finished by another run meanwhile
-                lock.release()
-                out[i] = _notify(on_done, Outcome(cell, "skipped"))
-                continue
-            res = cell.resources
-            opts: dict[str, Any] = {"num_cpus": res.get("cpus", 1), "max_retries": self.max_retries,
-                                    "retry_exceptions": False}
-            if res.get("gpus"):
-                opts["num_gpus"] = res["gpus"]
-            if res.get("memory_gb"):
-                opts["memory"] = int(res["memory_gb"] * 2**30)
-            ref = remote.options(**opts).remote(cell.to_dict(), str(results_dir), True, False)
-            pending[ref] = (i, lock)
         try:
+            busy = []  # cells another run is computing: submitted last, once their lock is free
+            for i, cell in enumerate(cells):
+                lock = CellLock(cell.path(results_dir))
+                if not lock.acquire(wait=False):
+                    busy.append((i, cell, lock))
+                    continue
+                self._submit(i, cell, lock, remote, results_dir, force, pending, out, on_done)
+            for i, cell, lock in busy:
+                lock.acquire(wait=True)
+                self._submit(i, cell, lock, remote, results_dir, force, pending, out, on_done)
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 ref = ready[0]
