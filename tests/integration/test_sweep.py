@@ -354,3 +354,11 @@ def test_verify_reruns_published_cells_and_exits_1_on_a_changed_metric(tmp_path,
     assert cli.main(["--plugin", HELPERS, "-q", "verify", str(pub / "toy"), "--atol", "1e-9"]) == 0
     assert cli.main(["--plugin", HELPERS, "-q", "verify", str(pub / "toy"), "--cell", "nope"]) == 2
     assert "no finished result" in capsys.readouterr().err
+
+
+def test_sweep_on_ray_without_ray_installed_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as when the extra is not installed
+    code = cli.main(["--plugin", HELPERS, "sweep", "--task", "toy", "--method", "toy-random", "--executor", "ray",
+                     "--results-dir", str(tmp_path / "r")])
+    assert code == 2 and 'needs Ray: pip install -e ".[ray]"' in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
