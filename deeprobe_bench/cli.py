@@ -37,10 +37,12 @@ modules (runner, leaderboard: torch, pandas) are imported only by the commands t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from deeprobe_bench import api, registry
@@ -613,8 +615,10 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
         raise api.UserError(f"--out {args.out} is a file, not a folder")
     from deeprobe_bench.zoo.lm import WorkDirBusy
 
+    quiet = args.quiet or not sys.stderr.isatty()  # sae_lens's trainer draws tqdm bars: none in a log file
     try:
-        out = train(out_dir=args.out, seed=args.seed)
+        with _tqdm_disabled(quiet):
+            out = train(out_dir=args.out, seed=args.seed)
     except (WorkDirBusy, PermissionError) as e:  # another run holds the checkpoint, or a foreign work dir
         raise api.UserError(str(e)) from None
     if out is not None:
@@ -657,6 +661,26 @@ def cmd_cache(args: argparse.Namespace) -> int:
         size = judge_path.stat().st_size if judge_path.is_file() else 0
         _echo(f"judge replies: {size / 1e6:.1f} MB in {judge_path} (not pruned: replies cost tokens to ask again)")
     return 0
+
+
+@contextlib.contextmanager
+def _tqdm_disabled(disabled: bool) -> Iterator[None]:
+    """Every tqdm bar created inside the block is disabled (when ``disabled``), then tqdm is as before.
+
+    tqdm reads ``TQDM_DISABLE`` only when it is first imported, which sae_lens has done by now, so the
+    default is set on the class for the duration of the block instead.
+    """
+    if not disabled:
+        yield
+        return
+    from tqdm import std
+
+    init = std.tqdm.__init__
+    std.tqdm.__init__ = functools.partialmethod(init, disable=True)
+    try:
+        yield
+    finally:
+        std.tqdm.__init__ = init
 
 
 def _quiet_third_party() -> None:

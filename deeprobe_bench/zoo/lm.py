@@ -6,7 +6,7 @@ batches it would have seen) and a :class:`Schedule`. :func:`train_lm` trains wit
 cross-entropy under AdamW (no weight decay on biases, LayerNorm and embeddings' 1-d parameters), clips
 the gradient norm at 1.0 and checkpoints to ``work/lm.safetensors`` every ``checkpoint_every_s``
 seconds: model and optimizer tensors, with the step, losses and learning curve as JSON in the
-safetensors header (tensors only; no pickle). Killed at any point, a rerun continues from the last
+safetensors header (tensors only, nothing executable). Killed at any point, a rerun continues from the last
 checkpoint: the steps after it are redone from the same batches, none is lost or repeated twice in
 the final weights, so the result equals an uninterrupted run's (tested).
 
@@ -176,7 +176,7 @@ def load_checkpoint(path: Path, model: Any, opt: Any) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as fh:
             state = json.loads(fh.metadata()["state"])
         tensors = load_file(str(path))
-    except Exception as e:  # a planted, truncated or foreign file: refused, never unpickled
+    except Exception as e:  # a planted, truncated or foreign file: refused, never deserialised as objects
         raise UserError(f"resume checkpoint {path} is not a checkpoint of this kit ({type(e).__name__}); "
                         "delete it to train from the start") from None
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})

@@ -30,3 +30,24 @@ def test_a_run_already_training_is_refused(tmp_path, monkeypatch, capsys):
         held.close()
     assert "another process is training" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_zoo_train_draws_no_progress_bars_outside_a_terminal(tmp_path, monkeypatch, capfd):
+    """sae_lens's SAE trainer draws tqdm bars; ``zoo train`` turns them off when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    from deeprobe_bench import registry
+
+    class Spec:  # a zoo model whose training draws a bar, as sae_lens's trainer does
+        name = "barred"
+
+        def train(self, out_dir, seed):
+            for _ in tqdm(range(50), desc="training SAE"):
+                pass
+            return tmp_path / "out"
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setattr(registry, "get_model_spec", lambda name: Spec())
+    assert cli.main(["zoo", "train", "barred"]) == 0
+    err = capfd.readouterr().err  # stderr is captured here, not a terminal
+    assert "training SAE" not in err and "it/s" not in err, err[-300:]
