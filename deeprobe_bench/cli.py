@@ -149,6 +149,33 @@ def _add_judge_args(parser: argparse.ArgumentParser) -> None:
                     help="USD per million prompt and completion tokens, for the recorded cost (default 0,0)")
 
 
+def _add_cell_args(parser: argparse.ArgumentParser) -> None:
+    """The options ``run`` and ``calibrate`` share: task, model, seeds, task options, results, judge."""
+    parser.add_argument("--task", required=True, help="task name (see `ls tasks`)")
+    parser.add_argument("--model", default=None, help="model name (default: the task's own zoo model)")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,2", help="comma-separated seeds")
+    seeds.add_argument("--seed", type=int, default=None, metavar="N", help="one seed (default 0)")
+    parser.add_argument("-T", dest="task_options", action="append", default=[], metavar="KEY=VALUE",
+                        help="task option (repeatable)")
+    parser.add_argument("--results-dir", default="results", help="where result JSONs go (default: results)")
+    parser.add_argument("--force", action="store_true", help="re-run cells that already have a finished result")
+    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                        help="use at most N examples per split (a quick look; recorded, never mixed with full runs)")
+    _add_judge_args(parser)
+
+
+def _seeds_of(args: argparse.Namespace) -> list[int]:
+    """``--seeds`` or ``--seed`` (default 0), each checked to lie in 0 .. 2**32 - 1."""
+    from deeprobe_bench.runner import MAX_SEED
+
+    seeds = args.seeds if args.seeds is not None else [args.seed if args.seed is not None else 0]
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise api.UserError(f"seed {bad[0]} is out of range: seeds are integers from 0 to {MAX_SEED} (2**32 - 1)")
+    return seeds
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``deeprobe-bench``."""
     parser = _Parser(prog=PROG, description="Which feature-discovery method finds the features a model really uses?")
@@ -158,22 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run methods on a task and record one result per (method, seed)")
     _add_common(run, top=False)
-    run.add_argument("--task", required=True, help="task name (see `ls tasks`)")
     run.add_argument("--method", action="append", required=True, metavar="NAME[,NAME]",
                      help="method name(s) (see `ls methods`); repeatable or comma-separated")
-    run.add_argument("--model", default=None, help="model name (default: the task's own zoo model)")
-    seeds = run.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,2", help="comma-separated seeds")
-    seeds.add_argument("--seed", type=int, default=None, metavar="N", help="one seed (default 0)")
-    run.add_argument("-T", dest="task_options", action="append", default=[], metavar="KEY=VALUE",
-                     help="task option (repeatable)")
     run.add_argument("-M", dest="method_options", action="append", default=[], metavar="KEY=VALUE",
                      help="method option, applied to every --method (repeatable)")
-    run.add_argument("--results-dir", default="results", help="where result JSONs go (default: results)")
-    run.add_argument("--force", action="store_true", help="re-run cells that already have a finished result")
-    run.add_argument("--limit", type=_positive_int, default=None, metavar="N",
-                     help="use at most N examples per split (a quick look; recorded, never mixed with full runs)")
-    _add_judge_args(run)
+    _add_cell_args(run)
 
     sw = sub.add_parser("sweep", help="run a grid (tasks x models x methods x seeds) from a grid file or the command line")
     _add_common(sw, top=False)
@@ -211,18 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cal = sub.add_parser("calibrate", help="floor (null) and ceiling (oracle) of every metric of a task")
     _add_common(cal, top=False)
-    cal.add_argument("--task", required=True, help="task name (see `ls tasks`)")
-    cal.add_argument("--model", default=None, help="model name (default: the task's own zoo model)")
-    cal_seeds = cal.add_mutually_exclusive_group()
-    cal_seeds.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,2", help="comma-separated seeds")
-    cal_seeds.add_argument("--seed", type=int, default=None, metavar="N", help="one seed (default 0)")
-    cal.add_argument("-T", dest="task_options", action="append", default=[], metavar="KEY=VALUE",
-                     help="task option (repeatable)")
-    cal.add_argument("--results-dir", default="results", help="where the reference cells' results go (default: results)")
-    cal.add_argument("--force", action="store_true", help="re-run reference cells that already have a result")
-    cal.add_argument("--limit", type=_positive_int, default=None, metavar="N",
-                     help="use at most N examples per split (a quick look; recorded, never mixed with full runs)")
-    _add_judge_args(cal)
+    _add_cell_args(cal)
 
     ls = sub.add_parser("ls", help="list tasks, methods or models")
     _add_common(ls, top=False)
@@ -324,12 +329,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from deeprobe_bench.activations import max_cache_bytes
     from deeprobe_bench.leaderboard import cells_table
     from deeprobe_bench.results import check_writable_dir
-    from deeprobe_bench.runner import MAX_SEED, run_grid
+    from deeprobe_bench.runner import run_grid
 
-    seeds = args.seeds if args.seeds is not None else [args.seed if args.seed is not None else 0]
-    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
-    if bad:
-        raise api.UserError(f"seed {bad[0]} is out of range: seeds are integers from 0 to {MAX_SEED} (2**32 - 1)")
+    seeds = _seeds_of(args)
     methods = _split_methods(args.method)
     max_cache_bytes()  # a bad $DEEPROBE_CACHE_MAX_SIZE fails here, not after the first cell
     check_writable_dir(args.results_dir, "--results-dir")  # before the judge is opened or anything loads
@@ -467,12 +469,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     from deeprobe_bench import calibration
     from deeprobe_bench.results import check_writable_dir
-    from deeprobe_bench.runner import MAX_SEED, run_grid
+    from deeprobe_bench.runner import run_grid
 
-    seeds = args.seeds if args.seeds is not None else [args.seed if args.seed is not None else 0]
-    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
-    if bad:
-        raise api.UserError(f"seed {bad[0]} is out of range: seeds are integers from 0 to {MAX_SEED} (2**32 - 1)")
+    seeds = _seeds_of(args)
     task_cls = registry.get_task(args.task)
     check_writable_dir(args.results_dir, "--results-dir")
     with _open_judge(args, ["oracle", "null"]) as judge:  # judge_score is calibrated too when a judge is given
