@@ -131,14 +131,7 @@ class Cell:
             "method_config": api.config_to_dict(api.parse_config(method_cls.Config, self.method_options)),
             "limit": self.limit,
         }
-        have = {
-            "task_version": str(stored.task_version),
-            "task_config": stored.task_config,
-            "method_version": str(stored.method_version),
-            "method_config": stored.method_config,
-            "limit": (stored.samples or {}).get("limit"),
-        }
-        return to_jsonable(want) == to_jsonable(have)
+        return to_jsonable(want) == to_jsonable(stored.identity())
 
 
 @dataclass

@@ -153,6 +153,16 @@ class Result:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    def identity(self) -> dict[str, Any]:
+        """What a stored result must match to stand for a cell: task and method versions and configs, limit."""
+        return {
+            "task_version": str(self.task_version),
+            "task_config": self.task_config,
+            "method_version": str(self.method_version),
+            "method_config": self.method_config,
+            "limit": (self.samples or {}).get("limit"),
+        }
+
     @property
     def limited(self) -> bool:
         """Whether this was a ``--limit`` run (never to be mixed with full runs)."""

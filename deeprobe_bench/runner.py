@@ -461,14 +461,7 @@ def _reusable(path: Any, expected: dict[str, Any]) -> tuple[Result | None, str]:
         return None, f"stored result {path} is unreadable ({e})"
     if not stored.ok:
         return None, f"stored result has status {stored.status!r}"
-    have = {
-        "task_version": str(stored.task_version),
-        "task_config": stored.task_config,
-        "method_version": str(stored.method_version),
-        "method_config": stored.method_config,
-        "limit": (stored.samples or {}).get("limit"),
-        "weights_sha256": (stored.model_info or {}).get("weights_sha256"),
-    }
+    have = {**stored.identity(), "weights_sha256": (stored.model_info or {}).get("weights_sha256")}
     diff = [k for k in expected if to_jsonable(expected[k]) != to_jsonable(have[k])]
     if diff:
         return None, "stored result differs in " + ", ".join(diff)
