@@ -206,9 +206,7 @@ def board_metrics(
     from deeprobe_bench.metrics import concepts
     from deeprobe_bench.metrics.threshold_sweep import best_f1, reconstruction_counts
 
-    th = concepts.quantile_thresholds(label_acts) if label_acts.shape[0] else None
-    lv_label = concepts.levels(label_acts, th) if th is not None else label_acts
-    lv_test = concepts.levels(test_acts, th) if th is not None else test_acts
+    lv_label, lv_test = concepts.split_levels(label_acts, test_acts)
     rec = concepts.reconstruction_from_levels(lv_label, label_labels, lv_test, test_labels, scored, min_precision,
                                               min_true_positives)  # fmt: skip
     per_group: dict[str, dict[str, float | None]] = {n: {"reconstruction": rec.micro_f1(c)} for n, c in groups.items()}
@@ -483,10 +481,8 @@ class BoardGameTask(Task):
         }
         if features.scores is not None and len(features) > 0:
             # thresholds of a feature do not depend on the others: levels once, columns per point
-            lab_all = self._feature_acts(data, "label", features)
-            th = concepts.quantile_thresholds(lab_all) if lab_all.shape[0] else None
-            lv_label = concepts.levels(lab_all, th) if th is not None else lab_all
-            lv_test = concepts.levels(self._feature_acts(data, "test", features), th) if th is not None else lab_all
+            lv_label, lv_test = concepts.split_levels(self._feature_acts(data, "label", features),
+                                                      self._feature_acts(data, "test", features))  # fmt: skip
             rank = features.ranking()
 
             def rec_at(k: int) -> float:

@@ -69,6 +69,17 @@ def levels(acts: Float[Tensor, "n f"], thresholds: Float[Tensor, "K f"], chunk: 
     return out
 
 
+def split_levels(
+    label_acts: Float[Tensor, "n f"], test_acts: Float[Tensor, "m f"], rates: tuple[float, ...] = FIRING_RATES
+) -> tuple[Float[Tensor, "n f"], Float[Tensor, "m f"]]:
+    """:func:`levels` of both splits at the label split's :func:`quantile_thresholds`; the activations as
+    they are when there is nothing to take quantiles of (no label row or no feature: every metric is 0)."""
+    if label_acts.shape[0] == 0 or label_acts.shape[1] == 0:
+        return label_acts, test_acts
+    th = quantile_thresholds(label_acts, rates)
+    return levels(label_acts, th), levels(test_acts, th)
+
+
 def _level_grid(k: int) -> tuple[Tensor, Tensor]:
     """The threshold_sweep arguments that read levels: on at grid index j iff level >= j + 1."""
     t = (torch.arange(1, k + 1, dtype=torch.float32) - 0.5) / k
@@ -146,14 +157,8 @@ def coverage(
     Raises:
         ValueError: row counts of activations and labels differ.
     """
-    n_c = label_labels.shape[1]
-    scored = scored_concepts(label_labels, test_labels, min_positives)
-    if label_acts.shape[1] == 0 or n_c == 0 or label_acts.shape[0] == 0:
-        z = torch.zeros(n_c)
-        return Coverage(0.0, torch.where(scored, z, torch.nan), z, torch.zeros(n_c, dtype=torch.long), z, scored)
-    th = quantile_thresholds(label_acts, rates)
-    return coverage_from_levels(levels(label_acts, th), label_labels, levels(test_acts, th), test_labels,
-                                min_positives, rates)  # fmt: skip
+    lv_label, lv_test = split_levels(label_acts, test_acts, rates)
+    return coverage_from_levels(lv_label, label_labels, lv_test, test_labels, min_positives, rates)
 
 
 def coverage_from_levels(
@@ -230,12 +235,9 @@ def reconstruction(
     Raises:
         ValueError: row counts of activations and labels differ.
     """
-    if label_acts.shape[1] == 0 or label_labels.shape[1] == 0 or label_acts.shape[0] < 2:
-        return reconstruction_from_levels(label_acts, label_labels, test_acts, test_labels, columns,
-                                          min_precision, min_true_positives, rates)  # fmt: skip
-    th = quantile_thresholds(label_acts, rates)
-    return reconstruction_from_levels(levels(label_acts, th), label_labels, levels(test_acts, th), test_labels,
-                                      columns, min_precision, min_true_positives, rates)  # fmt: skip
+    lv_label, lv_test = split_levels(label_acts, test_acts, rates)
+    return reconstruction_from_levels(lv_label, label_labels, lv_test, test_labels, columns, min_precision,
+                                      min_true_positives, rates)  # fmt: skip
 
 
 def reconstruction_from_levels(
@@ -292,15 +294,10 @@ def concept_metrics(
         best ``t`` on the test split, concepts without positives counted as 0):
         ``{prefix}coverage_paper`` and ``{prefix}reconstruction_paper``.
     """
-    if label_acts.shape[1] and label_acts.shape[0] > 1:  # levels once for both calibrated metrics
-        th = quantile_thresholds(label_acts)
-        lv_label, lv_test = levels(label_acts, th), levels(test_acts, th)
-        cov = coverage_from_levels(lv_label, label_labels, lv_test, test_labels, min_positives)
-        rec = reconstruction_from_levels(lv_label, label_labels, lv_test, test_labels, None, min_precision,
-                                         min_true_positives)  # fmt: skip
-    else:
-        cov = coverage(label_acts, label_labels, test_acts, test_labels, min_positives)
-        rec = reconstruction(label_acts, label_labels, test_acts, test_labels, None, min_precision, min_true_positives)
+    lv_label, lv_test = split_levels(label_acts, test_acts)  # once for both calibrated metrics
+    cov = coverage_from_levels(lv_label, label_labels, lv_test, test_labels, min_positives)
+    rec = reconstruction_from_levels(lv_label, label_labels, lv_test, test_labels, None, min_precision,
+                                     min_true_positives)  # fmt: skip
     paper_cov = ts.coverage(test_acts, test_labels)
     paper_rec = ts.reconstruction(label_acts, label_labels, test_acts, test_labels,
                                   min_precision=min_precision, min_true_positives=min_true_positives)  # fmt: skip
