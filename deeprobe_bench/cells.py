@@ -334,7 +334,7 @@ def _load_plugins(cell: Cell) -> None:
 
 
 def run_cell(cell: Cell | dict[str, Any], results_dir: str | os.PathLike[str], force: bool = False,
-             write: bool = True, progress: bool = False) -> Result:
+             write: bool = True, progress: bool = False, shared: Any = None) -> Result:
     """Run one cell (or reuse its finished result) and return its Result; no state outside its arguments.
 
     Args:
@@ -344,6 +344,8 @@ def run_cell(cell: Cell | dict[str, Any], results_dir: str | os.PathLike[str], f
         write: write the result (under the cell's lock file); False computes and returns only (Ray workers:
             the driver writes).
         progress: show the method's progress bars.
+        shared: a :class:`deeprobe_bench.runner.SharedState` kept across the cells one process runs (the
+            loaded model and the prepared data; no number changes), or None.
 
     Raises:
         api.UserError: bad names / options, or a judge that cannot be reached.
@@ -365,16 +367,29 @@ def run_cell(cell: Cell | dict[str, Any], results_dir: str | os.PathLike[str], f
     with judge_cm as judge:
         return run_grid(cell.task, cell.model, [cell.method], [cell.seed], task_options=cell.task_options,
                         method_options=cell.method_options, results_dir=str(results_dir), force=force,
-                        limit=cell.limit, progress=progress, judge=judge, write=write)[0]
+                        limit=cell.limit, progress=progress, judge=judge, write=write, shared=shared)[0]
 
 
-def run_cell_dict(cell: dict[str, Any], results_dir: str, force: bool = False, write: bool = True) -> dict[str, Any]:
+_WORKER_SHARED: list[Any] = []  # a pool worker's SharedState, made on its first shared cell
+
+
+def run_cell_dict(cell: dict[str, Any], results_dir: str, force: bool = False, write: bool = True,
+                  share: bool = False) -> dict[str, Any]:
     """:func:`run_cell` on plain data, returning ``Result.to_dict()`` (what crosses a process boundary).
 
-    A :class:`api.UserError` comes back as ``{"user_error": message}``.
+    ``share``: keep the loaded model and prepared data for this process's next cells (a local pool's
+    workers, which live for one sweep; not Ray's, whose workers outlive it). A :class:`api.UserError` comes
+    back as ``{"user_error": message}``.
     """
+    shared = None
+    if share:
+        if not _WORKER_SHARED:
+            from deeprobe_bench.runner import SharedState
+
+            _WORKER_SHARED.append(SharedState())
+        shared = _WORKER_SHARED[0]
     try:
-        return run_cell(cell, results_dir, force=force, write=write).to_dict()
+        return run_cell(cell, results_dir, force=force, write=write, shared=shared).to_dict()
     except api.UserError as e:
         return {"user_error": str(e)}
 

@@ -9,6 +9,7 @@
     ls tasks|methods|models
     leaderboard build [--results-dir results] [--out leaderboards] [--include-limited]
     zoo train NAME [--out DIR] [--seed N]
+    zoo sanity NAME [--out DIR] [--seed N]
     zoo ls
     judge serve [--host 127.0.0.1] [--port 8765] [--fail 429=0.1,500=0.1,slow=0.05,garbage=0.1]
                 [--slow-seconds S] [--seed N]
@@ -259,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="output folder (default: the user's zoo, $DEEPROBE_ZOO or ~/.local/share/deeprobe_bench/zoo/NAME, "
                             "which loading then prefers to the shipped copy); an interrupted run resumes")  # fmt: skip
     train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    sanity = zoo_sub.add_parser("sanity", help="add the random-SAE sanity baselines (frozen decoder ...) to a trained zoo model")
+    _add_common(sanity, top=False)
+    sanity.add_argument("name", help="zoo model name (see `zoo ls`)")
+    sanity.add_argument("--out", default=None,
+                        help="the model folder to add them to (default: the copy `run` loads: the user's, else the shipped one)")
+    sanity.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     zoo_ls = zoo_sub.add_parser("ls", help="same as `ls models`")
     _add_common(zoo_ls, top=False)
 
@@ -602,10 +609,13 @@ def cmd_leaderboard_build(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo_train(args: argparse.Namespace) -> int:
+    """``zoo train`` (the model and its SAEs) and ``zoo sanity`` (the sanity-baseline SAEs of a trained copy)."""
     spec = registry.get_model_spec(args.name)
-    train = getattr(spec, "train", None)
+    train = getattr(spec, "train" if args.zoo_command == "train" else "add_sanity_saes", None)
     if not callable(train):
         raise api.UserError(f"model {args.name} is not a zoo model: it cannot be trained here (see `deeprobe-bench zoo ls`)")
+    if args.zoo_command == "sanity" and not spec.sanity:
+        raise api.UserError(f"zoo model {args.name} has no SAE to train sanity baselines for")
     if args.seed < 0:
         raise api.UserError(f"--seed must be >= 0, got {args.seed}")
     from pathlib import Path
@@ -730,7 +740,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "cache":
         return cmd_cache(args)
     if args.command == "zoo":
-        if args.zoo_command == "train":
+        if args.zoo_command in ("train", "sanity"):
             return cmd_zoo_train(args)
         return cmd_ls("models")
     raise api.UserError(f"unknown command {args.command}")  # pragma: no cover - argparse prevents it

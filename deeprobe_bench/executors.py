@@ -63,16 +63,29 @@ def _notify(on_done: OnDone | None, outcome: Outcome) -> Outcome:
     return outcome
 
 
+def _data_order(cell: Cell) -> tuple[Any, ...]:
+    """Sort key that runs the cells of one (task, options, model, limit, seed) dataset one after another."""
+    return (cell.task, sorted(cell.task_options.items()), cell.model, cell.limit or 0, cell.seed)
+
+
 class InProcess:
-    """Each cell in this process, in order. A :class:`api.UserError` stops the sweep (bad input)."""
+    """Each cell in this process, in order, sharing loaded models and prepared data between cells
+    (:class:`deeprobe_bench.runner.SharedState`). A :class:`api.UserError` stops the sweep (bad input)."""
 
     def run(self, cells: list[Cell], results_dir: str, force: bool = False,
             on_done: OnDone | None = None) -> list[Outcome]:
-        return [_notify(on_done, _outcome(c, run_cell(c, results_dir, force=force))) for c in cells]
+        from deeprobe_bench.runner import SharedState
+
+        shared = SharedState()
+        out: dict[int, Outcome] = {}
+        for i in sorted(range(len(cells)), key=lambda i: _data_order(cells[i])):  # cells of one dataset together
+            out[i] = _notify(on_done, _outcome(cells[i], run_cell(cells[i], results_dir, force=force, shared=shared)))
+        return [out[i] for i in range(len(cells))]
 
 
 class ProcessPool:
-    """Cells on ``workers`` processes (started with ``spawn``: no state is inherited)."""
+    """Cells on ``workers`` processes (started with ``spawn``: no state is inherited); each worker shares its
+    loaded models and prepared data between the cells it runs."""
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
@@ -84,7 +97,7 @@ class ProcessPool:
         ctx = multiprocessing.get_context("spawn")
         out: dict[int, Outcome] = {}
         with concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:
-            futures = {pool.submit(run_cell_dict, c.to_dict(), str(results_dir), force): i for i, c in enumerate(cells)}
+            futures = {pool.submit(run_cell_dict, c.to_dict(), str(results_dir), force, True, True): i for i, c in enumerate(cells)}
             for fut in concurrent.futures.as_completed(futures):
                 i = futures[fut]
                 cell = cells[i]

@@ -46,6 +46,7 @@ Supervision ``judge`` gives a method ``ctx.judge`` (an ``autointerp.JudgeScorer`
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import random
 import sys
@@ -100,6 +101,41 @@ def default_subject_loader(name: str) -> Any:
             raise
         return registry.get_model_spec(name).load()
     return load_subject(name)
+
+
+class SharedState:
+    """What the cells run by one process may share: loaded subjects and each (task, model)'s task object
+    with its prepared data, least recently used dropped first.
+
+    A sweep runs many cells of one model in one process (:mod:`deeprobe_bench.executors`); without this each
+    cell would load the model and prepare the task's data again (a ``run`` with several methods shares them
+    the same way inside :func:`run_grid`). Sharing changes no number: every method starts from
+    ``seed_everything(seed)``, and data is prepared once per (task, options, model, seed, limit) after the
+    same seeding a fresh process would do. Keys hold names and options, not file contents: use one
+    ``SharedState`` per sweep, not across changes to the models on disk.
+
+    Args:
+        max_subjects: models kept loaded (a grid entry alternates between its models).
+        max_data: prepared (task, model, seed) datasets kept (one per seed of the published grid).
+    """
+
+    def __init__(self, max_subjects: int = 2, max_data: int = 3) -> None:
+        from collections import OrderedDict
+
+        self.max = {"subjects": max_subjects, "tasks": max_data, "data": max_data}
+        self.stores: dict[str, OrderedDict[Any, Any]] = {k: OrderedDict() for k in self.max}
+
+    def get(self, store: str, key: Any, make: Callable[[], Any]) -> Any:
+        """``store[key]``, made by ``make()`` when absent (and the least recently used entry dropped)."""
+        entries = self.stores[store]
+        if key in entries:
+            entries.move_to_end(key)
+            return entries[key]
+        value = make()
+        entries[key] = value
+        while len(entries) > self.max[store]:
+            entries.popitem(last=False)
+        return value
 
 
 def seed_everything(seed: int) -> None:
@@ -162,6 +198,7 @@ def run_grid(
     subject_loader: SubjectLoader | None = None,
     judge: Any = None,
     write: bool = True,
+    shared: SharedState | None = None,
 ) -> list[Result]:
     """Run every (method, seed) cell of one task on one model.
 
@@ -186,6 +223,8 @@ def run_grid(
             (:class:`results.CellLock`: a second run on the same folder waits for the cell, then reuses its
             result, so a cell is never computed twice). False (the Ray executor's workers): compute and
             return only; the caller writes.
+        shared: subjects, task objects and prepared data kept across calls (:class:`SharedState`; the
+            sweep's local executors pass one), or None: this call's own.
 
     Returns:
         The Results in run order (seeds outer, methods inner), finished ones loaded from disk.
@@ -228,37 +267,41 @@ def run_grid(
     check_writable_dir(results_dir, "--results-dir")
     provenance = {"task": registry.provenance("tasks", task_name)}
 
-    task = task_cls(task_config)
     task_cfg_dict = api.config_to_dict(task_config)
-    task_label = config_label(task_name, task_config) + _override_mark(provenance["task"])
     loader = subject_loader or default_subject_loader
-    state: dict[str, Any] = {}  # the subject, loaded once
-    prepared: dict[int, tuple[api.TaskData | None, str | None, str | None, float]] = {}
+    # a task object holds what its prepare() learnt of the model (board size ...): one per (task, model)
+    task_key = (task_name, id(task_cls), json.dumps(task_cfg_dict, sort_keys=True, default=str), model, id(loader))
+    shared = shared or SharedState(max_subjects=1, max_data=1)  # this call's own: one seed's data at a time
+    task = shared.get("tasks", task_key, lambda: task_cls(task_config))
+    task_label = config_label(task_name, task_config) + _override_mark(provenance["task"])
+    checked: set[str] = set()
 
     def get_subject() -> Any:
-        if "subject" not in state:
+        def load() -> Any:
             log.debug("loading model %s", model)
-            subject = loader(model)
+            return loader(model)
+
+        subject = shared.get("subjects", (model, id(loader)), load)
+        if "hooks" not in checked:
             _check_hooks(task_name, task_config, subject, model)
-            state["subject"] = subject
-        return state["subject"]
+            checked.add("hooks")
+        return subject
 
     def get_data(seed: int) -> tuple[api.TaskData | None, str | None, str | None, float]:
-        if seed not in prepared:
-            prepared.clear()  # keep one seed's data in memory at a time
-            subject = get_subject()
-            seed_everything(seed)
-            t0 = time.perf_counter()
-            try:
-                data = task.prepare(subject, seed, limit)
-                prepared[seed] = (data, None, None, time.perf_counter() - t0)
-            except api.UserError as e:
-                raise api.UserError(f"task {task_name} on model {model}: {e}") from e
-            except Exception as e:
-                msg = redact(f"prepare failed: {type(e).__name__}: {e}")
-                log.error("%s: %s (seed %d)", task_name, msg, seed)
-                prepared[seed] = (None, msg, redact(traceback.format_exc()), 0.0)
-        return prepared[seed]
+        return shared.get("data", (task_key, seed, limit), lambda: prepare(seed))
+
+    def prepare(seed: int) -> tuple[api.TaskData | None, str | None, str | None, float]:
+        subject = get_subject()
+        seed_everything(seed)
+        t0 = time.perf_counter()
+        try:
+            return (task.prepare(subject, seed, limit), None, None, time.perf_counter() - t0)
+        except api.UserError as e:
+            raise api.UserError(f"task {task_name} on model {model}: {e}") from e
+        except Exception as e:
+            msg = redact(f"prepare failed: {type(e).__name__}: {e}")
+            log.error("%s: %s (seed %d)", task_name, msg, seed)
+            return (None, msg, redact(traceback.format_exc()), 0.0)
 
     results: list[Result] = []
     for seed in seeds:

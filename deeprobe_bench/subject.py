@@ -337,6 +337,9 @@ class ZooModel:
         package: the package holding ``zoo/<name>/`` (``deeprobe_bench.tasks.ioi``).
         trainer: ``"module:function"`` with signature ``train(out_dir: Path, seed: int) -> dict``
             (returns the card); imported only by :meth:`train`.
+        sanity: ``"module:function"`` with signature ``sanity_saes(out_dir: Path, seed: int) -> dict`` that
+            adds the random-SAE sanity baselines to a trained copy (:meth:`add_sanity_saes`); empty when the
+            model has no SAE to compare them with.
     """
 
     name: str
@@ -344,6 +347,7 @@ class ZooModel:
     package: str
     trainer: str
     kind: str = "zoo"
+    sanity: str = ""
 
     def path(self) -> Path:
         from importlib.resources import files
@@ -371,6 +375,24 @@ class ZooModel:
 
         module, func = self.trainer.split(":")
         out = Path(out_dir) if out_dir is not None else self.user_path()
+        getattr(importlib.import_module(module), func)(out_dir=out, seed=seed)
+        return out
+
+    def add_sanity_saes(self, out_dir: Path | None = None, seed: int = 0) -> Path:
+        """Add the sanity-baseline SAEs (``saes/<hook>@frozen-decoder`` ...) to the copy in ``out_dir``
+        (default: the copy :meth:`load` would use) and return it.
+
+        Raises:
+            UserError: the model has no sanity stage, or ``out_dir`` holds no trained copy.
+        """
+        import importlib
+
+        if not self.sanity:
+            raise UserError(f"zoo model {self.name} has no SAE to train sanity baselines for")
+        out = Path(out_dir) if out_dir is not None else (self.user_path() if (self.user_path() / CARD).is_file() else self.path())
+        if not (out / CARD).is_file():
+            raise UserError(f"{out} holds no trained {self.name} (no {CARD}); run `deeprobe-bench zoo train {self.name}` first")
+        module, func = self.sanity.split(":")
         getattr(importlib.import_module(module), func)(out_dir=out, seed=seed)
         return out
 

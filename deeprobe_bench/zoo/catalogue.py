@@ -30,4 +30,5 @@ def model(name: str) -> Any:
     from deeprobe_bench.subject import ZooModel
 
     e = entries()[name]
-    return ZooModel(name=name, description=e["description"], package=e["package"], trainer=e["recipe"])
+    return ZooModel(name=name, description=e["description"], package=e["package"], trainer=e["recipe"],
+                    sanity=e.get("sanity", ""))  # fmt: skip

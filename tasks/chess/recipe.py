@@ -393,18 +393,40 @@ def sae_activations(model: Any, games: Any, hook: str, n_ctx: int, chunk: int = 
     return torch.cat(out)
 
 
+def sae_rows(model: Any, hook: str, n_games: int, n_ctx: int, seed: int) -> tuple[Any, Any]:
+    """The SAE stage's rows at ``hook``: every character of ``n_games`` games (eval stream, seed + 1) and,
+    held out, of ``n_games // 10`` others (eval stream, seed + 2)."""
+    games = data.generate_games(n_games, seed + 1, "eval", n_ctx)
+    held = data.generate_games(max(4, n_games // 10), seed + 2, "eval", n_ctx)
+    return sae_activations(model, games, hook, n_ctx), sae_activations(model, held, hook, n_ctx)
+
+
 def saes_at(model: Any, recipe: Recipe, hook: str, archs: tuple[str, ...], seed: int, work: Any) -> tuple[dict, dict]:
-    """The kit's SAE stage at ``hook`` on all positions of ``n_sae_games`` games (eval stream, seed + 1),
-    measured on the '.' rows and all rows of other games (eval stream, seed + 2)."""
+    """The kit's SAE stage at ``hook`` on :func:`sae_rows` of ``n_sae_games`` games."""
     from deeprobe_bench.zoo.sae import SAESpec, sae_stage
 
     spec = SAESpec(d_sae=recipe.d_sae, steps=recipe.sae_steps, batch=recipe.sae_batch, lr=recipe.sae_lr, k=recipe.k,
                    l1=recipe.l1, archs=archs)  # fmt: skip
-    games = data.generate_games(recipe.n_sae_games, seed + 1, "eval", recipe.n_ctx)
-    held = data.generate_games(max(4, recipe.n_sae_games // 10), seed + 2, "eval", recipe.n_ctx)
-    acts = sae_activations(model, games, hook, recipe.n_ctx)
-    held_acts = sae_activations(model, held, hook, recipe.n_ctx)
+    acts, held_acts = sae_rows(model, hook, recipe.n_sae_games, recipe.n_ctx, seed)
     return sae_stage(acts, held_acts, hook, spec, seed, work, model.cfg.model_name)
+
+
+def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
+    """Add the random-SAE sanity baselines (:mod:`deeprobe_bench.zoo.sanity`) to the chess model in
+    ``out_dir``, with the recipe of its default SAE (from the card), on :func:`sae_rows`; returns the
+    card's entry."""
+    from deeprobe_bench.subject import load_zoo_dir
+    from deeprobe_bench.zoo.sanity import add_sanity_saes
+
+    subject = load_zoo_dir(Path(out_dir))
+    card, r = subject.card, subject.card["recipe"]
+    hook, base = card["task"]["hook_name"], card["default_sae_variant"]
+    spec = {"d_sae": r["d_sae"], "steps": r["sae_steps"], "batch": r["sae_batch"], "lr": r["sae_lr"], "k": r["k"], "l1": r["l1"]}
+    n_games = r.get("n_sae_games", FULL.n_sae_games)
+    acts, held = sae_rows(subject.model, hook, n_games, card["config"]["n_ctx"], seed)
+    return add_sanity_saes(Path(out_dir), acts, held, hook, base, spec["d_sae"], spec, seed, base_sae=subject.sae_for(hook),
+                           source=f"every character of {n_games} games (eval stream, seed {seed + 1}); held out: "
+                           f"{max(4, n_games // 10)} games (seed {seed + 2})")  # fmt: skip
 
 
 def _data_card(recipe: Recipe, stats: dict[str, Any] | None) -> dict[str, Any]:

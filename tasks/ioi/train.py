@@ -530,6 +530,45 @@ def collect_activations(model: Any, tokens: Any, lengths: Any, hook_name: str, l
     return torch.cat(out)
 
 
+def sae_rows(model: Any, recipe: Recipe, seed: int, hook_name: str) -> tuple[Any, int, int]:
+    """The SAE stage's training rows: every non-pad position (BOS included) of ``sae_docs // 2`` bare
+    train-split IOI sentences (what the task runs the model on) and as many filler-only documents.
+
+    Returns:
+        ``(Float[Tensor, "rows d_model"], number of IOI sentences, number of documents)``.
+    """
+    sae_ioi = data.generate_prompts(recipe.sae_docs // 2, 8_000_000 + seed, data.TRAIN_NAMES, data.TRAIN_TEMPLATES)
+    filler_docs, _ = make_documents([], recipe.sae_docs - len(sae_ioi), recipe, seed + 1)
+    texts = [p.full for p in sae_ioi] + filler_docs
+    tokens, lengths = encode(model.tokenizer, texts, recipe.n_ctx)
+    return collect_activations(model, tokens, lengths, hook_name, int(hook_name.split(".")[1])), len(sae_ioi), len(texts)
+
+
+def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
+    """Add the random-SAE sanity baselines (:mod:`deeprobe_bench.zoo.sanity`) to the ioi model in ``out_dir``,
+    with the recipe of its TopK SAE (from the card), trained on :func:`sae_rows` and measured on the
+    non-BOS prompt tokens of the test split (as the card's SAE figures are); returns the card's entry."""
+    import torch
+
+    from deeprobe_bench.subject import load_zoo_dir
+    from deeprobe_bench.zoo.sanity import add_sanity_saes
+
+    subject = load_zoo_dir(Path(out_dir))
+    card, model = subject.card, subject.model
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    recipe = dataclasses.replace(FULL, **{k: v for k, v in card["recipe"].items() if k in fields})
+    hook = card["task"]["hook_name"]
+    acts, n_ioi, n_texts = sae_rows(model, recipe, seed, hook)
+    b = eval_batch(model, data.make_split("test", recipe.n_eval, seed))
+    pos = torch.arange(b.tokens.shape[1])[None, :]
+    held = _resid_at(model, b.tokens, hook, int(hook.split(".")[1]))[(pos >= 1) & (pos <= b.end[:, None])]
+    spec = {"steps": recipe.sae_samples // recipe.sae_batch, "batch": min(recipe.sae_batch, len(acts)),
+            "lr": recipe.sae_lr, "k": recipe.k}  # fmt: skip
+    return add_sanity_saes(Path(out_dir), acts, held, hook, "topk", recipe.d_sae, spec, seed, base_sae=subject.sae_for(hook),
+                           source=f"every non-pad position of {n_ioi} bare train-split IOI sentences + "
+                           f"{n_texts - n_ioi} filler documents; held out: non-BOS prompt tokens of the test split")  # fmt: skip
+
+
 def train_sae(acts: Any, hook_name: str, recipe: Recipe, seed: int) -> Any:
     """The zoo kit's TopK SAE (:func:`deeprobe_bench.zoo.sae.train_sae`, sae_lens) on ``acts``
     (``Float[Tensor, "n d_model"]``), ``sae_samples`` rows seen in batches of ``sae_batch``."""
@@ -631,12 +670,7 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
         logger.info("ioi-mini: hook %s (%s)", hook_name, selection["per_layer"])
 
         t_sae = time.time()
-        sae_ioi = data.generate_prompts(recipe.sae_docs // 2, 8_000_000 + seed, data.TRAIN_NAMES, data.TRAIN_TEMPLATES)
-        # half bare IOI sentences (what the task runs the model on), half filler-only documents
-        filler_docs, _ = make_documents([], recipe.sae_docs - len(sae_ioi), recipe, seed + 1)
-        sae_texts = [p.full for p in sae_ioi] + filler_docs
-        sae_tokens, sae_lengths = encode(model.tokenizer, sae_texts, recipe.n_ctx)
-        acts = collect_activations(model, sae_tokens, sae_lengths, hook_name, layer)
+        acts, n_sae_ioi, n_sae_texts = sae_rows(model, recipe, seed, hook_name)
         sae = train_sae(acts, hook_name, recipe, seed)
         t_sae = time.time() - t_sae
         sae_stats = sae_quality(model, sae, test, hook_name, layer)
@@ -701,8 +735,8 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
                 "training_samples": (recipe.sae_samples // recipe.sae_batch) * recipe.sae_batch,
                 "batch": recipe.sae_batch,
                 "n_activations": len(acts),
-                "activation_docs": f"{len(sae_ioi)} bare train-split IOI sentences + "
-                f"{len(sae_texts) - len(sae_ioi)} filler documents (all non-pad positions, BOS included)",
+                "activation_docs": f"{n_sae_ioi} bare train-split IOI sentences + "
+                f"{n_sae_texts - n_sae_ioi} filler documents (all non-pad positions, BOS included)",
                 **sae_stats,
             },
             task={"hook_name": hook_name},

@@ -314,16 +314,42 @@ def choose_hook(report: dict[str, dict[str, float]]) -> str:
     return max(report, key=lambda h: (round(report[h]["mine_theirs_occupied"], 4), -int(h.split(".")[1])))
 
 
+def sae_rows(model: Any, hook: str, d_sae: int, size: int, seed: int) -> tuple[Any, Any]:
+    """The SAE stage's rows at ``hook``: every position of ``SAE_GAMES`` fresh games (training) and the
+    probe test games (held out: the rows the task measures); a tiny SAE (< 256 latents) gets fewer."""
+    tiny = d_sae < 256
+    acts = resid_rows(model, heldout(1024 if tiny else SAE_GAMES, size, TRAIN_SEED_BASE * 1000 + seed), [hook])[hook]
+    ev = resid_rows(model, heldout(PROBE_TEST_GAMES // (10 if tiny else 1), size,
+                                   EVAL_SEED_BASE + 300 + seed), [hook])[hook]  # fmt: skip
+    return acts, ev
+
+
 def saes_at(model: Any, hook: str, spec: Any, size: int, seed: int, work: Any) -> tuple[dict, dict]:
-    """The kit's SAE stage at ``hook``: trained on every position of ``SAE_GAMES`` fresh games, measured
-    on the probe test games (the rows the task measures)."""
+    """The kit's SAE stage at ``hook`` on :func:`sae_rows`."""
     from deeprobe_bench.zoo.sae import sae_stage
 
-    n_train = spec.batch if spec.d_sae < 256 else SAE_GAMES
-    acts = resid_rows(model, heldout(n_train, size, TRAIN_SEED_BASE * 1000 + seed), [hook])[hook]
-    ev = resid_rows(model, heldout(PROBE_TEST_GAMES // (10 if spec.d_sae < 256 else 1), size,
-                                   EVAL_SEED_BASE + 300 + seed), [hook])[hook]  # fmt: skip
+    acts, ev = sae_rows(model, hook, spec.d_sae, size, seed)
     return sae_stage(acts, ev, hook, spec, seed, work, model.cfg.model_name)
+
+
+def sanity_saes(out_dir: Any, seed: int = 0) -> dict[str, Any]:
+    """Add the random-SAE sanity baselines (:mod:`deeprobe_bench.zoo.sanity`) to the othello model in
+    ``out_dir``, with the recipe of its default SAE, on :func:`sae_rows`; returns the card's entry."""
+    from pathlib import Path
+
+    from deeprobe_bench.subject import load_zoo_dir
+    from deeprobe_bench.zoo.sanity import add_sanity_saes
+
+    subject = load_zoo_dir(Path(out_dir))
+    card = subject.card
+    hook, size, base = card["task"]["hook_name"], card["task"]["board_size"], card["default_sae_variant"]
+    spec = card["recipe"].get("sae") or {  # v2 cards store the SAESpec; v1 cards flat keys
+        "d_sae": card["recipe"]["d_sae"], "steps": card["recipe"]["sae_steps"], "batch": card["recipe"]["sae_batch"],
+        "k": card["recipe"]["k"], "l1": card["recipe"]["l1"], "lr": 3e-4}  # fmt: skip
+    acts, ev = sae_rows(subject.model, hook, spec["d_sae"], size, seed)
+    return add_sanity_saes(Path(out_dir), acts, ev, hook, base, spec["d_sae"], spec, seed,
+                           base_sae=subject.sae_for(hook), source=f"{len(acts)} rows of fresh random games "
+                           f"(seed {TRAIN_SEED_BASE * 1000 + seed}, every measured position); held out: the probe test games")  # fmt: skip
 
 
 def _data_card(recipe: Recipe, games_seen: int | None) -> dict[str, Any]:

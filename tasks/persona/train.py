@@ -385,12 +385,11 @@ def collect_activations(model: Any, tokens: Any, lengths: Any, hook_name: str) -
     return torch.cat(out)
 
 
-def sae_stage(model: Any, recipe: Recipe, seed: int) -> tuple[Any, dict[str, Any]]:
-    """Train the TopK SAE at ``recipe.hook`` on fresh corpus documents and every train-half question with both
-    answers (non-pad, non-BOS positions; 5% held out for its quality); returns it and its card entry."""
+def sae_rows(model: Any, recipe: Recipe, seed: int) -> tuple[Any, Any]:
+    """The SAE stage's rows at ``recipe.hook``: every non-pad, non-BOS position of ``sae_docs`` fresh corpus
+    documents and of every train-half question with both answers, split at random (seeded) into training
+    rows and 5% (at least 256) held out. Returns ``(fit, held)``, each ``Float[Tensor, "rows d_model"]``."""
     import torch
-
-    from deeprobe_bench.zoo.sae import sae_quality, train_sae
 
     sae_texts = make_documents(recipe.sae_docs, recipe, seed + 1)
     sae_texts += [qa(s.text, a) for s in data.statements("templated", "train") for a in data.ANSWERS]
@@ -398,7 +397,34 @@ def sae_stage(model: Any, recipe: Recipe, seed: int) -> tuple[Any, dict[str, Any
     acts = collect_activations(model, sae_tok, sae_len, recipe.hook)
     perm = torch.randperm(len(acts), generator=torch.Generator().manual_seed(seed))
     n_hold = max(256, len(acts) // 20)
-    held, fit = acts[perm[:n_hold]], acts[perm[n_hold:]]
+    return acts[perm[n_hold:]], acts[perm[:n_hold]]
+
+
+def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
+    """Add the random-SAE sanity baselines (:mod:`deeprobe_bench.zoo.sanity`) to the persona model in
+    ``out_dir``, with the recipe of its TopK SAE (from the card), on :func:`sae_rows`; returns the card's entry."""
+    from deeprobe_bench.subject import load_zoo_dir
+    from deeprobe_bench.zoo.sanity import add_sanity_saes
+
+    subject = load_zoo_dir(Path(out_dir))
+    card = subject.card
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    recipe = dataclasses.replace(FULL, **{k: v for k, v in card["recipe"].items() if k in fields})
+    hook = card["task"]["hook_name"]
+    fit, held = sae_rows(subject.model, recipe, seed)
+    spec = {"steps": recipe.sae_steps, "batch": recipe.sae_batch, "lr": recipe.sae_lr, "k": recipe.k}
+    return add_sanity_saes(Path(out_dir), fit, held, hook, "topk", recipe.d_sae, spec, seed, base_sae=subject.sae_for(hook),
+                           source=f"every non-pad, non-BOS position of {recipe.sae_docs} corpus documents and every "
+                           "train-half question with both answers; 5% of the rows held out")  # fmt: skip
+
+
+def sae_stage(model: Any, recipe: Recipe, seed: int) -> tuple[Any, dict[str, Any]]:
+    """Train the TopK SAE at ``recipe.hook`` on fresh corpus documents and every train-half question with both
+    answers (non-pad, non-BOS positions; 5% held out for its quality); returns it and its card entry."""
+    from deeprobe_bench.zoo.sae import sae_quality, train_sae
+
+    fit, held = sae_rows(model, recipe, seed)
+    n_hold = len(held)
     sae = train_sae(fit, recipe.hook, "topk", recipe.d_sae, seed, steps=recipe.sae_steps, batch=recipe.sae_batch,
                     lr=recipe.sae_lr, k=recipe.k, model_name=NAME)  # fmt: skip
     sq = sae_quality(sae, held)

@@ -83,3 +83,31 @@ def test_tiny_recipe_is_deterministic(tiny_runs):
         assert wa.keys() == wb.keys()
         for key in wa:
             assert torch.equal(wa[key], wb[key]), (rel, key)
+
+
+def test_sanity_stage_adds_the_three_baselines_and_leaves_the_model_alone(tiny_runs, tmp_path):
+    import shutil
+
+    from deeprobe_bench.subject import zoo_file_digests
+    from deeprobe_bench.tasks.ioi.train import sanity_saes
+
+    (src, _), _ = tiny_runs
+    path = tmp_path / "ioi-mini"
+    shutil.copytree(src, path)
+    before = zoo_file_digests(path)
+    entry = sanity_saes(path, seed=0)
+    after = zoo_file_digests(path)
+    assert {k: after[k] for k in before} == before  # weights and the trained SAE untouched
+    subject = load_zoo_dir(path)  # the card's sha256 map covers the new files
+    hook = subject.card["task"]["hook_name"]
+    assert set(subject.sae_variants(hook)) == {"default", "frozen-decoder", "soft-frozen-decoder", "frozen-encoder"}
+    assert subject.card["sanity_saes"] == entry and entry["base"] == "topk"
+    # what each baseline keeps at its random initialisation, measured after training
+    assert entry["frozen-decoder"]["decoder_cos_to_init_min"] > 0.9999
+    assert entry["soft-frozen-decoder"]["decoder_cos_to_init_min"] >= 0.8 - 1e-5
+    assert entry["frozen-encoder"]["encoder_cos_to_init_mean"] > 0.9999
+    assert entry["frozen-encoder"]["decoder_cos_to_init_mean"] < 0.9999  # its decoder did train
+    trained = subject.sae_for(hook)
+    for variant in ("frozen-decoder", "soft-frozen-decoder", "frozen-encoder"):
+        sae = subject.sae_for(hook, variant)
+        assert sae.cfg.d_sae == trained.cfg.d_sae and sae.cfg.metadata.hook_name == hook

@@ -224,6 +224,31 @@ def test_the_in_process_executor_reports_each_cell(tmp_path, toys):
     assert outcomes[1].error == "discover failed: RuntimeError: boom from toy-crash"
 
 
+def test_in_process_cells_share_the_model_and_data_and_no_number_changes(tmp_path, toys, monkeypatch):
+    from deeprobe_bench.runner import SharedState
+
+    task_cls = toys.ToyTask
+    calls: list[int] = []
+    prepare = task_cls.prepare
+
+    def counting(self, subject, seed, limit=None):
+        calls.append(seed)
+        return prepare(self, subject, seed, limit)
+
+    grid = {"seeds": [0, 1], "run": [{"task": "toy", "methods": ["toy-random"]},
+                                      {"task": "toy", "methods": ["toy-diffmean"]}]}  # fmt: skip
+    cells = expand(grid_from_dict(grid))
+    assert [(c.method, c.seed) for c in cells] == [("toy-random", 0), ("toy-random", 1), ("toy-diffmean", 0), ("toy-diffmean", 1)]
+    monkeypatch.setattr(task_cls, "prepare", counting)
+    shared = InProcess().run(cells, str(tmp_path / "shared"))
+    assert sorted(calls) == [0, 1]  # each seed's data prepared once for both entries
+    calls.clear()
+    alone = [run_cell(c, tmp_path / "alone", shared=SharedState()) for c in cells]
+    assert sorted(calls) == [0, 0, 1, 1]
+    for outcome, result in zip(shared, alone, strict=True):
+        assert outcome.status == "done" and outcome.result.metrics == result.metrics
+
+
 # --------------------------------------------------------------------------- Ray
 
 
@@ -322,7 +347,7 @@ def test_the_published_grid_file_names_only_known_tasks_methods_and_options(tmp_
     grid = Path(__file__).resolve().parents[2] / "leaderboards" / "grid.toml"
     cells = expand(load_grid(grid))
     # othello and chess: 2 models x 5 + 2 x 1 (sae standard) + 3 + 1 + 1 + 1 = 18 per seed; ioi 9 + 8; persona 8 + 3
-    assert Counter(c.task for c in cells) == {"othello": 54, "chess": 54, "ioi": 51, "persona": 33}
+    assert Counter(c.task for c in cells) == {"othello": 63, "chess": 63, "ioi": 60, "persona": 42}
     assert all(c.judge == {"base_url": "local", "model": None} and c.seed in (0, 1, 2) for c in cells)
     assert cli.main(["sweep", str(grid), "--tasks", "ioi,nope", "--results-dir", str(tmp_path / "r")]) == 2
     assert "--tasks: nope is not a task of" in capsys.readouterr().err

@@ -216,3 +216,7 @@ def test_catalogue_is_data_and_names_importable_recipes():
         module, func = e["recipe"].split(":")
         assert callable(getattr(importlib.import_module(module), func)), name
         assert catalogue.model(name).package == e["package"]
+        if "sanity" in e:
+            module, func = e["sanity"].split(":")
+            assert callable(getattr(importlib.import_module(module), func)), name
+    assert {n for n, e in entries.items() if "sanity" in e} == {"othello-mini", "chess-mini", "ioi-mini", "persona-mini"}
