@@ -7,6 +7,8 @@ import pytest
 from deeprobe_bench import runner
 from deeprobe_bench.subject import load_subject
 
+SANITY = {"frozen-decoder", "soft-frozen-decoder", "frozen-encoder"}  # the sanity baselines (zoo sanity)
+
 TINY = {"n_train": "40", "n_label": "60", "n_test": "60", "objective_games": "20"}
 
 
@@ -47,7 +49,7 @@ def test_zoo_models_load_with_their_saes(subjects):
     mini, rnd = subjects["chess-mini"], subjects["chess-mini-random"]
     hook = mini.card["task"]["hook_name"]
     assert rnd.card["task"]["hook_name"] == hook
-    assert set(mini.sae_variants(hook)) == {"standard", "topk", "panneal"}
+    assert set(mini.sae_variants(hook)) == {"standard", "topk", "panneal", *SANITY}
     assert mini.sae_for(hook) is mini.sae_variants(hook)["topk"]
     assert set(rnd.sae_variants(hook)) == {"standard"}
     assert mini.model.cfg.d_vocab == len(data.VOCAB) and mini.tokenizer.bos_token_id == data.BOS_ID

@@ -9,6 +9,8 @@ from deeprobe_bench import runner
 from deeprobe_bench.api import FeatureSet
 from deeprobe_bench.subject import load_subject
 
+SANITY = {"frozen-decoder", "soft-frozen-decoder", "frozen-encoder"}  # the sanity baselines (zoo sanity)
+
 TINY = {"n_train": "40", "n_label": "60", "n_test": "60", "objective_games": "20", "n_causal": "60"}
 
 
@@ -37,7 +39,7 @@ def test_zoo_model_predicts_legal_moves_and_random_init_does_not(subjects):
     assert recipe.legal_top1(subjects["othello-mini"].model, ev) >= 0.95
     assert recipe.legal_top1(subjects["othello-mini-random"].model, ev) < 0.6
     hook = card["task"]["hook_name"]
-    assert set(subjects["othello-mini"].sae_variants(hook)) == {"standard", "topk", "panneal"}
+    assert set(subjects["othello-mini"].sae_variants(hook)) == {"standard", "topk", "panneal", *SANITY}
     assert "standard" in subjects["othello-mini-random"].sae_variants(hook)
 
 
