@@ -134,7 +134,7 @@ def feature_rewards(features: FeatureSet, scorer: Any, objective: Any, weights: 
     import torch
 
     with torch.no_grad():
-        acts = features.encoder(scorer.examples.acts.float())
+        acts = features.encoder(scorer.examples.acts_for(features.hook_name).float())
     scores = scorer.score_activations(acts)
     det = torch.tensor([s.score for s in scores])
     simp = torch.tensor([s.simplicity for s in scores])

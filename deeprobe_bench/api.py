@@ -431,6 +431,9 @@ class ExampleSet:
             sees them, and judge-supervised methods must not read them.
         concepts: names of the label columns (``"IO=Mary"``), or None.
         name: what the rows are, for results (``"ioi val END"``).
+        hook_name: the hook ``acts`` are read at ("" = whatever hook the features are at).
+        acts_at: ``hook -> Float[Tensor, "n d_hook"]``: the same rows' activations at another hook (a
+            feature set at another hook, e.g. MLP neurons, is encoded there), or None.
     """
 
     texts: list[str]
@@ -438,6 +441,8 @@ class ExampleSet:
     labels: Any | None = None
     concepts: list[str] | None = None
     name: str = ""
+    hook_name: str = ""
+    acts_at: Any = None
 
     MARK_OPEN: ClassVar[str] = "<<"
     MARK_CLOSE: ClassVar[str] = ">>"
@@ -454,6 +459,18 @@ class ExampleSet:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def acts_for(self, hook_name: str) -> Any:
+        """``Float[Tensor, "n d_hook"]``: the rows' activations at ``hook_name``, where a feature set there reads.
+
+        Raises:
+            ValueError: ``hook_name`` is not the examples' hook and they cannot be read at another one.
+        """
+        if not hook_name or not self.hook_name or hook_name == self.hook_name:
+            return self.acts
+        if self.acts_at is None:
+            raise ValueError(f"features at {hook_name} cannot be judged on examples read at {self.hook_name}")
+        return self.acts_at(hook_name)
 
     @classmethod
     def mark(cls, before: str, token: str, after: str = "") -> str:

@@ -314,7 +314,8 @@ class BoardGameTask(Task):
                 sep = "" if all(len(s) == 1 for s in strings[g]) else " "
             texts.append(ExampleSet.mark(sep.join(pieces[:-1]) + sep, pieces[-1]))
         acts = self.acts(data, split, data.hook_name)[rows]
-        return ExampleSet(texts, acts, sp.labels[rows], self.concepts(), name=f"{self.name} {split} measured rows")
+        return ExampleSet(texts, acts, sp.labels[rows], self.concepts(), name=f"{self.name} {split} measured rows",
+                          hook_name=data.hook_name, acts_at=lambda hook: self.acts(data, split, hook)[rows])  # fmt: skip
 
     # ------------------------------------------------------------------ shared
 

@@ -332,7 +332,7 @@ def score_features(
     if len(top) == 0:
         return AutointerpResult(0.5, None, [], 0)
     with torch.no_grad():
-        acts = top.encoder(examples.acts.float())
+        acts = top.encoder(examples.acts_for(top.hook_name).float())
     scores = score_activations(acts, examples, judge, seed, cfg)
     values = [s.score for s in scores if s.judged]
     if not values:  # nothing the judge could score: chance, with judge_n_scored = 0 saying why

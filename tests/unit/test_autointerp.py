@@ -171,3 +171,15 @@ def test_a_calibrated_probability_of_a_rare_concept_fires_on_its_expected_share(
     (s,) = score_activations(p[:, None], ex, judge, seed=0)
     assert s.rule.endswith("(mean probability)") and s.judged and s.score >= 0.95
     assert s.n_active == round(float(p.sum())) and 4 <= s.n_active <= len(on)
+
+
+def test_examples_are_read_at_the_hook_of_the_features():
+    resid, mlp = torch.randn(3, 4), torch.randn(3, 8)
+    ex = ExampleSet(["<<a>>"] * 3, resid, hook_name="blocks.0.hook_resid_post",
+                    acts_at=lambda hook: {"blocks.0.mlp.hook_post": mlp}[hook])  # fmt: skip
+    assert ex.acts_for("blocks.0.hook_resid_post") is resid and ex.acts_for("") is resid
+    assert ex.acts_for("blocks.0.mlp.hook_post") is mlp  # e.g. MLP neurons are encoded where they read
+    bare = ExampleSet(["<<a>>"] * 3, resid, hook_name="blocks.0.hook_resid_post")
+    with pytest.raises(ValueError, match="cannot be judged"):
+        bare.acts_for("blocks.0.mlp.hook_post")
+    assert ExampleSet(["<<a>>"] * 3, resid).acts_for("anything") is resid  # hook unknown: as before
