@@ -5,10 +5,11 @@ vector, the concept is asked for in the prompt (harmonic-mean steering score 0.8
 DiffMean). Here the instruction of each concept is the one the task offers in
 ``ctx.extra["steering_prompts"]`` (``{concept: instruction}``; the persona task's ``You are agreeable.``).
 
-The FeatureSet carries the instructions in ``meta["steering_prompts"]``
-(``deeprobe_bench.metrics.steering.PROMPTS_KEY``) and one zero direction per concept (it has no
-direction); tasks that can evaluate prompting prepend the instruction, every other task refuses the set
-with a ``UserError``, as this method does on a task that offers no instructions.
+The FeatureSet is of kind ``prompts`` (``Method.kind``, ``FeatureSet.kind``): it carries the instructions in
+``meta["steering_prompts"]`` (``deeprobe_bench.metrics.steering.PROMPTS_KEY``) and one zero direction per
+concept (it has no direction). Tasks that accept that kind (``Task.accepts``) prepend the instruction; the
+runner refuses this method on every other task before any work, and the method refuses a task that offers
+no instructions (a ``UserError``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class Prompt(Method):
     name = "prompt"
     description = "prompting with the concept's instruction (AxBench's prompting baseline); no direction"
     supervision = "none"
+    kind = "prompts"
 
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
         import torch
@@ -39,4 +41,5 @@ class Prompt(Method):
             encoder=lambda a: torch.zeros(*a.shape[:-1], len(names)),
             labels=names,
             meta={PROMPTS_KEY: dict(prompts)},
+            kind="prompts",
         )

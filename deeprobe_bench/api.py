@@ -163,6 +163,10 @@ class Metric:
 # --------------------------------------------------------------------------- features
 
 
+FeatureKind = Literal["directions", "prompts"]
+FEATURE_KINDS: tuple[str, ...] = typing.get_args(FeatureKind)
+
+
 @dataclass
 class FeatureSet:
     """What a method found: ``n`` features at one hook point of the subject.
@@ -182,6 +186,15 @@ class FeatureSet:
         selected: how many of the top-ranked features form the method's chosen set (a search returns
             its best set first and ranks the rest after it); None means all ``n``.
         meta: free JSON-ready details (latent indices, search statistics ...), stored in the result.
+        kind: ``directions`` (features are directions at the hook, the default) or ``prompts`` (steering by
+            prompting: the set carries an instruction per concept in ``meta["steering_prompts"]``, see
+            :mod:`deeprobe_bench.metrics.steering`, and zero directions). A task scores the kinds in its
+            :attr:`Task.accepts`; the runner refuses any other (:meth:`validate`).
+
+    Validation (:meth:`validate`, run by the runner on every FeatureSet a method returns, before the task
+    sees it): the hook exists on the subject, the directions are finite and as wide as the model's
+    residual stream or the hook's activation, and the encoder maps a probe batch of the hook's activations
+    ``"rows d_hook"`` to finite ``"rows n"``.
     """
 
     hook_name: str
@@ -191,8 +204,11 @@ class FeatureSet:
     scores: Any | None = None
     selected: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    kind: FeatureKind = "directions"
 
     def __post_init__(self) -> None:
+        if self.kind not in FEATURE_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(FEATURE_KINDS)}, got {self.kind!r}")
         if self.directions.ndim != 2:
             raise ValueError(f"directions must be 2-D (n, d_model), got shape {tuple(self.directions.shape)}")
         n = self.directions.shape[0]
@@ -236,7 +252,54 @@ class FeatureSet:
             labels=[self.labels[i] for i in idx] if self.labels is not None else None,
             scores=self.scores[index] if self.scores is not None else None,
             meta={"subset_of": len(self)},
+            kind=self.kind,
         )
+
+    def validate(self, hooks: Any, widths: Any, probe: Any) -> None:
+        """Check this set against the subject it claims to be about (see the class docstring).
+
+        Args:
+            hooks: the subject's hook names (a container), or None when the subject has none to check against.
+            widths: the widths a direction may have: ``{d_model, d_hook}`` (a neuron at ``mlp.hook_post`` reads
+                ``d_mlp`` coordinates and writes a ``d_model`` direction).
+            probe: ``Float[Tensor, "rows d_hook"]`` activations at :attr:`hook_name` to run the encoder on, or
+                None (no encoder check).
+
+        Raises:
+            InvalidFeatureSet: the first check that fails, in one line.
+        """
+        import torch
+
+        if hooks is not None and self.hook_name not in hooks:
+            import difflib
+
+            close = difflib.get_close_matches(self.hook_name, list(hooks), n=1, cutoff=0.8)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InvalidFeatureSet(f"hook {self.hook_name!r} does not exist on the subject{hint}")
+        d = tuple(self.directions.shape)
+        if widths and d[1] not in widths:
+            allowed = " or ".join(str(w) for w in sorted(widths))
+            raise InvalidFeatureSet(f"directions have shape {d}: width {d[1]} is not {allowed} "
+                                    f"(d_model or the width of {self.hook_name})")  # fmt: skip
+        if not bool(torch.isfinite(torch.as_tensor(self.directions).float()).all()):
+            raise InvalidFeatureSet("directions contain NaN or inf")
+        if probe is None:
+            return
+        with torch.no_grad():
+            out = self.encoder(probe)
+        shape = tuple(getattr(out, "shape", ()))
+        want = (int(probe.shape[0]), len(self))
+        if shape != want:
+            raise InvalidFeatureSet(f"encoder maps activations of shape {tuple(probe.shape)} to shape {shape}, "
+                                    f"expected {want} (rows, n_features)")  # fmt: skip
+        if not bool(torch.isfinite(torch.as_tensor(out).float()).all()):
+            raise InvalidFeatureSet(f"encoder output contains NaN or inf on {want[0]} rows of activations at "
+                                    f"{self.hook_name}")  # fmt: skip
+
+
+class InvalidFeatureSet(ValueError):
+    """A FeatureSet that does not fit its subject (:meth:`FeatureSet.validate`); the runner records it as the
+    cell's error, naming the method."""
 
 
 # --------------------------------------------------------------------------- behaviour
@@ -396,7 +459,11 @@ class Method:
         description: one line, shown by ``deeprobe-bench ls methods``.
         supervision: ``none`` | ``labels`` | ``objective`` | ``judge``; decides what the
             :class:`DiscoveryContext` carries and is shown in every table.
-        Config: a dataclass of options, every field with a default, filled from ``-M key=value``.
+        Config: a dataclass of options, every field with a default, filled from ``-M key=value``. A field
+            ``budget`` (``int`` or None) is the method's allowance of objective calls
+            (:meth:`objective_budget`), counted by :class:`Budget` and capped by ``max_budget``.
+        kind: the :attr:`FeatureSet.kind` it returns (``directions``, or ``prompts`` for steering by
+            prompting); the runner refuses, before any work, a task whose :attr:`Task.accepts` lacks it.
     """
 
     name: ClassVar[str] = ""
@@ -404,9 +471,16 @@ class Method:
     supervision: ClassVar[str] = "none"
     Config: ClassVar[type] = EmptyConfig
     version: ClassVar[str] = "1"
+    kind: ClassVar[str] = "directions"
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def objective_budget(cls, config: Any) -> int | None:
+        """The objective calls ``config`` allows: its ``budget`` field (an int), or None (no limit)."""
+        budget = getattr(config, "budget", None)
+        return budget if isinstance(budget, int) and not isinstance(budget, bool) else None
 
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:  # pragma: no cover - interface
         raise NotImplementedError
@@ -536,9 +610,9 @@ class Task:
         Config: options dataclass filled from ``-T key=value``.
         primary_metric: the metric tables sort by.
         default_model: the zoo model used when ``--model`` is not given.
-        accepts_prompts: whether ``evaluate`` can score steering by prompting (a FeatureSet carrying
-            ``meta["steering_prompts"]``, see ``deeprobe_bench.metrics.steering``); the runner refuses
-            such a FeatureSet with a UserError for tasks that cannot.
+        accepts: the :attr:`FeatureSet.kind` values ``evaluate`` scores (default ``("directions",)``; a task
+            that can score steering by prompting adds ``"prompts"``, see ``deeprobe_bench.metrics.steering``);
+            the runner refuses a method of another kind before any work.
         calibration_notes: metrics without a calibration verdict and why (:mod:`deeprobe_bench.calibration`).
         calibration_chance: chance levels of metrics whose chance is not 0 (an AUROC: 0.5).
     """
@@ -549,7 +623,7 @@ class Task:
     Config: ClassVar[type] = EmptyConfig
     primary_metric: ClassVar[str] = ""
     default_model: ClassVar[str] = ""
-    accepts_prompts: ClassVar[bool] = False
+    accepts: ClassVar[tuple[str, ...]] = ("directions",)
     #: ``{metric: why}`` for the metrics ``deeprobe-bench calibrate`` gives no verdict: counts, flags, and
     #: scores whose attainable ceiling is not 1 (say why, as the task README does). Every other metric
     #: must separate the reference rows: oracle - null >= 0.9 in its better direction.

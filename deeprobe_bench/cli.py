@@ -25,7 +25,8 @@ local``, or a judge-supervised method (``rlaif``) without a URL, uses the local 
 The global options may also follow the command (``deeprobe-bench run --plugin my.py ...``).
 
 Exit status: 0 success; 1 when a cell of ``run`` ended in error (its result records it) or on an
-internal error; 2 for a mistake in what was asked (unknown name, bad option, bad file: one line
+internal error; 2 for a mistake in what was asked (unknown name, bad option, bad file, a ``run`` of one cell
+whose method returned an invalid feature set (recorded as its result too): one line
 ``deeprobe-bench: error: ...`` on stderr; the traceback only with ``--verbose``); 130 on Ctrl-C
 (result files are written atomically, so nothing is left half-written). Every message printed passes
 through :func:`deeprobe_bench.results.redact` (no API key, nothing after ``Bearer ``).
@@ -356,6 +357,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             judge=judge,
         )
+    if len(results) == 1 and not results[0].ok and (results[0].details or {}).get("stage") == "validate":
+        raise api.UserError(results[0].error or "invalid feature set")  # one cell, a bad FeatureSet: exit 2 (recorded)
     _echo(cells_table(results))
     failed = [r for r in results if not r.ok]
     if failed:

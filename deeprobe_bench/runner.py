@@ -260,6 +260,7 @@ def run_grid(
             )
     for m, cls in method_classes.items():
         _check_budget(m, cls, method_configs[m])
+        _check_kind(task_name, task_cls, m, cls)
     model = model_name or task_cls.default_model
     if not model:
         raise api.UserError(f"task {task_name} has no default model; pass --model NAME (see `deeprobe-bench ls models`)")
@@ -408,12 +409,28 @@ def _check_budget(name: str, cls: type[api.Method], cfg: Any) -> None:
     Raises:
         api.UserError: the budget is too large (the message gives the limit).
     """
-    budget = getattr(cfg, "budget", None)
+    budget = cls.objective_budget(cfg) if hasattr(cls, "objective_budget") else None
     limit = getattr(cls, "max_budget", MAX_BUDGET)
     if isinstance(budget, int) and not isinstance(budget, bool) and limit is not None and budget > limit:
         raise api.UserError(
             f"-M budget={budget} of method {name} is above its limit of {limit} objective calls (each call is a pass "
             f"over the task's train split); use a budget of at most {limit}"
+        )
+
+
+def _check_kind(task_name: str, task_cls: type[api.Task], name: str, cls: type[api.Method]) -> None:
+    """Refuse a method whose feature sets' kind (``Method.kind``: ``directions`` or ``prompts``) the task does not
+    score (``Task.accepts``), before any work.
+
+    Raises:
+        api.UserError: the task cannot score that kind (the message names both and what the task accepts).
+    """
+    kind = getattr(cls, "kind", "directions")
+    accepts = tuple(getattr(task_cls, "accepts", ("directions",)))
+    if kind not in accepts:
+        raise api.UserError(
+            f"method {name} returns feature sets of kind {kind!r}, and task {task_name} scores only "
+            f"{' and '.join(repr(k) for k in accepts)}; use a method that returns {accepts[0]}"
         )
 
 
@@ -592,7 +609,7 @@ def _run_one(
     result.samples = {"n_train": data.n_train, "n_test": data.n_test, "limit": limit}
 
     sup = method_cls.supervision
-    budget = api.Budget(getattr(method_cfg, "budget", None))
+    budget = api.Budget(method_cls.objective_budget(method_cfg))
     prog = progress_mod.progress if progress else functools.partial(progress_mod.progress, disable=True)
     sae_for = getattr(subject, "sae_for", None)
     sae_variants = getattr(subject, "sae_variants", None)
@@ -641,11 +658,9 @@ def _run_one(
         features = method.discover(ctx)
         if not isinstance(features, api.FeatureSet):
             raise TypeError(f"{method_cls.__name__}.discover returned {type(features).__name__}, not a FeatureSet")
-        if not getattr(task, "accepts_prompts", False):
-            from deeprobe_bench.metrics.steering import reject_prompts
-
-            reject_prompts(features, task_name)  # a prompting method on a task that cannot score prompting
         timing["discover_s"] = round(time.perf_counter() - t0, 4)
+        stage = "validate"
+        check_features(features, task_name, task, data, subject)
         stage = "evaluate"
         t1 = time.perf_counter()
         raw = task.evaluate(data, features)
@@ -669,7 +684,10 @@ def _run_one(
     except api.UserError:
         raise
     except Exception as e:
-        result.status, result.error = "error", redact(f"{stage} failed: {type(e).__name__}: {e}")
+        if isinstance(e, api.InvalidFeatureSet):  # one line naming the method; the other cells go on
+            result.status, result.error = "error", redact(f"method {method_name} returned an invalid feature set: {e}")
+        else:
+            result.status, result.error = "error", redact(f"{stage} failed: {type(e).__name__}: {e}")
         result.details = {"traceback": redact(traceback.format_exc()), "stage": stage,
                           "task_info": to_jsonable(data.info)}  # fmt: skip
         if judge is not None:
@@ -701,6 +719,72 @@ def _run_one(
     result.wall_time_s = round(time.perf_counter() - t0, 4)
     result.finished_at = now_iso()
     return result
+
+
+def check_features(features: api.FeatureSet, task_name: str, task: api.Task, data: api.TaskData, subject: Any) -> None:
+    """Validate a FeatureSet a method returned against the task and the subject, before the task evaluates it.
+
+    Checks, in order: the task scores its kind (``Task.accepts``); the hook exists on the subject's model;
+    the directions are finite and ``d_model`` or the hook's width wide; the encoder maps a probe batch of
+    :data:`PROBE_ROWS` rows of activations at the set's hook to a finite ``"rows n"`` tensor
+    (:meth:`api.FeatureSet.validate`). The probe rows are the task's train activations when the set is at the
+    task's hook, else the activations at the set's hook of the first :data:`PROBE_SEQUENCES` train sequences the
+    task gives (``TaskData.train_tokens``, else the behaviour's clean prompts, else one BOS token). Those probe
+    passes are not charged to the method (``Subject.forward_passes`` is restored) and draw no random numbers.
+    A subject without a TransformerLens model (a stand-in) is checked against the task's activations only.
+
+    Raises:
+        api.InvalidFeatureSet: the first check that fails (the runner records it as the cell's error).
+    """
+    accepts = tuple(getattr(task, "accepts", ("directions",)))
+    if features.kind not in accepts:
+        raise api.InvalidFeatureSet(f"task {task_name} does not score feature sets of kind {features.kind!r} "
+                                    f"(it scores {', '.join(accepts)})")  # fmt: skip
+    from deeprobe_bench import hooks
+
+    model = getattr(subject, "model", None)
+    hook_names = hooks.hook_names_of(model)
+    train_acts = data.train_acts
+    d_model = getattr(getattr(model, "cfg", None), "d_model", None) or getattr(subject, "d_model", None)
+    widths: set[int] = {int(d_model)} if isinstance(d_model, int) else set()
+    probe = None
+    if features.hook_name == data.hook_name and train_acts is not None:
+        probe = train_acts.reshape(-1, train_acts.shape[-1])[:PROBE_ROWS]
+        widths.add(int(train_acts.shape[-1]))
+    elif hook_names is not None and features.hook_name in hook_names:
+        probe = _probe_acts(model, subject, data, features.hook_name)
+        widths.update({int(probe.shape[-1]), int(probe[0].numel())})
+    elif hook_names is None and train_acts is not None:
+        widths.add(int(train_acts.shape[-1]))
+    features.validate(hook_names, widths, probe)
+
+
+#: activation rows an encoder is probed on (:func:`check_features`)
+PROBE_ROWS = 32
+#: sequences run to get probe rows at a hook other than the task's (:func:`check_features`)
+PROBE_SEQUENCES = 2
+
+
+def _probe_acts(model: Any, subject: Any, data: api.TaskData, hook_name: str) -> Any:
+    """``Float[Tensor, "rows ..."]``: activations at ``hook_name`` of the first sequences the task gives (one row per
+    token), for :func:`check_features`; the pass is not counted in ``subject.forward_passes``."""
+    import torch
+
+    from deeprobe_bench import hooks
+
+    tokens = data.context_extra.get("train_tokens")
+    if tokens is None and data.behaviour is not None:
+        tokens = data.behaviour.clean
+    if tokens is None:
+        bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
+        tokens = torch.full((1, 1), int(bos) if isinstance(bos, int) else 0, dtype=torch.long)
+    passes = getattr(subject, "forward_passes", None)
+    try:
+        act = hooks.capture(model, tokens[:PROBE_SEQUENCES], [hook_name])[hook_name]
+    finally:
+        if isinstance(passes, int):
+            subject.forward_passes = passes
+    return act.flatten(0, 1)[:PROBE_ROWS].float()
 
 
 def _counted_objective(task: api.Task, data: api.TaskData, budget: api.Budget) -> Callable[[api.FeatureSet], float]:

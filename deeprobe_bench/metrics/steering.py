@@ -17,10 +17,11 @@
   activation, max-pooled over the tokens that can carry the concept, as a score for the concept the method
   was given, on held-out rows (scikit-learn ``roc_auc_score``); 0.5 is chance.
 
-Steering by prompting (the AxBench prompting baseline) has no vector: a method returns a FeatureSet whose
-``meta[PROMPTS_KEY]`` maps concepts to an instruction. A task that can evaluate prompting prepends the
-instruction instead of adding a vector; every other task must refuse such a FeatureSet with a
-``UserError`` (:func:`reject_prompts`).
+Steering by prompting (the AxBench prompting baseline) has no vector: a method returns a FeatureSet of
+``kind="prompts"`` whose ``meta[PROMPTS_KEY]`` maps concepts to an instruction. A task that can evaluate
+prompting lists ``"prompts"`` in ``Task.accepts`` and prepends the instruction instead of adding a vector;
+the runner refuses such a set for every other task (``runner.check_features``), and a method of that kind
+(``Method.kind``) before any work.
 """
 
 from __future__ import annotations
@@ -31,27 +32,17 @@ from typing import Any
 from jaxtyping import Float
 from torch import Tensor
 
-from deeprobe_bench.api import UserError
 
 #: ``FeatureSet.meta`` key of a prompting method's instructions: ``{concept: instruction text}``.
 PROMPTS_KEY = "steering_prompts"
 
 
 def prompts_of(features: Any) -> dict[str, str] | None:
-    """The steering prompts a FeatureSet carries (``meta[PROMPTS_KEY]``), or None."""
+    """The steering prompts of a FeatureSet of kind ``prompts`` (``meta[PROMPTS_KEY]``), or None (any other set)."""
+    if getattr(features, "kind", "directions") != "prompts":
+        return None
     prompts = (getattr(features, "meta", None) or {}).get(PROMPTS_KEY)
     return dict(prompts) if prompts else None
-
-
-def reject_prompts(features: Any, task: str) -> None:
-    """Raise for a prompting FeatureSet on a task that cannot evaluate prompting.
-
-    Raises:
-        UserError: ``features`` carries steering prompts.
-    """
-    if prompts_of(features) is not None:
-        raise UserError(f"task {task} cannot evaluate prompting (a FeatureSet with meta[{PROMPTS_KEY!r}]); "
-                        "use a method that returns directions")  # fmt: skip
 
 
 def shift(p_steered: Float[Tensor, " n"], p_clean: Float[Tensor, " n"]) -> tuple[float, float | None]:

@@ -106,7 +106,7 @@ class PersonaTask(Task):
     Config = PersonaConfig
     primary_metric = "steering_success"
     default_model = "persona-mini"
-    accepts_prompts = True
+    accepts = ("directions", "prompts")  # prompting (baselines/prompt.py) is scored like a vector
     calibration_notes = {
         "steering_success": "a shift of p(+ answer), capped by the test half's attainable shift "
                             "(task_info.steering_ceiling, about 0.5), not 1: steering_fraction is its calibrated form",

@@ -63,12 +63,13 @@ def test_detection_auroc_known_cases_and_columns_match_sklearn():
         assert float(cols[j]) == pytest.approx(roc_auc_score(labels.numpy(), scores[:, j].numpy()))
 
 
-def test_prompts_are_carried_in_meta_and_rejected_elsewhere():
-    fs = FeatureSet("h", torch.zeros(1, 4), encoder=lambda x: x[..., :1], meta={steering.PROMPTS_KEY: {"c+": "Be c."}})
+def test_prompts_are_carried_by_sets_of_kind_prompts_only():
+    fs = FeatureSet("h", torch.zeros(1, 4), encoder=lambda x: x[..., :1], meta={steering.PROMPTS_KEY: {"c+": "Be c."}},
+                    kind="prompts")  # fmt: skip
     assert steering.prompts_of(fs) == {"c+": "Be c."}
-    with pytest.raises(UserError, match="cannot evaluate prompting"):
-        steering.reject_prompts(fs, "ioi")
-    steering.reject_prompts(FeatureSet("h", torch.eye(2), encoder=lambda x: x), "ioi")  # no prompts: fine
+    fs.kind = "directions"  # the same instructions on a set of directions are not prompting
+    assert steering.prompts_of(fs) is None
+    assert steering.prompts_of(FeatureSet("h", torch.eye(2), encoder=lambda x: x)) is None
 
 
 def _ctx(acts, labels=None, concepts=None, extra=None, sup="labels"):
@@ -111,15 +112,28 @@ def test_the_runner_refuses_prompting_on_a_task_that_cannot_score_it(toys, tmp_p
     class ToyPrompt(Method):
         name = "toy-prompt"
         description = "returns a prompting FeatureSet"
+        kind = "prompts"
+
+        def discover(self, ctx):  # pragma: no cover - refused before any work
+            raise AssertionError("unreachable")
+
+    class ToySneakyPrompt(ToyPrompt):
+        name = "toy-sneaky-prompt"
+        kind = "directions"  # declares directions, returns prompts: refused when it comes back
 
         def discover(self, ctx):
             return FeatureSet(ctx.hook_name, torch.zeros(1, ctx.train_acts.shape[1]), encoder=lambda x: x[..., :1],
-                              meta={steering.PROMPTS_KEY: {"c0": "Be c0."}})  # fmt: skip
+                              meta={steering.PROMPTS_KEY: {"c0": "Be c0."}}, kind="prompts")  # fmt: skip
 
     registry.register_method(ToyPrompt)
-    with pytest.raises(UserError, match="cannot evaluate prompting"):
+    registry.register_method(ToySneakyPrompt)
+    with pytest.raises(UserError, match="kind 'prompts', and task toy scores only 'directions'"):
         runner.run_cell("toy", "toy", "toy-prompt", 0, results_dir=str(tmp_path), progress=False,
                         subject_loader=toys.load_toy_subject)  # fmt: skip
+    assert not list(tmp_path.rglob("*.json"))
+    r = runner.run_cell("toy", "toy", "toy-sneaky-prompt", 0, results_dir=str(tmp_path), progress=False,
+                        subject_loader=toys.load_toy_subject)  # fmt: skip
+    assert r.status == "error" and "does not score feature sets of kind 'prompts'" in r.error
 
 
 def test_concept_span_starts_where_a_contrast_pair_differs():
