@@ -7,7 +7,7 @@ of objective calls is spent (the best candidate scored so far in the unfinished 
 improves). The candidate pool (``-M pool=P``, default 48) is the ``P`` latents most frequently active at
 the task positions (``-M pool_by=frequency``, the default, as ``mcts``), or the ``P`` of largest
 |attribution patching| effect on the task's behaviour (``-M pool_by=attribution``, ties by frequency;
-:func:`baselines.attribution.attribution_pool`), which finds the latents the behaviour depends on
+:func:`baselines._patching.attribution_pool`), which finds the latents the behaviour depends on
 among tens of thousands where frequency finds the dense ones.
 Ranking: the selected latents in order of addition, then the rest by their last marginal reward.
 
@@ -59,7 +59,7 @@ class Greedy(Method):
         obj = SetObjective(ctx, self.name, self.config.pool)
         meta: dict = {"pool_by": self.config.pool_by}
         if self.config.pool_by == "attribution":
-            from deeprobe_bench.baselines.attribution import attribution_pool
+            from deeprobe_bench.baselines._patching import attribution_pool
 
             obj.pool, nodes = attribution_pool(ctx, self.name, self.config.pool, obj.pool)  # ties: frequency
             meta["pool_cost"] = nodes.cost.to_dict()

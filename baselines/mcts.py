@@ -230,7 +230,7 @@ class MCTS(Method):
         softmax (module docstring). Sets ``obj.pool`` / ``obj.prior``; returns the prior and result meta."""
         import torch
 
-        from deeprobe_bench.baselines.attribution import attribution_pool
+        from deeprobe_bench.baselines._patching import attribution_pool
 
         obj.pool, nodes = attribution_pool(ctx, self.name, self.config.pool, obj.pool)  # ties: frequency order
         eff = nodes.effects.abs()

@@ -36,12 +36,6 @@ class NeuronsConfig:
             raise ValueError("n must be >= 0 and layer >= -1")
 
 
-def hook_layer(hook_name: str) -> int | None:
-    """The block index of ``blocks.L....`` hook names, else None."""
-    parts = hook_name.split(".")
-    return int(parts[1]) if parts[0] == "blocks" and len(parts) > 1 and parts[1].isdigit() else None
-
-
 class Neurons(Method):
     name = "neurons"
     description = "MLP neurons of the hook's layer (activation at mlp.hook_post, direction W_out row)"
@@ -51,13 +45,15 @@ class Neurons(Method):
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
         import torch
 
+        from deeprobe_bench.hooks import act_name, block_of
+
         model = ctx.subject.model
-        layer = self.config.layer if self.config.layer >= 0 else hook_layer(ctx.hook_name)
+        layer = self.config.layer if self.config.layer >= 0 else block_of(ctx.hook_name)
         if layer is None:
             raise UserError(f"neurons: hook {ctx.hook_name} is in no block; pass -M layer=L")
         if layer >= model.cfg.n_layers or getattr(model.cfg, "attn_only", False):
             raise UserError(f"neurons: model {ctx.subject.name} has no MLP in block {layer}")
-        hook = f"blocks.{layer}.mlp.hook_post"
+        hook = act_name("post", layer)  # blocks.L.mlp.hook_post
         w_out = model.blocks[layer].mlp.W_out.detach().float()  # d_mlp d_model
         d_mlp = w_out.shape[0]
         scores = None

@@ -57,6 +57,30 @@ def latent_features(sae, hook_name: str, latents, scores=None, selected=None, me
     )
 
 
+def decoder_directions(sae, chunk: int = 4096):
+    """``Float[Tensor, "d_sae d_in"]``: row i = ``decode(e_i) - decode(0)``, the direction latent i writes.
+
+    ``sae.decode`` is affine in the latents for the SAEs of sae_lens (a TopK SAE with
+    ``rescale_acts_by_decoder_norm`` divides by the decoder norm, so the raw ``W_dec`` row is not it).
+    When ``decode(f) - decode(0) = f @ W_dec`` holds for a Gaussian random ``f`` (for an affine decode
+    whose matrix differs from ``W_dec`` this fails with probability 1), the rows are ``W_dec`` itself:
+    ``O(d_sae d_in)``. Otherwise ``decode`` runs on the identity in chunks: ``O(d_sae^2 d_in)``, 460
+    GFLOP at 24,576 latents x 768.
+    """
+    import torch
+
+    d_sae = sae.cfg.d_sae
+    with torch.no_grad():
+        zero = sae.decode(torch.zeros(1, d_sae))
+        w_dec = sae.W_dec.detach().float()
+        f = torch.randn(2, d_sae, generator=torch.Generator().manual_seed(0))
+        linear = f @ w_dec
+        if float((sae.decode(f) - zero - linear).norm()) <= 1e-4 * float(linear.norm()):
+            return w_dec.clone()
+        rows = [sae.decode(torch.eye(d_sae)[i : i + chunk]) - zero for i in range(0, d_sae, chunk)]
+    return torch.cat(rows).float()
+
+
 @dataclass
 class SAEConfig:
     """Options of ``sae``.

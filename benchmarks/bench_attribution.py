@@ -24,8 +24,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from deeprobe_bench.baselines.attribution import latent_attribution
-    from deeprobe_bench.baselines.exact import latent_patching
+    from deeprobe_bench.baselines._patching import latent_attribution, latent_patching
     from deeprobe_bench.metrics.ranking import agreement
     from deeprobe_bench.subject import load_subject
     from deeprobe_bench.tasks.ioi import IOITask

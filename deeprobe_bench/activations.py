@@ -34,6 +34,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from deeprobe_bench import hooks
 from deeprobe_bench.api import UserError
 
 logger = logging.getLogger(__name__)
@@ -160,17 +161,19 @@ def key(model: torch.nn.Module, tokens: Tensor, hook_name: str) -> str:
 def compute(
     model, tokens: Int[Tensor, "batch pos"], hook_name: str, batch_size: int = 256, progress=None
 ) -> Float[Tensor, "batch pos d"]:
-    """Run ``model`` on ``tokens`` and return the activations at ``hook_name`` (stops after its layer)."""
-    layer = layer_of(hook_name, model.cfg.n_layers)
+    """Run ``model`` on ``tokens`` and return the activations at ``hook_name`` (:func:`deeprobe_bench.hooks.capture`:
+    each pass stops after the hook's block).
+
+    Raises:
+        UserError: the hook is in a block beyond the model's, or the activations contain NaN or inf.
+    """
+    hooks.stop_layer([hook_name], model.cfg.n_layers)  # a block beyond the model's fails before any pass
     out = []
     batches = range(0, tokens.shape[0], batch_size)
     if progress is not None:
         batches = progress(batches, desc=f"activations {hook_name}", total=len(batches))
     for i in batches:
-        _, cache = model.run_with_cache(
-            tokens[i : i + batch_size], names_filter=hook_name, stop_at_layer=layer + 1, return_type=None
-        )
-        out.append(cache[hook_name].detach().float())
+        out.append(hooks.capture(model, tokens[i : i + batch_size], [hook_name])[hook_name].float())
     acts = torch.cat(out) if out else torch.zeros(0)
     if not torch.isfinite(acts).all():
         raise UserError(f"non-finite (NaN or inf) activations at {hook_name}: the model or its inputs are broken")
@@ -239,15 +242,4 @@ def get(
                 os.unlink(tmp)
         _after_write()
     return acts
-
-
-def layer_of(hook_name: str, n_layers: int) -> int:
-    """The block index a hook point belongs to (``hook_embed`` and friends: -1)."""
-    parts = hook_name.split(".")
-    if parts[0] == "blocks" and len(parts) > 1 and parts[1].isdigit():
-        layer = int(parts[1])
-        if layer >= n_layers:
-            raise UserError(f"hook {hook_name} is beyond the model's {n_layers} layers")
-        return layer
-    return -1
 

@@ -6,7 +6,7 @@ TransformerLens keeps its own in ``utils`` and ``patching``:
 - **Parsing** a hook name (``blocks.L.hook_resid_post``, ``blocks.L.mlp.hook_post``, ``hook_embed`` ...):
   :func:`block_of` (the block ``L`` a hook is in), :func:`stop_layer` (the ``stop_at_layer`` that runs just
   far enough to reach it), :func:`resume_layer` (the ``start_at_layer`` that takes its activation as
-  input; residual hooks only). Names are built with ``transformer_lens.utils.get_act_name``.
+  input; residual hooks only). Names are built with TransformerLens's ``get_act_name`` (:func:`act_name`).
 - **Capture** (:func:`capture`): the activations at some hooks of one no-grad forward pass that stops after
   the last block needed (``run_with_cache(names_filter=..., stop_at_layer=...)``).
 - **Forward from a hook** (:func:`run_from_hook`): the logits with the activation at a hook edited. With a
@@ -42,8 +42,11 @@ _RESID = re.compile(r"blocks\.(\d+)\.hook_resid_(pre|post)")
 
 def act_name(name: str, layer: int | None = None, layer_type: str | None = None) -> str:
     """The full hook name of ``name`` at ``layer`` (``act_name("resid_post", 1)`` -> ``blocks.1.hook_resid_post``;
-    ``act_name("post", 0)`` -> ``blocks.0.mlp.hook_post``): ``transformer_lens.utils.get_act_name``."""
-    from transformer_lens.utils import get_act_name
+    ``act_name("post", 0)`` -> ``blocks.0.mlp.hook_post``): TransformerLens's ``get_act_name``."""
+    try:
+        from transformer_lens.utilities import get_act_name
+    except ImportError:  # transformer-lens < 3
+        from transformer_lens.utils import get_act_name
 
     return get_act_name(name, layer, layer_type)
 

@@ -11,7 +11,8 @@ from torch import Tensor
 
 from deeprobe_bench import activations
 from deeprobe_bench.api import FeatureSet, UserError
-from deeprobe_bench.interventions import Mode, intervene_at_positions, position_hook, projector
+from deeprobe_bench.hooks import run_from_hook
+from deeprobe_bench.interventions import Mode, intervene_at_positions, projector
 from deeprobe_bench.metrics import faithfulness as faith
 from deeprobe_bench.tasks.ioi import data as ioi_data
 
@@ -29,18 +30,6 @@ GPT2_CIRCUIT: dict[str, tuple[tuple[int, int], ...]] = {
     "duplicate token": ((0, 1), (0, 10), (3, 0)),
     "previous token": ((2, 2), (4, 11)),
 }
-
-
-def start_layer(hook_name: str, n_layers: int) -> int | None:
-    """The layer a forward pass can start at with the hook's activations as input, if it is a residual hook."""
-    parts = hook_name.split(".")
-    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit():
-        layer = int(parts[1])
-        if parts[2] == "hook_resid_pre":
-            return layer
-        if parts[2] == "hook_resid_post":
-            return layer + 1 if layer + 1 < n_layers else None
-    return None
 
 
 @dataclass
@@ -146,26 +135,17 @@ def logit_diffs(
     """Per-prompt logit difference ``logit[END, IO] - logit[END, S]`` with the intervention applied.
 
     ``proj=None`` runs the clean model. With ``reuse_below_hook`` the cached activations at the hook are
-    edited and the forward pass starts there (``start_at_layer``); otherwise the whole model runs with
-    a hook (the same numbers, more compute).
+    edited and the forward pass starts there (``start_at_layer``, residual hooks); otherwise the whole
+    model runs with a hook (the same numbers, more compute): :func:`deeprobe_bench.hooks.run_from_hook`.
     """
     model = subject.model
-    start = start_layer(hook_name, model.cfg.n_layers) if reuse_below_hook else None
     out = []
     for i in range(0, len(split), batch_size):
         sl = slice(i, i + batch_size)
         site, mean = split.site[sl], split.mean[sl]
-        if start is not None:
-            resid = split.resid[sl]
-            if proj is not None:
-                resid = intervene_at_positions(resid, site, mean, proj, mode)
-            logits = model(resid, start_at_layer=start)
-        elif proj is None:
-            logits = model(split.tokens[sl])
-        else:
-            logits = model.run_with_hooks(
-                split.tokens[sl], fwd_hooks=[(hook_name, position_hook(site, mean, proj, mode))]
-            )
+        edit = None if proj is None else (lambda a, site=site, mean=mean: intervene_at_positions(a, site, mean, proj, mode))
+        act = split.resid[sl] if reuse_below_hook else None
+        logits = run_from_hook(model, hook_name, split.tokens[sl], edit, act)
         end = split.positions["END"][sl]
         at_end = logits[torch.arange(len(end)), end]  # b vocab
         ld = at_end.gather(1, split.io_tok[sl].unsqueeze(1)) - at_end.gather(1, split.s_tok[sl].unsqueeze(1))

@@ -11,22 +11,11 @@ from torch import Tensor
 
 from deeprobe_bench import activations
 from deeprobe_bench.api import UserError
-from deeprobe_bench.interventions import add_vector
+from deeprobe_bench.hooks import run_from_hook
+from deeprobe_bench.interventions import steering_hook
 from deeprobe_bench.tasks.persona import data
 
 logger = logging.getLogger(__name__)
-
-
-def start_layer(hook_name: str, n_layers: int) -> int | None:
-    """The layer a forward pass can start at with the hook's activations as input (residual hooks only)."""
-    parts = hook_name.split(".")
-    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit():
-        layer = int(parts[1])
-        if parts[2] == "hook_resid_pre":
-            return layer
-        if parts[2] == "hook_resid_post" and layer + 1 < n_layers:
-            return layer + 1
-    return None
 
 
 @dataclass
@@ -203,11 +192,11 @@ def steered(
     Args:
         vectors: ``g`` steering vectors (already scaled); None = one clean run (``g = 1``).
 
-    The forward pass starts at the hook from the cached activations when the hook is a residual one.
+    The forward pass starts at the hook from the cached activations when the hook is a residual one
+    (:func:`deeprobe_bench.hooks.run_from_hook`).
     """
     model = subject.model
     yes, no = answer_ids(subject)
-    start = start_layer(hook_name, model.cfg.n_layers)
     vecs = [None] if vectors is None else list(vectors)
     mask = prompts.steer_mask(where)
     p = torch.empty(len(vecs), len(prompts))
@@ -215,22 +204,12 @@ def steered(
     for g, v in enumerate(vecs):
         for i in range(0, len(prompts), batch_size):
             sl = slice(i, i + batch_size)
-            logits = _run(model, prompts.tokens[sl], prompts.resid[sl], hook_name, start, v, mask[sl])
+            edit = None if v is None else steering_hook(v, mask[sl])
+            logits = run_from_hook(model, hook_name, prompts.tokens[sl], edit, prompts.resid[sl])
             at = logits[torch.arange(logits.shape[0]), prompts.last[sl]]
             p[g, sl] = torch.sigmoid((at[:, yes] - at[:, no]).float())
             nll[g, sl] = target_nll(logits, prompts.tokens[sl], prompts.lengths[sl], yes, no)
     return p, nll
-
-
-def _run(model, tokens, resid, hook_name, start, vector, mask):
-    if start is not None:
-        x = resid if vector is None else add_vector(resid, vector, mask)
-        return model(x, start_at_layer=start)
-    if vector is None:
-        return model(tokens)
-    from deeprobe_bench.interventions import steering_hook
-
-    return model.run_with_hooks(tokens, fwd_hooks=[(hook_name, steering_hook(vector, mask))])
 
 
 def p_match(p_yes_: Float[Tensor, "g n"], statements: list, pole: str = "+") -> Float[Tensor, "g n"]:

@@ -14,8 +14,8 @@ from test_pretrained import _make_cache, offline_hub  # noqa: F401  (offline_hub
 
 from deeprobe_bench import cli
 from deeprobe_bench.api import Behaviour, Budget, DiscoveryContext, parse_config
-from deeprobe_bench.baselines.attribution import Attribution, AttributionConfig, head_attribution
-from deeprobe_bench.baselines.exact import head_patching
+from deeprobe_bench.baselines._patching import head_attribution, head_patching
+from deeprobe_bench.baselines.attribution import Attribution, AttributionConfig
 from deeprobe_bench.tasks.ioi import IOITask, core
 from deeprobe_bench.tasks.ioi.zoo import IOI_MINI
 

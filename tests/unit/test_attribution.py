@@ -13,8 +13,10 @@ import torch
 from helpers import ProgressBar
 
 from deeprobe_bench.api import Behaviour, Budget, DiscoveryContext
-from deeprobe_bench.baselines.attribution import Attribution, AttributionConfig, latent_attribution, resume_layer
-from deeprobe_bench.baselines.exact import ExactConfig, ExactPatching, latent_patching
+from deeprobe_bench.baselines._patching import latent_attribution, latent_patching
+from deeprobe_bench.baselines.attribution import Attribution, AttributionConfig
+from deeprobe_bench.baselines.exact import ExactConfig, ExactPatching
+from deeprobe_bench.hooks import resume_layer
 
 D, D_SAE, VOCAB, POS, J, A, B = 8, 16, 12, 6, 5, 3, 7
 HOOK = "blocks.0.hook_resid_post"
@@ -207,7 +209,7 @@ def test_greedy_over_an_attribution_pool_finds_the_read_out_latent(toy):
 def test_decoder_directions_take_the_decoder_rows_only_when_decode_is_them(toy):
     """A plain SAE's directions are its W_dec rows (the fast path); an SAE whose decode rescales each
     latent (as TopK with rescale_acts_by_decoder_norm does) gets decode(e_i) - decode(0)."""
-    from deeprobe_bench.baselines.attribution import decoder_directions
+    from deeprobe_bench.baselines.sae import decoder_directions
 
     _, sae, _ = toy
     torch.testing.assert_close(decoder_directions(sae), sae.W_dec.detach().float())
