@@ -31,14 +31,14 @@ PLUGIN = textwrap.dedent(
         description = "one-block TransformerLens model, d_model 8 (test fixture)"
 
         def load(self):
-            from transformer_lens import HookedTransformer, HookedTransformerConfig
+            from transformer_lens import HookedTransformerConfig
 
-            from deeprobe_bench.subject import Subject
+            from deeprobe_bench.subject import Subject, quiet_hooked_transformer
 
             torch.manual_seed(0)
             cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=8, d_head=4, d_vocab=12, d_mlp=16,
                                           act_fn="relu")
-            subject = Subject("toy-hooked", HookedTransformer(cfg))
+            subject = Subject("toy-hooked", quiet_hooked_transformer(cfg))
             subject.d_model = 8
             return subject
 

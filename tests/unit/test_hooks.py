@@ -1,0 +1,68 @@
+"""deeprobe_bench.hooks: hook-name parsing, capture, forward from a hook (both paths give the same logits)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deeprobe_bench import hooks
+from deeprobe_bench.api import UserError
+
+
+@pytest.fixture(scope="module")
+def model():
+    from transformer_lens import HookedTransformerConfig
+
+    from deeprobe_bench.subject import quiet_hooked_transformer
+
+    torch.manual_seed(0)
+    cfg = HookedTransformerConfig(n_layers=3, d_model=16, n_ctx=8, d_head=4, d_vocab=20, d_mlp=32, act_fn="relu")
+    return quiet_hooked_transformer(cfg, None).eval()
+
+
+def test_hook_names_parse_into_layers():
+    assert hooks.block_of("blocks.2.mlp.hook_post") == 2 and hooks.block_of("hook_embed") is None
+    assert hooks.block_of("ln_final.hook_normalized") is None
+    with pytest.raises(UserError, match="beyond the model's 3 layers"):
+        hooks.block_of("blocks.3.hook_resid_post", 3)
+    assert hooks.stop_layer(["blocks.0.hook_resid_post", "blocks.1.attn.hook_z"], 3) == 2
+    assert hooks.stop_layer(["hook_embed"], 3) == 0
+    assert hooks.stop_layer(["blocks.2.hook_resid_post"], 3) is None  # the last block: the whole model
+    assert hooks.stop_layer(["ln_final.hook_normalized"], 3) is None
+    assert hooks.resume_layer("blocks.0.hook_resid_post", 3) == 1 and hooks.resume_layer("blocks.2.hook_resid_pre", 3) == 2
+    assert hooks.resume_layer("blocks.2.hook_resid_post", 3) is None  # nothing to resume at
+    assert hooks.resume_layer("blocks.0.mlp.hook_post", 3) is None
+    assert hooks.act_name("post", 1) == "blocks.1.mlp.hook_post" and hooks.act_name("z", 0) == "blocks.0.attn.hook_z"
+
+
+def test_capture_reads_what_a_full_cached_run_reads_and_counts_one_pass(model):
+    tokens = torch.randint(0, 20, (3, 6), generator=torch.Generator().manual_seed(1))
+    names = ["blocks.0.hook_resid_post", "blocks.1.mlp.hook_post"]
+    cnt = hooks.Counter()
+    got = hooks.capture(model, tokens, names, cnt)
+    _, cache = model.run_with_cache(tokens)
+    for n in names:
+        torch.testing.assert_close(got[n], cache[n])
+    assert (cnt.forward_passes, cnt.sequences) == (1, 3)
+
+
+@pytest.mark.parametrize("hook", ["blocks.0.hook_resid_post", "blocks.1.hook_resid_pre", "blocks.2.hook_resid_post",
+                                  "blocks.1.mlp.hook_post"])  # fmt: skip
+def test_forward_from_a_hook_matches_the_whole_model_with_the_edit_inside_the_hook(model, hook):
+    tokens = torch.randint(0, 20, (2, 5), generator=torch.Generator().manual_seed(2))
+    act = hooks.capture(model, tokens, [hook])[hook]
+    shift = torch.randn(act.shape[-1], generator=torch.Generator().manual_seed(3))
+
+    def edit(a):
+        return a + shift
+
+    with torch.no_grad():
+        from_hook = hooks.run_from_hook(model, hook, tokens, edit, act)
+        whole = hooks.run_from_hook(model, hook, tokens, edit, None)
+        clean = model(tokens)
+        by_hand = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: a + shift)])
+    torch.testing.assert_close(from_hook, whole, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(whole, by_hand)
+    assert not torch.allclose(whole, clean)  # the edit changed the output
+    torch.testing.assert_close(hooks.run_from_hook(model, hook, tokens, None, act), clean, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(hooks.replace_at_hook(model, tokens, hook, act + shift), whole, rtol=1e-4, atol=1e-5)
