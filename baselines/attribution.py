@@ -50,13 +50,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method
-from deeprobe_bench.baselines._patching import (
-    check_target,
-    effects_result,
-    full_patch_effect,
-    run_attribution,
-    run_exact,
-)
 
 
 @dataclass
@@ -95,10 +88,18 @@ class Attribution(Method):
     )
     supervision = "objective"
     Config = AttributionConfig
+    needs = ("behaviour",)
 
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
         import torch
 
+        from deeprobe_bench.baselines._patching import (
+            check_target,
+            effects_result,
+            full_patch_effect,
+            run_attribution,
+            run_exact,
+        )
         from deeprobe_bench.metrics.ranking import agreement
 
         cfg = self.config

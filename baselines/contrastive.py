@@ -5,8 +5,9 @@ Sparse Autoencoder Features" pipeline of the Mech Interp Hackathon project of J.
 For each concept ``c`` (the ``+`` pole when concepts come in poles) the pipeline runs these stages, each a
 function of this module tested on a constructed case:
 
-1. **Contrast pairs and deltas** (:func:`pair_deltas`): the task pairs train prompts (``ctx.extra["pair"]``:
-   the row of each prompt's partner); a pair is (a row labelled ``c``, its partner labelled the opposite
+1. **Contrast pairs and deltas** (:func:`pair_deltas`): the task pairs train prompts (``ctx.pairs``:
+   the row of each prompt's partner; per-token activations from ``ctx.token_acts`` / ``ctx.lengths`` when
+   the task gives them, else the train rows); a pair is (a row labelled ``c``, its partner labelled the opposite
    pole). The delta is ``act(positive) - act(negative)`` at every token position (offsets counted from the
    last token).
 2. **Important positions** (:func:`important_positions`): per pair, the positions whose delta norm is at
@@ -171,6 +172,7 @@ class Contrastive(Method):
     description = "contrastive clustering of SAE latents in activation deltas; least-squares steering vector"
     supervision = "labels"
     Config = ContrastiveConfig
+    needs = ("pairs",)
 
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
         import torch
@@ -179,15 +181,15 @@ class Contrastive(Method):
 
         cfg = self.config
         sae = ctx.require_sae(self.name, cfg.arch or None)
-        if "pair" not in ctx.extra:
-            raise UserError(f"method {self.name} needs contrast pairs (ctx.extra['pair']); this task gives none")
-        pair = ctx.extra["pair"]
-        token_acts = ctx.extra.get("token_acts")
+        if ctx.pairs is None:
+            raise UserError(f"method {self.name} needs contrast pairs (ctx.pairs); this task gives none")
+        pair = ctx.pairs
+        token_acts = ctx.token_acts
         if token_acts is None:  # one position per row (the train activations), after a dummy BOS
             token_acts = torch.stack([torch.zeros_like(ctx.train_acts), ctx.train_acts], 1)
             lengths_ = torch.full((len(ctx.train_acts),), 2, dtype=torch.long)
         else:
-            lengths_ = ctx.extra["lengths"]
+            lengths_ = ctx.lengths
         ar = torch.arange(token_acts.shape[1])[None, :]
         tokens = token_acts[(ar > 0) & (ar < lengths_[:, None])]
 

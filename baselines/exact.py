@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method
-from deeprobe_bench.baselines._patching import attribution_pool, check_target, effects_result, run_exact
 
 
 @dataclass
@@ -81,8 +80,11 @@ class ExactPatching(Method):
     )
     supervision = "objective"
     Config = ExactConfig
+    needs = ("behaviour",)
 
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
+        from deeprobe_bench.baselines._patching import attribution_pool, check_target, effects_result, run_exact
+
         cfg = self.config
         sae = check_target(ctx, self.name, cfg.target)
         meta: dict = {}

@@ -55,6 +55,11 @@ class Greedy(Method):
     supervision = "objective"
     Config = GreedyConfig
 
+    @classmethod
+    def needs_for(cls, config: GreedyConfig) -> tuple[str, ...]:
+        """The task's behaviour metric with ``pool_by=attribution``, nothing more otherwise."""
+        return ("behaviour",) if config.pool_by == "attribution" else ()
+
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
         obj = SetObjective(ctx, self.name, self.config.pool)
         meta: dict = {"pool_by": self.config.pool_by}

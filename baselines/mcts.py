@@ -102,6 +102,11 @@ class MCTS(Method):
     supervision = "objective"
     Config = MCTSConfig
 
+    @classmethod
+    def needs_for(cls, config: MCTSConfig) -> tuple[str, ...]:
+        """The task's behaviour metric with ``prior=attribution``, nothing more otherwise."""
+        return ("behaviour",) if config.prior == "attribution" else ()
+
     def resolved(self) -> tuple[str, float]:
         """``(policy, c)`` with the defaults filled in (left None in the config, so result labels show only
         what the user set)."""

@@ -7,8 +7,8 @@ along ``W_out[i]`` (``Float[Tensor, "d_mlp d_model"]`` row ``i``), its direction
 ``meta["hook_coordinates"]`` says feature ``i`` is coordinate ``i`` of the hook's activation.
 
 Ranking (``scores``): the fraction of train rows where the neuron's activation is > 0, when the task
-gives the train inputs (``ctx.extra["train_tokens"]`` and the measured positions
-``ctx.extra["train_measured"]``, as the board-game tasks do); else the given order. No supervision.
+gives the train inputs (``ctx.train_tokens`` and the measured positions ``ctx.train_measured``, as the
+board-game tasks do); else the given order. No supervision.
 Works for any task and any TransformerLens subject with MLPs.
 """
 
@@ -57,7 +57,7 @@ class Neurons(Method):
         w_out = model.blocks[layer].mlp.W_out.detach().float()  # d_mlp d_model
         d_mlp = w_out.shape[0]
         scores = None
-        tokens, measured = ctx.extra.get("train_tokens"), ctx.extra.get("train_measured")
+        tokens, measured = ctx.train_tokens, ctx.train_measured
         if tokens is not None:
             from deeprobe_bench import activations
 

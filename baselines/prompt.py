@@ -3,7 +3,7 @@
 AxBench (Wu et al. 2025, arXiv 2501.17148) always includes a prompting baseline: instead of adding a
 vector, the concept is asked for in the prompt (harmonic-mean steering score 0.894 against 0.239 for
 DiffMean). Here the instruction of each concept is the one the task offers in
-``ctx.extra["steering_prompts"]`` (``{concept: instruction}``; the persona task's ``You are agreeable.``).
+``ctx.steering_prompts`` (``{concept: instruction}``; the persona task's ``You are agreeable.``).
 
 The FeatureSet is of kind ``prompts`` (``Method.kind``, ``FeatureSet.kind``): it carries the instructions in
 ``meta["steering_prompts"]`` (``deeprobe_bench.metrics.steering.PROMPTS_KEY``) and one zero direction per
@@ -22,16 +22,17 @@ class Prompt(Method):
     description = "prompting with the concept's instruction (AxBench's prompting baseline); no direction"
     supervision = "none"
     kind = "prompts"
+    needs = ("steering_prompts",)
 
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
         import torch
 
         from deeprobe_bench.metrics.steering import PROMPTS_KEY
 
-        prompts = ctx.extra.get(PROMPTS_KEY)
+        prompts = ctx.steering_prompts
         if not prompts:
             raise UserError(f"method {self.name} needs a task that offers steering instructions "
-                            f"(ctx.extra[{PROMPTS_KEY!r}]); this task offers none")  # fmt: skip
+                            "(ctx.steering_prompts); this task offers none")  # fmt: skip
         names = list(prompts)
         d = ctx.train_acts.shape[-1]
         zeros = torch.zeros(len(names), d)

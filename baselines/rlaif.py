@@ -173,7 +173,7 @@ class RLAIF(Method):
         pool = [int(i) for i in order[: cfg.n]]
         idx = torch.tensor(pool)
         weights = RewardWeights(cfg.w_judge, cfg.w_simple, cfg.w_causal)
-        x_fit = ctx.extra.get("site_acts", ctx.train_acts).float()
+        x_fit = (ctx.site_acts if ctx.site_acts is not None else ctx.train_acts).float()
         examples = ctx.judge.examples
         keys = [f"latent{j}" for j in pool]
         gen = torch.Generator().manual_seed(ctx.seed)

@@ -2,7 +2,7 @@
 
 The unsupervised baseline of the benchmark: the subject's SAE at the task's hook, its latents ordered by
 how often they fire (activation > 0) on the train split at the positions the task intervenes at
-(``ctx.extra["site_acts"]`` when the task gives them, else ``ctx.train_acts``). All latents (or the ``n``
+(``ctx.site_acts`` when the task gives them, else ``ctx.train_acts``). All latents (or the ``n``
 most frequent) are returned in that order, their decoder rows as directions and their SAE activations as
 encoder.
 The same ranking is the prior and candidate pool of the ``mcts`` and ``greedy`` searches.
@@ -32,7 +32,7 @@ def rank_latents(ctx: DiscoveryContext, method: str, sae=None):
     import torch
 
     sae = sae if sae is not None else ctx.require_sae(method)
-    freq = latent_frequency(sae, ctx.extra.get("site_acts", ctx.train_acts))
+    freq = latent_frequency(sae, ctx.site_acts if ctx.site_acts is not None else ctx.train_acts)
     order = sorted(range(len(freq)), key=lambda i: (-float(freq[i]), i))
     return torch.tensor(order), freq
 

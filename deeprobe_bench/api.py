@@ -379,6 +379,30 @@ class BudgetExhausted(RuntimeError):
     """Raised by the objective when a method calls it beyond its budget."""
 
 
+#: What a task can give methods beyond the train activations: typed, optional fields of :class:`TaskData` and
+#: :class:`DiscoveryContext` of these names (DESIGN.md, "DiscoveryContext"), with what each holds. A task lists
+#: those it gives in :attr:`Task.provides`, a method those it cannot work without in :attr:`Method.needs`; the
+#: runner refuses a pair that does not fit before any work, naming the missing field. All are free of
+#: supervision (they hold no concept label) except ``behaviour``, handed to ``objective`` methods only.
+CONTEXT_FIELDS: dict[str, str] = {
+    "train_tokens": 'the train sequences\' tokens, Int[Tensor, "n_seq pos"] (BOS included, right-padded)',
+    "train_measured": 'where train_acts are read, Bool[Tensor, "n_seq pos"]: train_acts = acts(train_tokens)[train_measured]',
+    "token_acts": 'per-token activations at the hook, Float[Tensor, "n_train pos d_model"]: sequence i ends at train row i',
+    "lengths": 'tokens per sequence of token_acts (BOS included), Int[Tensor, "n_train"]',
+    "pairs": 'contrast pairs, Int[Tensor, "n_train"]: pairs[i] is the train row contrasted with row i (pairs[pairs[i]] = i)',
+    "steering_prompts": "an instruction per concept that asks for it in the prompt, dict[str, str]",
+    "site_acts": 'activations at every position the task intervenes at, Float[Tensor, "n_sites d_model"]',
+    "behaviour": "the differentiable behaviour metric with clean / counterfactual inputs (api.Behaviour)",
+}
+#: the fields handed to every method whatever its supervision (``behaviour`` goes to ``objective`` methods only)
+SUPERVISION_FREE_FIELDS: tuple[str, ...] = tuple(f for f in CONTEXT_FIELDS if f != "behaviour")
+
+
+def describe_field(name: str) -> str:
+    """``"name (what it holds)"`` for error messages."""
+    return f"{name} ({CONTEXT_FIELDS[name]})" if name in CONTEXT_FIELDS else name
+
+
 @dataclass
 class DiscoveryContext:
     """Everything a method may use, and nothing more (DESIGN.md, "DiscoveryContext").
@@ -403,10 +427,29 @@ class DiscoveryContext:
             client (``.client``) bound to the task's train examples (``TaskData.examples["train"]``), which
             explains and detection-scores features on them. Judge methods also get :attr:`objective`
             (counted against the budget) for the causal term of their reward.
-        extra: task-specific, supervision-free helpers (e.g. a contrast split), documented by the task.
+        extra: a plugin's private data, from its own task's ``TaskData.context_extra`` (built-in tasks and
+            methods share nothing through it: what a task gives is one of the typed fields below).
         behaviour: the task's differentiable behaviour metric with clean / counterfactual inputs
             (:class:`Behaviour`), for gradient attribution and patching (supervision ``objective``
             only, and only when the task provides one; else None).
+        train_tokens: ``Int[Tensor, "n_seq pos"]`` the train sequences' tokens (BOS included,
+            right-padded), or None.
+        train_measured: ``Bool[Tensor, "n_seq pos"]`` the positions :attr:`train_acts` are read at, row-major:
+            ``train_acts == acts_at_hook(train_tokens)[train_measured]``; or None.
+        token_acts: ``Float[Tensor, "n_train pos d_model"]`` per-token activations at the hook of the sequence
+            whose last token is train row ``i`` (right-padded), or None.
+        lengths: ``Int[Tensor, "n_train"]`` tokens of each sequence of :attr:`token_acts` (BOS included), or None.
+        pairs: ``Int[Tensor, "n_train"]`` contrast pairs: ``pairs[i]`` is the train row contrasted with row ``i``
+            (the same question with the opposite pole), ``pairs[pairs[i]] == i``; or None.
+        steering_prompts: ``{concept: instruction}`` that asks for the concept in the prompt (``"You are
+            agreeable."``), for steering by prompting; or None.
+        site_acts: ``Float[Tensor, "n_sites d_model"]`` activations at every position the task intervenes at
+            (one row per example and position; IOI: END and S2), where :attr:`train_acts` holds one per example;
+            or None.
+
+    The optional fields are those of :data:`CONTEXT_FIELDS`: set from the task's :class:`TaskData`
+    (:meth:`take_from`), None where the task gives none. A method that cannot work without one lists it in
+    :attr:`Method.needs`.
         oracle: supervision ``oracle`` only (the reference rows): ``oracle() -> FeatureSet``, the task's
             own ground-truth feature set on every split it scores (:meth:`Task.oracle_features`).
     """
@@ -427,6 +470,20 @@ class DiscoveryContext:
     saes: dict[str, Any] = field(default_factory=dict)
     behaviour: Behaviour | None = None
     oracle: Callable[[], FeatureSet] | None = None
+    train_tokens: Any | None = None
+    train_measured: Any | None = None
+    token_acts: Any | None = None
+    lengths: Any | None = None
+    pairs: Any | None = None
+    steering_prompts: dict[str, str] | None = None
+    site_acts: Any | None = None
+
+    def take_from(self, data: TaskData) -> DiscoveryContext:
+        """Set every supervision-free field of :data:`SUPERVISION_FREE_FIELDS` from ``data`` (``behaviour`` is
+        the runner's to give, by supervision); returns ``self``."""
+        for name in SUPERVISION_FREE_FIELDS:
+            setattr(self, name, getattr(data, name, None))
+        return self
 
     def require_sae(self, method: str, variant: str | None = None) -> Any:
         """The SAE at the hook (``variant`` of :attr:`saes` when given, else :attr:`sae`).
@@ -464,6 +521,9 @@ class Method:
             (:meth:`objective_budget`), counted by :class:`Budget` and capped by ``max_budget``.
         kind: the :attr:`FeatureSet.kind` it returns (``directions``, or ``prompts`` for steering by
             prompting); the runner refuses, before any work, a task whose :attr:`Task.accepts` lacks it.
+        needs: the optional context fields (:data:`CONTEXT_FIELDS`) it cannot work without; the runner refuses,
+            before any work, a task whose :attr:`Task.provides` lacks one. Fields it uses only when present are
+            not listed (it reads them as None elsewhere). :meth:`needs_for` may make them depend on options.
     """
 
     name: ClassVar[str] = ""
@@ -472,9 +532,15 @@ class Method:
     Config: ClassVar[type] = EmptyConfig
     version: ClassVar[str] = "1"
     kind: ClassVar[str] = "directions"
+    needs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def needs_for(cls, config: Any) -> tuple[str, ...]:
+        """The context fields the method needs with ``config`` (default: :attr:`needs`)."""
+        return tuple(cls.needs)
 
     @classmethod
     def objective_budget(cls, config: Any) -> int | None:
@@ -570,7 +636,11 @@ class TaskData:
         concepts: names of the label columns.
         n_train / n_test: examples in each split (prompts, games ...).
         extra: anything the task's own objective / evaluate need (never given to methods).
-        context_extra: supervision-free extras handed to methods through ``ctx.extra``.
+        context_extra: a plugin's private, supervision-free data for its own methods (``ctx.extra``); what a
+            task gives any method is one of the typed fields below.
+        train_tokens, train_measured, token_acts, lengths, pairs, steering_prompts, site_acts: what the task
+            gives methods beyond :attr:`train_acts` (:data:`CONTEXT_FIELDS`, shapes in
+            :class:`DiscoveryContext`); the task lists those it sets in :attr:`Task.provides`.
         info: JSON-ready facts recorded in the result (ablation, positions, splits ...).
         examples: ``{"train": ExampleSet, "eval": ExampleSet}`` for LLM-judge autointerp, or empty.
             ``train`` rows come from the train split (judge-supervised methods score features on them
@@ -592,6 +662,13 @@ class TaskData:
     examples: dict[str, ExampleSet] = field(default_factory=dict)
     behaviour: Behaviour | None = None
     reference_rows: list[tuple[str, Any, Any]] = field(default_factory=list)
+    train_tokens: Any | None = None
+    train_measured: Any | None = None
+    token_acts: Any | None = None
+    lengths: Any | None = None
+    pairs: Any | None = None
+    steering_prompts: dict[str, str] | None = None
+    site_acts: Any | None = None
 
     def add_reference_rows(self, hook_name: str, acts: Any, labels: Any) -> None:
         """Register ``acts: Float[Tensor, "rows d_model"]`` at ``hook_name`` with their ground-truth
@@ -610,6 +687,8 @@ class Task:
         Config: options dataclass filled from ``-T key=value``.
         primary_metric: the metric tables sort by.
         default_model: the zoo model used when ``--model`` is not given.
+        provides: the optional context fields (:data:`CONTEXT_FIELDS`) its ``prepare`` sets on :class:`TaskData`
+            (``behaviour``, ``site_acts`` ...); a method that needs another is refused before any work.
         accepts: the :attr:`FeatureSet.kind` values ``evaluate`` scores (default ``("directions",)``; a task
             that can score steering by prompting adds ``"prompts"``, see ``deeprobe_bench.metrics.steering``);
             the runner refuses a method of another kind before any work.
@@ -624,6 +703,7 @@ class Task:
     primary_metric: ClassVar[str] = ""
     default_model: ClassVar[str] = ""
     accepts: ClassVar[tuple[str, ...]] = ("directions",)
+    provides: ClassVar[tuple[str, ...]] = ()
     #: ``{metric: why}`` for the metrics ``deeprobe-bench calibrate`` gives no verdict: counts, flags, and
     #: scores whose attainable ceiling is not 1 (say why, as the task README does). Every other metric
     #: must separate the reference rows: oracle - null >= 0.9 in its better direction.

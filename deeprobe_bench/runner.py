@@ -16,9 +16,14 @@ The flow (DESIGN.md, "The flow of one cell"), for a grid of methods x seeds on o
 
 Checked before any work, each a one-line :class:`api.UserError` (exit 2) with nothing written: names
 and options, seeds (``0 <= seed <= 2**32 - 1``, what numpy accepts), a method's objective ``budget``
-(at most its class's ``max_budget``, default :data:`MAX_BUDGET`), the results folder (writable, not a
+(at most its class's ``max_budget``, default :data:`MAX_BUDGET`), a method whose feature sets' kind the task
+does not score (``Method.kind`` / ``Task.accepts``), a context field a method needs that the task does not
+provide (``Method.needs`` / ``Task.provides``, :data:`api.CONTEXT_FIELDS`), the results folder (writable, not a
 file), a zoo model made for another task, and, once the model is loaded, a ``hook`` task option the
-model does not have. A UserError raised by ``task.prepare`` is prefixed with the task and the model.
+model does not have.
+
+Every FeatureSet a method returns is validated before the task evaluates it (:func:`check_features`): a bad one
+makes that cell an error naming the method (stage ``validate``), and the other cells go on. A UserError raised by ``task.prepare`` is prefixed with the task and the model.
 
 Every result records where its task and method came from (``Result.provenance``: distribution and
 version, or plugin file and its SHA-256; see :func:`registry.provenance`). A plugin that replaces a
@@ -261,6 +266,7 @@ def run_grid(
     for m, cls in method_classes.items():
         _check_budget(m, cls, method_configs[m])
         _check_kind(task_name, task_cls, m, cls)
+        _check_needs(task_name, task_cls, m, cls, method_configs[m])
     model = model_name or task_cls.default_model
     if not model:
         raise api.UserError(f"task {task_name} has no default model; pass --model NAME (see `deeprobe-bench ls models`)")
@@ -432,6 +438,22 @@ def _check_kind(task_name: str, task_cls: type[api.Task], name: str, cls: type[a
             f"method {name} returns feature sets of kind {kind!r}, and task {task_name} scores only "
             f"{' and '.join(repr(k) for k in accepts)}; use a method that returns {accepts[0]}"
         )
+
+
+def _check_needs(task_name: str, task_cls: type[api.Task], name: str, cls: type[api.Method], cfg: Any) -> None:
+    """Refuse a method that needs a context field (``Method.needs``, :data:`api.CONTEXT_FIELDS`) the task does not
+    provide (``Task.provides``), before any work.
+
+    Raises:
+        api.UserError: the first missing field, named with what it holds and what the task provides.
+    """
+    needs = cls.needs_for(cfg) if hasattr(cls, "needs_for") else tuple(getattr(cls, "needs", ()))
+    provides = tuple(getattr(task_cls, "provides", ()))
+    for need in needs:
+        if need not in provides:
+            have = ", ".join(provides) or "none of them"
+            raise api.UserError(f"method {name} needs {api.describe_field(need)}, which task {task_name} does not "
+                                f"provide (it provides: {have})")  # fmt: skip
 
 
 def _check_model_fits_task(task_name: str, task_cls: type[api.Task], model: str) -> None:
@@ -607,6 +629,14 @@ def _run_one(
         result.wall_time_s = 0.0
         return result
     result.samples = {"n_train": data.n_train, "n_test": data.n_test, "limit": limit}
+    unset = [f for f in getattr(task, "provides", ()) if getattr(data, f, None) is None]
+    if unset:  # the task declares a field its prepare() did not set: a bug in the task, this cell fails
+        result.status = "error"
+        result.error = f"task {task_name} declares it provides {', '.join(unset)} (Task.provides), and prepare() set none"
+        result.details = {"stage": "prepare"}
+        result.finished_at = now_iso()
+        result.wall_time_s = 0.0
+        return result
 
     sup = method_cls.supervision
     budget = api.Budget(method_cls.objective_budget(method_cfg))
@@ -624,7 +654,7 @@ def _run_one(
         progress=prog,
         extra=dict(data.context_extra),
         saes=sae_variants(data.hook_name) if callable(sae_variants) else {},
-    )
+    ).take_from(data)  # the task's typed, supervision-free fields (api.CONTEXT_FIELDS)
     if sup == "labels":
         if data.train_labels is None:
             raise api.UserError(f"method {method_name} needs concept labels, and task {task_name} provides none")
@@ -772,7 +802,7 @@ def _probe_acts(model: Any, subject: Any, data: api.TaskData, hook_name: str) ->
 
     from deeprobe_bench import hooks
 
-    tokens = data.context_extra.get("train_tokens")
+    tokens = data.train_tokens
     if tokens is None and data.behaviour is not None:
         tokens = data.behaviour.clean
     if tokens is None:

@@ -27,8 +27,8 @@ What the base does:
 - ``prepare``: three splits of games: ``train`` (methods see its activations at the task's hook at the
   measured positions, and, with supervision ``labels``, its BSPs), ``label`` (the paper's label split:
   tagging for reconstruction) and ``test`` (held-out). Activations are disk-cached
-  (:mod:`deeprobe_bench.activations`). ``ctx.extra`` carries ``train_tokens`` / ``train_measured``
-  (supervision-free) so methods reading another hook (``neurons``) can compute their own activations.
+  (:mod:`deeprobe_bench.activations`). It provides ``train_tokens`` / ``train_measured`` (``Task.provides``,
+  supervision-free) so methods reading another hook (``neurons``) can compute their own activations.
   ``TaskData.examples`` holds LLM-judge examples of the train and test splits (:meth:`judge_examples`).
 - ``objective`` (search methods): board reconstruction (micro-F1 over the primary BSPs) of the chosen set,
   tagged on the first half of the first ``objective_games`` train games and scored on the second half,
@@ -251,6 +251,7 @@ class BoardGameTask(Task):
 
     Config = BoardGameConfig
     primary_metric = "reconstruction"
+    provides = ("train_tokens", "train_measured")
     SPLIT_SEEDS = {"train": 0, "label": 1, "test": 2}
     calibration_notes = {
         "size": "a count of features, not a score",
@@ -382,7 +383,8 @@ class BoardGameTask(Task):
             n_train=splits["train"].n_games,
             n_test=splits["test"].n_games,
             extra={"subject": subject, "splits": splits},
-            context_extra={"train_tokens": splits["train"].tokens, "train_measured": splits["train"].measured},
+            train_tokens=splits["train"].tokens,
+            train_measured=splits["train"].measured,
         )
         data.train_acts = self.acts(data, "train", hook)
         for name in ("label", "test"):  # the rows the metrics score: what the oracle reads

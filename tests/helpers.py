@@ -414,4 +414,4 @@ def task_context(subject: Any, data: api.TaskData, supervision: str, seed: int =
 
     return api.DiscoveryContext(subject, data.hook_name, data.train_acts, subject.sae_for(data.hook_name), seed,
                                 supervision, api.Budget(None), progress, labels=data.train_labels,
-                                concepts=data.concepts, extra=dict(data.context_extra))  # fmt: skip
+                                concepts=data.concepts, extra=dict(data.context_extra)).take_from(data)  # fmt: skip

@@ -62,6 +62,7 @@ class IOITask(Task):
     version = "3"
     Config = IOIConfig
     primary_metric = "faithfulness_cpr"
+    provides = ("site_acts", "behaviour")
     default_model = "ioi-mini"
     _FAITH = "ceiling unknown: the smallest subspace that carries the behaviour is not known (README)"
     calibration_notes = {
@@ -108,7 +109,7 @@ class IOITask(Task):
             concepts=concepts,
             n_train=len(splits["train"]),
             n_test=len(splits["test"]),
-            context_extra={"site_acts": core.site_acts(splits["train"])},
+            site_acts=core.site_acts(splits["train"]),
             examples={"train": core.example_set(splits["train"], train_labels, concepts),
                       "eval": core.example_set(splits["val"], val_labels, concepts)},  # fmt: skip
             behaviour=core.behaviour(objective_split),

@@ -106,6 +106,7 @@ class PersonaTask(Task):
     Config = PersonaConfig
     primary_metric = "steering_success"
     default_model = "persona-mini"
+    provides = ("token_acts", "lengths", "pairs", "steering_prompts")
     accepts = ("directions", "prompts")  # prompting (baselines/prompt.py) is scored like a vector
     calibration_notes = {
         "steering_success": "a shift of p(+ answer), capped by the test half's attainable shift "
@@ -160,12 +161,10 @@ class PersonaTask(Task):
             n_train=len(train.statements),
             n_test=len(halves["test"].statements),
             examples=_judge_examples(subject, halves, concepts),
-            context_extra={
-                "token_acts": train.contrast.resid,
-                "lengths": train.contrast.lengths,
-                "pair": pair,
-                "steering_prompts": instructions,
-            },
+            token_acts=train.contrast.resid,
+            lengths=train.contrast.lengths,
+            pairs=pair,
+            steering_prompts=instructions,
             extra={
                 "subject": subject,
                 "halves": halves,

@@ -11,7 +11,6 @@ from deeprobe_bench.api import FeatureSet, UserError, parse_config
 from deeprobe_bench.baselines.diffmean import DiffMean
 from deeprobe_bench.baselines.prompt import Prompt
 from deeprobe_bench.baselines.random import RandomDirections
-from deeprobe_bench.metrics.steering import PROMPTS_KEY
 from deeprobe_bench.tasks.persona import PersonaTask
 from deeprobe_bench.tasks.persona.zoo import PERSONA_MINI
 
@@ -140,7 +139,7 @@ def test_objective_is_train_steering_success(prepared):
 def test_prompting_is_refused_by_a_task_that_offers_no_instruction(prepared):
     subject, _, data = prepared
     ctx = task_context(subject, data, "none")
-    ctx.extra.pop(PROMPTS_KEY)
+    ctx.steering_prompts = None
     with pytest.raises(UserError):
         Prompt().discover(ctx)
 

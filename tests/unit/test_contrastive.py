@@ -110,9 +110,9 @@ def _planted_context(sae, n_pairs=60, seed=0):
         labels[2 * i + 1, 1 if first_pos else 0] = True
     codes = torch.stack(rows)  # n pos d_sae, in latent coordinates
     token_acts = codes @ sae.W_dec
-    extra = {"token_acts": token_acts, "lengths": torch.full((2 * n_pairs,), pos_len), "pair": torch.arange(2 * n_pairs) ^ 1}
     return DiscoveryContext(None, "blocks.0.hook_resid_post", token_acts[:, -1], sae, 0, "labels", Budget(None), progress,
-                            labels=labels, concepts=["trait+", "trait-"], extra=extra)  # fmt: skip
+                            labels=labels, concepts=["trait+", "trait-"], token_acts=token_acts,
+                            lengths=torch.full((2 * n_pairs,), pos_len), pairs=torch.arange(2 * n_pairs) ^ 1)  # fmt: skip
 
 
 def test_contrastive_finds_the_planted_direction_and_its_coefficients():
@@ -136,7 +136,7 @@ def test_contrastive_finds_the_planted_direction_and_its_coefficients():
 def test_contrastive_needs_pairs_and_an_sae():
     sae = PlantedSAE()
     ctx = _planted_context(sae)
-    ctx.extra.pop("pair")
+    ctx.pairs = None
     with pytest.raises(UserError, match="contrast pairs"):
         Contrastive().discover(ctx)
     ctx = _planted_context(sae)

@@ -29,10 +29,10 @@ class _Subject:
         self.model = model
 
 
-def _ctx(model, hook, extra=None):
+def _ctx(model, hook, fields=None):
     return api.DiscoveryContext(subject=_Subject(model), hook_name=hook, train_acts=torch.zeros(4, 16), sae=None,
                                 seed=0, supervision="none", budget=api.Budget(None), progress=lambda x, **k: x,
-                                extra=extra or {})  # fmt: skip
+                                **(fields or {}))  # fmt: skip
 
 
 def test_neurons_of_the_hook_layer_with_w_out_rows(model):

@@ -72,9 +72,9 @@ def test_prompts_are_carried_by_sets_of_kind_prompts_only():
     assert steering.prompts_of(FeatureSet("h", torch.eye(2), encoder=lambda x: x)) is None
 
 
-def _ctx(acts, labels=None, concepts=None, extra=None, sup="labels"):
+def _ctx(acts, labels=None, concepts=None, sup="labels", **fields):
     return DiscoveryContext(None, "h", acts, None, 0, sup, Budget(None), progress, labels=labels, concepts=concepts,
-                            extra=extra or {})  # fmt: skip
+                            **fields)  # fmt: skip
 
 
 def test_diffmean_recovers_a_planted_mean_difference_between_poles():
@@ -97,7 +97,7 @@ def test_diffmean_recovers_a_planted_mean_difference_between_poles():
 def test_prompt_method_carries_the_task_instructions_or_refuses():
     acts = torch.randn(4, 8)
     fs = Prompt().discover(
-        _ctx(acts, extra={"steering_prompts": {"a+": "You are a.", "a-": "You are not a."}}, sup="none")
+        _ctx(acts, steering_prompts={"a+": "You are a.", "a-": "You are not a."}, sup="none")
     )
     assert steering.prompts_of(fs) == {"a+": "You are a.", "a-": "You are not a."}
     assert fs.labels == ["a+", "a-"] and fs.directions.shape == (2, 8)
