@@ -39,7 +39,7 @@ Result: the ``n`` nodes of largest ``|effect|``, scored by ``|effect|`` (the fai
 order), the ``k`` best forming the chosen set. For latents, the directions are decoder rows; for heads
 (which are not directions at the task's hook), each head's mean output difference ``(z_clean - z_cf)
 W_O`` at the task positions, and ``meta["heads"]`` lists the chosen heads ``[layer, head]`` (scored
-against the Wang et al. circuit on ``gpt2-small``).
+against the known IOI circuit of a model whose card names one: GPT-2 small, Wang et al. 2022).
 
 Supervision ``objective``: it needs the behaviour metric's gradient, not labels, and calls no objective.
 """

@@ -406,6 +406,8 @@ class PretrainedModel:
         description: one line for ``ls models``.
         sae_release: SAELens release (``gpt2-small-res-jb``).
         sae_ids: ``{hook_name: sae_id}`` to load from the release.
+        card: facts about the model its card carries for tasks, e.g. ``{"circuits": {"ioi": "wang2022"}}``: the
+            IOI circuit of this model is known (tasks/ioi names the circuits it can score against).
     """
 
     name: str
@@ -413,6 +415,7 @@ class PretrainedModel:
     sae_release: str
     sae_ids: dict[str, str]
     kind: str = "pretrained"
+    card: dict[str, Any] = field(default_factory=dict)
 
     def load(self) -> Subject:
         import contextlib
@@ -455,7 +458,8 @@ class PretrainedModel:
                     f"the network or a local Hugging Face cache holding the SAELens release {self.sae_release}"
                 ) from e
             saes[hook_name].eval()
-        card = {"source": f"transformer_lens.from_pretrained({self.name!r})", "sae_release": self.sae_release}
+        card = {"source": f"transformer_lens.from_pretrained({self.name!r})", "sae_release": self.sae_release,
+                **self.card}  # fmt: skip
         return Subject(name=self.name, model=model, saes=saes, card=card)
 
 
@@ -464,6 +468,7 @@ GPT2_SMALL = PretrainedModel(
     description="GPT-2 small (TransformerLens) with the SAELens release gpt2-small-res-jb; needs network or HF cache",
     sae_release="gpt2-small-res-jb",
     sae_ids={f"blocks.{layer}.hook_resid_pre": f"blocks.{layer}.hook_resid_pre" for layer in (6, 8)},
+    card={"circuits": {"ioi": "wang2022"}},  # Wang et al. 2022 found GPT-2 small's IOI circuit
 )
 
 

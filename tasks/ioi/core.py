@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 POSITION_NAMES = ("IO", "S1", "S2", "END")
 
 # Wang et al. 2022 circuit in GPT-2 small (Easy-Transformer ioi_circuit_extraction.py CIRCUIT).
-GPT2_CIRCUIT: dict[str, tuple[tuple[int, int], ...]] = {
+WANG2022_CIRCUIT: dict[str, tuple[tuple[int, int], ...]] = {
     "name mover": ((9, 9), (9, 6), (10, 0)),
     "backup name mover": ((9, 0), (9, 7), (10, 1), (10, 2), (10, 6), (10, 10), (11, 2), (11, 9)),
     "negative name mover": ((10, 7), (11, 10)),
@@ -229,9 +229,23 @@ def site_acts(split: Split) -> Float[Tensor, "n_k d"]:
     return split.resid[rows, split.site].reshape(-1, split.resid.shape[-1])
 
 
-def head_precision_recall(heads: list[tuple[int, int]]) -> tuple[float, float]:
-    """Precision and recall of a set of (layer, head) against the GPT-2 small IOI circuit of Wang et al."""
-    circuit = {h for hs in GPT2_CIRCUIT.values() for h in hs}
+#: the known IOI circuits a model's card may name (``card["circuits"]["ioi"]``; GPT-2 small's says ``wang2022``)
+CIRCUITS: dict[str, dict[str, tuple[tuple[int, int], ...]]] = {"wang2022": WANG2022_CIRCUIT}
+
+
+def known_circuit(subject) -> dict[str, tuple[tuple[int, int], ...]] | None:
+    """The IOI circuit the subject's model card names (``card["circuits"]["ioi"]``, a key of :data:`CIRCUITS`),
+    or None when its circuit is not known."""
+    card = getattr(subject, "card", None) or {}
+    return CIRCUITS.get((card.get("circuits") or {}).get("ioi"))
+
+
+def head_precision_recall(
+    heads: list[tuple[int, int]], circuit: dict[str, tuple[tuple[int, int], ...]] = WANG2022_CIRCUIT
+) -> tuple[float, float]:
+    """Precision and recall of a set of ``(layer, head)`` against a known IOI circuit (default: GPT-2 small's,
+    Wang et al. 2022); ``(0, 0)`` for no heads."""
+    circuit = {h for hs in circuit.values() for h in hs}
     found = {tuple(h) for h in heads}
     tp = len(found & circuit)
     return (tp / len(found) if found else 0.0), tp / len(circuit)

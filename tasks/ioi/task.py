@@ -193,9 +193,9 @@ class IOITask(Task):
             metrics["agreement_spearman"] = Metric(agree["spearman"])
             for k in (10, 50):
                 metrics[f"agreement_top{k}_recall"] = Metric(agree[f"recall@{k}"])
-        heads = features.meta.get("heads")
-        if heads is not None and subject.name == "gpt2-small":
-            p, r = core.head_precision_recall(heads)
+        heads, circuit = features.meta.get("heads"), core.known_circuit(subject)
+        if heads is not None and circuit is not None:  # the model card names its known IOI circuit
+            p, r = core.head_precision_recall(heads, circuit)
             metrics["head_precision"], metrics["head_recall"] = Metric(p), Metric(r)
         metrics["_details"] = details
         return metrics
