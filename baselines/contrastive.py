@@ -2,8 +2,8 @@
 Sparse Autoencoder Features" pipeline of the Mech Interp Hackathon project of J. Lim, S. ..., K. ..., D. ...,
 ``shared/seeds/004``; close to FGAA: CAA difference -> SAE -> selected latents -> steering vector).
 
-For each concept ``c`` (the ``+`` pole when concepts come in poles) the pipeline runs these stages, each a
-function of this module tested on a constructed case:
+For each concept ``c`` (the positive pole of each pair of opposite poles the task names in ``ctx.poles``, else
+every concept) the pipeline runs these stages, each a function of this module tested on a constructed case:
 
 1. **Contrast pairs and deltas** (:func:`pair_deltas`): the task pairs train prompts (``ctx.pairs``:
    the row of each prompt's partner; per-token activations from ``ctx.token_acts`` / ``ctx.lengths`` when
@@ -203,12 +203,13 @@ class Contrastive(Method):
             density /= max(len(tokens), 1)
         decoder = sae.W_dec.detach().float()
         labels, concepts = ctx.labels.bool(), list(ctx.concepts)
-        targets = [c for c in concepts if c.endswith("+") and counterpart(c, concepts)] or concepts
+        poles = ctx.poles or {}
+        targets = [c for c in concepts if c in poles and counterpart(c, concepts, poles)] or concepts
 
         dirs, names, scores, weights_cols, info = [], [], [], [], {}
         for c in targets:
             j = concepts.index(c)
-            other = counterpart(c, concepts)
+            other = counterpart(c, concepts, poles)
             pos_rows = labels[:, j].nonzero().flatten()
             neg_rows = pair[pos_rows]
             ok = labels[neg_rows, concepts.index(other)] if other else ~labels[neg_rows, j]

@@ -9,8 +9,8 @@ For each concept ``c`` of the task's label columns (``ctx.concepts``), the direc
 
     mean(train rows labelled c) - mean(train rows labelled c')
 
-where ``c'`` is the opposite pole when the concepts come in poles (``agreeableness+`` /
-``agreeableness-``), else every row not labelled ``c``. The encoder is the projection ``x . v``.
+where ``c'`` is the opposite pole when the task says the concept has one (``ctx.poles``, e.g. the persona
+task's ``agreeableness+`` / ``agreeableness-``), else every row not labelled ``c``. The encoder is the projection ``x . v``.
 Features are ranked by the separation of their projection on the train rows (Cohen's d: difference of
 the two class means of the projection over their pooled standard deviation).
 Supervision ``labels``: it sees the train split's concept labels, never the test split.
@@ -21,19 +21,21 @@ from __future__ import annotations
 from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method, UserError
 
 
-def counterpart(concept: str, concepts: list[str]) -> str | None:
-    """The opposite pole of ``concept`` (``x+`` <-> ``x-``) when it is among ``concepts``, else None."""
-    if concept[-1:] in "+-" and len(concept) > 1:
-        other = concept[:-1] + ("-" if concept.endswith("+") else "+")
-        return other if other in concepts else None
-    return None
+def counterpart(concept: str, concepts: list[str], poles: dict[str, str] | None) -> str | None:
+    """The opposite pole of ``concept`` by the task's ``poles`` (``{positive: negative}``, either way round) when it
+    is among ``concepts``, else None."""
+    if not poles:
+        return None
+    other = poles.get(concept) or next((pos for pos, neg in poles.items() if neg == concept), None)
+    return other if other in concepts else None
 
 
-def contrast_rows(labels, concepts: list[str], j: int):
-    """``(positive, negative)`` boolean row masks of concept ``j``: its rows, and its counterpart's rows
-    (or every other row when it has no counterpart)."""
+def contrast_rows(labels, concepts: list[str], j: int, poles: dict[str, str] | None = None):
+    """``(positive, negative)`` boolean row masks of concept ``j`` (``labels: Bool[Tensor, "n n_concepts"]`` ->
+    two ``Bool[Tensor, "n"]``): its rows, and its counterpart's rows by ``poles`` (or every other row when it has
+    no counterpart)."""
     pos = labels[:, j].bool()
-    other = counterpart(concepts[j], concepts)
+    other = counterpart(concepts[j], concepts, poles)
     neg = labels[:, concepts.index(other)].bool() if other is not None else ~pos
     return pos, neg & ~pos
 
@@ -49,7 +51,7 @@ class DiffMean(Method):
         x = ctx.train_acts.float()
         dirs, names, scores = [], [], []
         for j, concept in enumerate(ctx.concepts):
-            pos, neg = contrast_rows(ctx.labels, ctx.concepts, j)
+            pos, neg = contrast_rows(ctx.labels, ctx.concepts, j, ctx.poles)
             if pos.sum() < 1 or neg.sum() < 1:
                 continue
             v = x[pos].mean(0) - x[neg].mean(0)
@@ -67,5 +69,5 @@ class DiffMean(Method):
             encoder=lambda a: a.float() @ w.T,
             labels=names,
             scores=torch.tensor(scores, dtype=torch.float32),
-            meta={"contrast": {c: counterpart(c, ctx.concepts) or "rest" for c in names}},
+            meta={"contrast": {c: counterpart(c, ctx.concepts, ctx.poles) or "rest" for c in names}},
         )

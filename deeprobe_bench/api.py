@@ -392,6 +392,7 @@ CONTEXT_FIELDS: dict[str, str] = {
     "pairs": 'contrast pairs, Int[Tensor, "n_train"]: pairs[i] is the train row contrasted with row i (pairs[pairs[i]] = i)',
     "steering_prompts": "an instruction per concept that asks for it in the prompt, dict[str, str]",
     "site_acts": 'activations at every position the task intervenes at, Float[Tensor, "n_sites d_model"]',
+    "poles": "the two poles of each bipolar concept, dict[str, str]: positive pole -> negative pole (label column names)",
     "behaviour": "the differentiable behaviour metric with clean / counterfactual inputs (api.Behaviour)",
 }
 #: the fields handed to every method whatever its supervision (``behaviour`` goes to ``objective`` methods only)
@@ -446,6 +447,10 @@ class DiscoveryContext:
         site_acts: ``Float[Tensor, "n_sites d_model"]`` activations at every position the task intervenes at
             (one row per example and position; IOI: END and S2), where :attr:`train_acts` holds one per example;
             or None.
+        poles: ``{positive pole: negative pole}`` of the concepts that come in two opposite poles (names of label
+            columns, persona: ``{"agreeableness+": "agreeableness-", ...}``), so that a method contrasts a concept
+            with its opposite rather than with every other row; or None (no bipolar concepts). It names concepts,
+            it labels no row.
 
     The optional fields are those of :data:`CONTEXT_FIELDS`: set from the task's :class:`TaskData`
     (:meth:`take_from`), None where the task gives none. A method that cannot work without one lists it in
@@ -477,6 +482,7 @@ class DiscoveryContext:
     pairs: Any | None = None
     steering_prompts: dict[str, str] | None = None
     site_acts: Any | None = None
+    poles: dict[str, str] | None = None
 
     def take_from(self, data: TaskData) -> DiscoveryContext:
         """Set every supervision-free field of :data:`SUPERVISION_FREE_FIELDS` from ``data`` (``behaviour`` is
@@ -638,7 +644,7 @@ class TaskData:
         extra: anything the task's own objective / evaluate need (never given to methods).
         context_extra: a plugin's private, supervision-free data for its own methods (``ctx.extra``); what a
             task gives any method is one of the typed fields below.
-        train_tokens, train_measured, token_acts, lengths, pairs, steering_prompts, site_acts: what the task
+        train_tokens, train_measured, token_acts, lengths, pairs, steering_prompts, site_acts, poles: what the task
             gives methods beyond :attr:`train_acts` (:data:`CONTEXT_FIELDS`, shapes in
             :class:`DiscoveryContext`); the task lists those it sets in :attr:`Task.provides`.
         info: JSON-ready facts recorded in the result (ablation, positions, splits ...).
@@ -669,6 +675,7 @@ class TaskData:
     pairs: Any | None = None
     steering_prompts: dict[str, str] | None = None
     site_acts: Any | None = None
+    poles: dict[str, str] | None = None
 
     def add_reference_rows(self, hook_name: str, acts: Any, labels: Any) -> None:
         """Register ``acts: Float[Tensor, "rows d_model"]`` at ``hook_name`` with their ground-truth

@@ -106,7 +106,7 @@ class PersonaTask(Task):
     Config = PersonaConfig
     primary_metric = "steering_success"
     default_model = "persona-mini"
-    provides = ("token_acts", "lengths", "pairs", "steering_prompts")
+    provides = ("token_acts", "lengths", "pairs", "steering_prompts", "poles")
     accepts = ("directions", "prompts")  # prompting (baselines/prompt.py) is scored like a vector
     calibration_notes = {
         "steering_success": "a shift of p(+ answer), capped by the test half's attainable shift "
@@ -165,6 +165,7 @@ class PersonaTask(Task):
             lengths=train.contrast.lengths,
             pairs=pair,
             steering_prompts=instructions,
+            poles={f"{t}{data.POLES[0]}": f"{t}{data.POLES[1]}" for t in cfg.traits},
             extra={
                 "subject": subject,
                 "halves": halves,

@@ -111,7 +111,7 @@ def _planted_context(sae, n_pairs=60, seed=0):
     codes = torch.stack(rows)  # n pos d_sae, in latent coordinates
     token_acts = codes @ sae.W_dec
     return DiscoveryContext(None, "blocks.0.hook_resid_post", token_acts[:, -1], sae, 0, "labels", Budget(None), progress,
-                            labels=labels, concepts=["trait+", "trait-"], token_acts=token_acts,
+                            labels=labels, concepts=["trait+", "trait-"], poles={"trait+": "trait-"}, token_acts=token_acts,
                             lengths=torch.full((2 * n_pairs,), pos_len), pairs=torch.arange(2 * n_pairs) ^ 1)  # fmt: skip
 
 

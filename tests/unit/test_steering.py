@@ -86,8 +86,13 @@ def test_diffmean_recovers_a_planted_mean_difference_between_poles():
     acts = torch.randn(n, 8, generator=g) + torch.where(pole & ~other_trait, 1.0, 0.0)[:, None] * planted
     labels = torch.stack([pole & ~other_trait, ~pole & ~other_trait, other_trait & pole, other_trait & ~pole], 1)
     concepts = ["t+", "t-", "u+", "u-"]
-    assert counterpart("t+", concepts) == "t-" and counterpart("IO=Mary", concepts) is None
-    fs = DiffMean().discover(_ctx(acts, labels, concepts))
+    poles = {"t+": "t-", "u+": "u-"}
+    assert counterpart("t+", concepts, poles) == "t-" and counterpart("t-", concepts, poles) == "t+"
+    assert counterpart("t+", concepts, None) is None and counterpart("IO=Mary", concepts, poles) is None
+    assert counterpart("t+", ["t+"], poles) is None  # the opposite pole is not a label column
+    fs = DiffMean().discover(_ctx(acts, labels, concepts, poles=poles))
+    assert fs.meta["contrast"] == {"t+": "t-", "t-": "t+", "u+": "u-", "u-": "u+"}
+    assert DiffMean().discover(_ctx(acts, labels, concepts)).meta["contrast"]["t+"] == "rest"  # no poles given
     v = fs.directions[fs.labels.index("t+")]
     assert torch.nn.functional.cosine_similarity(v, planted, dim=0) > 0.9
     assert float(fs.scores[fs.labels.index("t+")]) > float(fs.scores[fs.labels.index("u+")])
