@@ -66,3 +66,19 @@ def test_forward_from_a_hook_matches_the_whole_model_with_the_edit_inside_the_ho
     assert not torch.allclose(whole, clean)  # the edit changed the output
     torch.testing.assert_close(hooks.run_from_hook(model, hook, tokens, None, act), clean, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(hooks.replace_at_hook(model, tokens, hook, act + shift), whole, rtol=1e-4, atol=1e-5)
+
+
+def test_the_position_helpers_keep_their_annotated_shapes_when_checked_at_run_time():
+    from beartype import beartype
+    from jaxtyping import TypeCheckError, jaxtyped
+
+    at = jaxtyped(typechecker=beartype)(hooks.at_positions)
+    add = jaxtyped(typechecker=beartype)(hooks.add_at_positions)
+    act = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
+    pos = torch.tensor([[0, 4], [1, 3]])
+    got = at(act, pos)
+    assert torch.equal(got, torch.stack([act[0, [0, 4]], act[1, [1, 3]]]))
+    out = add(act, pos, torch.ones(2, 2, 3))
+    assert float((out - act).sum()) == 2 * 2 * 3 and torch.equal(out[0, 1:4], act[0, 1:4])  # elsewhere untouched
+    with pytest.raises(TypeCheckError):
+        add(act, pos, torch.ones(2, 3, 3))  # delta of another k than the positions
