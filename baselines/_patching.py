@@ -220,8 +220,17 @@ def head_attribution(model, behaviour: Behaviour, steps: int = 0, progress=None)
 
 
 def head_directions(model, behaviour: Behaviour):
-    """``Float[Tensor, "n_layers*n_heads d_model"]``: each head's mean output difference ``(z_clean - z_cf)
-    W_O`` at the task positions, the direction it writes into the residual stream there."""
+    """Each head's mean output difference ``(z_clean - z_cf) W_O`` at the task positions, the direction it writes
+    into the residual stream there.
+
+    Args:
+        model: a TransformerLens ``HookedTransformer`` with attention heads.
+        behaviour: clean / counterfactual tokens and the positions (``Behaviour.positions``).
+
+    Returns:
+        ``(directions, cost)``: ``Float[Tensor, "n_layers*n_heads d_model"]`` (head ``layer * n_heads + head``)
+        and the :class:`Counter` of the 2 forward passes per batch it spent.
+    """
     import torch
 
     cnt = Counter()
@@ -247,7 +256,21 @@ def effects_result(
     sae=None,
     meta: dict[str, Any] | None = None,
 ) -> FeatureSet:
-    """The FeatureSet of the ``n`` nodes of largest ``|effect|``, scored by ``|effect|``, ``k`` chosen."""
+    """The FeatureSet of the ``n`` nodes of largest ``|effect|``, scored by ``|effect|``, ``k`` chosen.
+
+    Args:
+        ctx: the discovery context (its hook; for heads, its model and behaviour).
+        method: the calling method's name.
+        nodes: the effects (:class:`NodeEffects`, ``latents`` or ``heads``).
+        n: nodes returned; ``k``: the chosen set (``FeatureSet.selected``).
+        sae: the SAE of the latents (``latents`` only).
+        meta: more result details, merged into ``FeatureSet.meta``.
+
+    Returns:
+        Latents: their decoder rows and ``sae.encode`` restricted to them (:func:`baselines.sae.latent_features`).
+        Heads: their :func:`head_directions` at the task's hook, a projection encoder, and ``meta["heads"]`` /
+        ``meta["ranked_heads"]`` (``[layer, head]``).
+    """
     import torch
 
     from deeprobe_bench.baselines.sae import latent_features
@@ -281,7 +304,11 @@ def effects_result(
 
 
 def check_target(ctx: DiscoveryContext, method: str, target: str):
-    """The SAE for ``latents`` (UserError if none), None for ``heads`` (UserError without attention heads)."""
+    """The SAE at the task's hook for ``target="latents"``, None for ``heads``.
+
+    Raises:
+        UserError: no SAE at the hook (``latents``), or a model without attention heads (``heads``).
+    """
     if target == "latents":
         return ctx.require_sae(method)
     if not getattr(ctx.subject.model.cfg, "n_heads", 0):
@@ -290,7 +317,19 @@ def check_target(ctx: DiscoveryContext, method: str, target: str):
 
 
 def run_attribution(ctx: DiscoveryContext, method: str, target: str, variant: str, steps: int) -> NodeEffects:
-    """Attribution of every node of ``target`` on the task's behaviour (``ctx.behaviour``)."""
+    """Attribution of every node of ``target`` on the task's behaviour (``ctx.behaviour``).
+
+    Args:
+        ctx: the discovery context (its model, hook, SAE, behaviour and progress).
+        method: the calling method's name, for errors.
+        target: ``latents`` or ``heads``; variant: ``atp`` or ``ig`` (with ``steps`` points).
+
+    Returns:
+        :class:`NodeEffects` of every node (:func:`latent_attribution` / :func:`head_attribution`).
+
+    Raises:
+        UserError: the task gives no behaviour, or the target does not exist (:func:`check_target`).
+    """
     behaviour = ctx.require_behaviour(method)
     sae = check_target(ctx, method, target)
     s = steps if variant == "ig" else 0
@@ -405,7 +444,17 @@ def latent_patching(
 
 
 def head_patching(model, behaviour: Behaviour, heads: list[int] | None = None, progress=None) -> NodeEffects:
-    """Exact effect of patching each head's ``hook_z`` (every position) alone; heads as ``layer * n_heads + head``."""
+    """Exact effect of patching each head's ``hook_z`` (every position) alone.
+
+    Args:
+        model: a TransformerLens ``HookedTransformer``.
+        behaviour: metric and clean / counterfactual tokens.
+        heads: heads to patch (``layer * n_heads + head``; default all); the others get effect 0.
+        progress: optional ``progress(iterable, desc=..., total=...)``.
+
+    Returns:
+        :class:`NodeEffects` over ``n_layers * n_heads`` heads. Cost per batch: 2 + ``len(heads)`` forward passes.
+    """
     import torch
 
     t0 = time.perf_counter()
@@ -444,7 +493,12 @@ def head_patching(model, behaviour: Behaviour, heads: list[int] | None = None, p
 
 
 def full_patch_effect(model, hook_name: str, behaviour: Behaviour) -> tuple[float, Counter]:
-    """Exact effect of patching the whole activation at the task positions (clean -> counterfactual)."""
+    """Exact effect of patching the whole activation at ``hook_name`` at the task positions (clean ->
+    counterfactual): the value the attributions of all latents plus the error term approximate (completeness).
+
+    Returns:
+        ``(effect, cost)``: the mean change of the behaviour metric over prompts, and 4 forward passes per batch.
+    """
     import torch
 
     t0 = time.perf_counter()
@@ -465,7 +519,14 @@ def full_patch_effect(model, hook_name: str, behaviour: Behaviour) -> tuple[floa
 
 def run_exact(ctx: DiscoveryContext, method: str, target: str, nodes: list[int] | None = None,
               skip_inactive: bool = True, patch_batch: int = 1) -> NodeEffects:  # fmt: skip
-    """Exact patching of ``nodes`` (default all) of ``target`` on the task's behaviour (``ctx.behaviour``)."""
+    """Exact patching of ``nodes`` (default all) of ``target`` on the task's behaviour (``ctx.behaviour``).
+
+    Returns:
+        :class:`NodeEffects` (:func:`latent_patching` / :func:`head_patching`).
+
+    Raises:
+        UserError: the task gives no behaviour, or the target does not exist (:func:`check_target`).
+    """
     behaviour = ctx.require_behaviour(method)
     sae = check_target(ctx, method, target)
     model = ctx.subject.model
