@@ -4,7 +4,8 @@ For a task hook in block ``L`` (``blocks.L.hook_resid_post`` ...), the features 
 ``blocks.L.mlp``: feature ``i`` reads the neuron's activation at ``blocks.L.mlp.hook_post`` (after the
 nonlinearity; ``FeatureSet.hook_name`` is that hook, so tasks evaluate the neurons there) and writes
 along ``W_out[i]`` (``Float[Tensor, "d_mlp d_model"]`` row ``i``), its direction.
-``meta["hook_coordinates"]`` says feature ``i`` is coordinate ``i`` of the hook's activation.
+``FeatureSet.coordinates`` says feature ``i`` is that coordinate of the hook's activation (also recorded in
+``meta["hook_coordinates"]``).
 
 Ranking (``scores``): the fraction of train rows where the neuron's activation is > 0, when the task
 gives the train inputs (``ctx.train_tokens`` and the measured positions ``ctx.train_measured``, as the
@@ -76,4 +77,5 @@ class Neurons(Method):
             encoder=lambda x: x.float()[..., index],
             scores=scores[index] if scores is not None else None,
             meta={"layer": layer, "hook_coordinates": idx, "ranking": "frequency" if scores is not None else "index"},
+            coordinates=idx,
         )

@@ -186,6 +186,10 @@ class FeatureSet:
         selected: how many of the top-ranked features form the method's chosen set (a search returns
             its best set first and ranks the rest after it); None means all ``n``.
         meta: free JSON-ready details (latent indices, search statistics ...), stored in the result.
+        coordinates: ``list[int]`` when the features are coordinates of the hook's activation (feature ``i`` reads
+            coordinate ``coordinates[i]``: MLP neurons at ``mlp.hook_post``), so that a task can edit them in the
+            hook's own basis even when ``directions`` live elsewhere (a neuron writes along its ``W_out`` row in
+            ``d_model``); None for any other set. Kept, remapped, by :meth:`subset` / :meth:`chosen` / :meth:`top`.
         kind: ``directions`` (features are directions at the hook, the default) or ``prompts`` (steering by
             prompting: the set carries an instruction per concept in ``meta["steering_prompts"]``, see
             :mod:`deeprobe_bench.metrics.steering`, and zero directions). A task scores the kinds in its
@@ -205,6 +209,7 @@ class FeatureSet:
     selected: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     kind: FeatureKind = "directions"
+    coordinates: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
@@ -218,6 +223,8 @@ class FeatureSet:
             raise ValueError(f"scores must have shape ({n},), got {tuple(self.scores.shape)}")
         if self.selected is not None and not 0 <= self.selected <= n:
             raise ValueError(f"selected={self.selected} is not in [0, {n}]")
+        if self.coordinates is not None and len(self.coordinates) != n:
+            raise ValueError(f"{len(self.coordinates)} coordinates for {n} features")
 
     def __len__(self) -> int:
         return int(self.directions.shape[0])
@@ -253,6 +260,7 @@ class FeatureSet:
             scores=self.scores[index] if self.scores is not None else None,
             meta={"subset_of": len(self)},
             kind=self.kind,
+            coordinates=[self.coordinates[i] for i in idx] if self.coordinates is not None else None,
         )
 
     def validate(self, hooks: Any, widths: Any, probe: Any) -> None:

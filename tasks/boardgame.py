@@ -41,8 +41,8 @@ What the base does:
   (``scores`` given) the reconstruction curve at the top-k over ``faithfulness.K_GRID`` normalised by the
   whole set's, its area (``reconstruction_cpr``) and distance from 1 (``reconstruction_cmd``).
 - A feature whose ``hook_name`` is not a resid hook reads activations at that hook; if its
-  ``FeatureSet.meta["hook_coordinates"]`` is given (``list[int]``), feature ``i`` is that coordinate of the
-  hook's activation (used by interventions of game-specific metrics).
+  ``FeatureSet.coordinates`` is given (``list[int]``), feature ``i`` is that coordinate of the hook's
+  activation (used by interventions of game-specific metrics).
 """
 
 from __future__ import annotations
@@ -406,17 +406,6 @@ class BoardGameTask(Task):
         }
         return data
 
-    @staticmethod
-    def chosen(features: FeatureSet) -> FeatureSet:
-        """``features.chosen()``, keeping ``meta["hook_coordinates"]`` (remapped to the chosen features)."""
-        chosen = features.chosen()
-        coords = features.meta.get("hook_coordinates")
-        if coords is not None:
-            rank = features.ranking()
-            keep = rank if features.selected is None else rank[: features.selected]
-            chosen.meta["hook_coordinates"] = [coords[i] for i in keep]
-        return chosen
-
     def _feature_acts(self, data: TaskData, split: str, features: FeatureSet) -> Any:
         import torch
 
@@ -452,7 +441,7 @@ class BoardGameTask(Task):
         from deeprobe_bench.metrics import faithfulness as faith
 
         cfg = self.config
-        chosen = self.chosen(features)
+        chosen = features.chosen()  # keeps FeatureSet.coordinates, remapped
         label, test = data.extra["splits"]["label"], data.extra["splits"]["test"]
         label_acts = self._feature_acts(data, "label", chosen)
         test_acts = self._feature_acts(data, "test", chosen)

@@ -116,7 +116,7 @@ def _basis(features: FeatureSet, idx: list[int], d_hook: int) -> Any:
     """Orthonormal rows spanning the features ``idx`` in the hook's activation space (``k x d_hook``)."""
     import torch
 
-    coords = features.meta.get("hook_coordinates")
+    coords = features.coordinates
     if coords is not None:
         out = torch.zeros(len(idx), d_hook)
         out[torch.arange(len(idx)), torch.as_tensor([coords[i] for i in idx], dtype=torch.long)] = 1.0
@@ -158,7 +158,7 @@ def causal_edits(
     hook = features.hook_name
     raw_label = task.acts(data, "label", hook)  # rows d_hook
     d_hook = raw_label.shape[1]
-    if features.meta.get("hook_coordinates") is None and features.directions.shape[1] != d_hook:
+    if features.coordinates is None and features.directions.shape[1] != d_hook:
         return None
     ctxlen = odata.context(size)
     games = split.games[:, :ctxlen]

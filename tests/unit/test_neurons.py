@@ -41,7 +41,8 @@ def test_neurons_of_the_hook_layer_with_w_out_rows(model):
     assert torch.equal(fs.directions, model.blocks[1].mlp.W_out.detach())
     x = torch.randn(5, 32)
     assert torch.equal(fs.encoder(x), x)  # feature i is coordinate i of the hook's activation
-    assert fs.meta["hook_coordinates"] == list(range(32)) and fs.scores is None
+    assert fs.coordinates == fs.meta["hook_coordinates"] == list(range(32)) and fs.scores is None
+    assert fs.top(3).coordinates == [0, 1, 2] and fs.subset([5, 2]).coordinates == [5, 2]
 
 
 def test_neurons_ranked_by_how_often_they_fire(model, tmp_path, monkeypatch):
