@@ -50,7 +50,9 @@ Supervision ``judge`` gives a method ``ctx.judge`` (an ``autointerp.JudgeScorer`
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import json
 import logging
 import random
@@ -786,7 +788,72 @@ def check_features(features: api.FeatureSet, task_name: str, task: api.Task, dat
         widths.update({int(probe.shape[-1]), int(probe[0].numel())})
     elif hook_names is None and train_acts is not None:
         widths.add(int(train_acts.shape[-1]))
-    features.validate(hook_names, widths, probe)
+    with _rng_preserved(features.encoder):  # the probe must not move an encoder's own random stream (null's noise)
+        features.validate(hook_names, widths, probe)
+
+
+@contextlib.contextmanager
+def _rng_preserved(*roots: Any) -> Any:
+    """Restore, on exit, every random state the block may draw from: the global ones of ``random``, numpy and
+    torch, and the generators (``torch.Generator``, ``numpy.random.Generator`` / ``RandomState``,
+    ``random.Random``) held by ``roots`` (functions' closures and defaults, ``functools.partial`` arguments,
+    bound methods' objects, a few levels deep), so that probing an encoder changes no number the task computes
+    with it afterwards."""
+    import numpy as np
+    import torch
+
+    found: list[Any] = []
+    seen: set[int] = set()
+
+    def walk(obj: Any, depth: int) -> None:
+        if id(obj) in seen or depth > 4:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, torch.Generator | np.random.Generator | np.random.RandomState | random.Random):
+            found.append(obj)
+            return
+        children: list[Any] = []
+        if isinstance(obj, functools.partial):
+            children += [obj.func, *obj.args, *obj.keywords.values()]
+        elif inspect.ismethod(obj):
+            children += [obj.__func__, *vars(obj.__self__).values()] if hasattr(obj.__self__, "__dict__") else [obj.__func__]
+        elif inspect.isfunction(obj):
+            children += [c.cell_contents for c in obj.__closure__ or () if _filled(c)]
+            children += list(obj.__defaults__ or ())
+        elif callable(obj) and hasattr(obj, "__dict__") and not isinstance(obj, torch.nn.Module):
+            children += list(vars(obj).values())
+        for child in children:
+            walk(child, depth + 1)
+
+    for root in roots:
+        walk(root, 0)
+    saved = []
+    for g in found:
+        if isinstance(g, torch.Generator):
+            saved.append((g, g.get_state(), g.set_state))
+        elif isinstance(g, np.random.Generator):
+            saved.append((g, g.bit_generator.state, lambda s, g=g: setattr(g.bit_generator, "state", s)))
+        elif isinstance(g, np.random.RandomState):
+            saved.append((g, g.get_state(), g.set_state))
+        else:
+            saved.append((g, g.getstate(), g.setstate))
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            for _, state, restore in saved:
+                restore(state)
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
 
 
 #: activation rows an encoder is probed on (:func:`check_features`)

@@ -195,3 +195,33 @@ def test_the_validation_checks_known_cases_directly():
     assert fs.subset([1]).kind == "directions"
     assert FeatureSet(HOOK, d, encoder=lambda x: x, kind="prompts").top(1).kind == "prompts"
     assert json.dumps(fs.meta) == "{}"
+
+
+def test_probing_an_encoder_moves_no_random_stream_it_draws_from(toys):
+    """The null reference's noise feature draws from its own generator: the probe must leave the task the same
+    numbers (and the global generators alike)."""
+    import torch
+
+    from deeprobe_bench import api, runner
+    from deeprobe_bench.references import Null
+
+    subject = toys.ToySubject()
+    task = toys.ToyTask()
+    data = task.prepare(subject, 0)
+
+    def null_set():
+        ctx = api.DiscoveryContext(subject, data.hook_name, data.train_acts, None, 3, "null", api.Budget(None),
+                                   lambda it, **kw: it)  # fmt: skip
+        return Null().discover(ctx)
+
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
+    fresh = null_set().encoder(x)
+    probed = null_set()
+    torch.manual_seed(7)
+    runner.check_features(probed, "toy", task, data, subject)
+    assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(7)))  # global: as before
+    assert torch.equal(probed.encoder(x), fresh)  # its own stream: as if never probed
+    gen = torch.Generator().manual_seed(0)
+    own = api.FeatureSet(HOOK, torch.eye(8)[:1], encoder=lambda a: torch.randn(*a.shape[:-1], 1, generator=gen))
+    runner.check_features(own.subset([0]), "toy", task, data, subject)  # reached through subset's closure too
+    assert torch.equal(own.encoder(x), torch.randn(5, 1, generator=torch.Generator().manual_seed(0)))
