@@ -32,7 +32,6 @@ from typing import Any
 from jaxtyping import Float
 from torch import Tensor
 
-
 #: ``FeatureSet.meta`` key of a prompting method's instructions: ``{concept: instruction text}``.
 PROMPTS_KEY = "steering_prompts"
 
