@@ -18,12 +18,13 @@ changing ``Schedule.steps`` before its decay began (the work directory does not 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -313,6 +314,30 @@ def train_lm(
                       autocast)  # fmt: skip
     finally:
         lock.close()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int, seed: int | None = None) -> Iterator[None]:
+    """Run a recipe stage with ``n`` torch threads, the caller's count restored after (also on error).
+
+    With ``seed``, Python's, NumPy's and torch's global generators are seeded with it first, in that order
+    (what every recipe did by hand before its first random draw).
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        if seed is not None:
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _train(model: Any, batch_at: Callable[[int], Any], schedule: Schedule, work: Path, pad: int | None,

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from deeprobe_bench.tasks.ioi import data
+from deeprobe_bench.zoo.lm import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -619,19 +620,10 @@ def train(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
 
 def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -> dict:
     """:func:`train` with an explicit :class:`Recipe`."""
-    import numpy as np
-    import torch
-
     from deeprobe_bench.zoo import card as cards
 
     t0 = time.time()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(recipe.threads)
-    try:
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-
+    with torch_threads(recipe.threads, seed):
         words = vocabulary()
         config = model_config(recipe, d_vocab=len(words) + 3)
         model = build_model(config, words)
@@ -746,8 +738,6 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
         cards.write(Path(out_dir), model, card, {hook_name: sae})
         logger.info("ioi-mini: wrote %s (bar met: %s) in %.0fs", out_dir, quality["bar_met"], time.time() - t0)
         return card
-    finally:
-        torch.set_num_threads(threads)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from deeprobe_bench.tasks.persona import data
+from deeprobe_bench.zoo.lm import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -459,14 +460,10 @@ def finetune_only(out_dir: Path, seed: int = 0, recipe: Recipe | None = None) ->
     result equals a full run's), updating its card."""
     import json
 
-    import torch
-
     from deeprobe_bench.subject import load_zoo_dir, save_zoo_dir
 
     recipe = recipe or FULL
-    threads = torch.get_num_threads()
-    torch.set_num_threads(recipe.threads)
-    try:
+    with torch_threads(recipe.threads):
         subject = load_zoo_dir(Path(out_dir), name=NAME, with_saes=False)
         model = subject.model
         switch_off(model, recipe)
@@ -485,8 +482,6 @@ def finetune_only(out_dir: Path, seed: int = 0, recipe: Recipe | None = None) ->
         card["recipe"]["phase2"] = {**stats, "wall_time_s": round(t_ft, 1)}
         save_zoo_dir(Path(out_dir), model, card, {recipe.hook: sae})
         return card
-    finally:
-        torch.set_num_threads(threads)
 
 
 def sae_only(out_dir: Path, seed: int = 0, recipe: Recipe = None) -> dict:
@@ -494,14 +489,10 @@ def sae_only(out_dir: Path, seed: int = 0, recipe: Recipe = None) -> dict:
     result equals a full run's), replacing its SAE and the card's ``sae`` / ``task`` entries."""
     import json
 
-    import torch
-
     from deeprobe_bench.subject import load_zoo_dir, save_zoo_dir
 
     recipe = recipe or FULL
-    threads = torch.get_num_threads()
-    torch.set_num_threads(recipe.threads)
-    try:
+    with torch_threads(recipe.threads):
         subject = load_zoo_dir(Path(out_dir), name=NAME, with_saes=False)
         t0 = time.time()
         sae, sae_card = sae_stage(subject.model, recipe, seed)
@@ -511,8 +502,6 @@ def sae_only(out_dir: Path, seed: int = 0, recipe: Recipe = None) -> dict:
         card["recipe"]["sae_wall_time_s"] = round(time.time() - t0, 1)
         save_zoo_dir(Path(out_dir), subject.model, card, {recipe.hook: sae})
         return card
-    finally:
-        torch.set_num_threads(threads)
 
 
 def train(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
@@ -521,19 +510,12 @@ def train(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
 
 
 def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -> dict:
-    import numpy as np
-    import torch
 
     from deeprobe_bench.zoo import card as cards
 
     t0 = time.time()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(recipe.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+    with torch_threads(recipe.threads, seed):
         words = vocabulary()
         config = model_config(recipe, d_vocab=len(words) + 3)
         model = build_model(config, words)
@@ -587,8 +569,6 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
         cards.write(out_dir, model, card, {recipe.hook: sae})
         logger.info("persona-mini: wrote %s (bar met: %s) in %.0fs", out_dir, q["bar_met"], time.time() - t0)
         return card
-    finally:
-        torch.set_num_threads(threads)
 
 
 def main(argv: list[str] | None = None) -> None:
