@@ -86,6 +86,22 @@ def _convert(value: str, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: options of type {tp!r} cannot be set from the command line")
 
 
+def check_task_config(cfg: Any, sizes: tuple[str, ...]) -> None:
+    """The checks task configs share, for ``__post_init__``: every field named in ``sizes`` (split sizes,
+    numbers of games or prompts) is at least 2, ``size_penalty`` >= 0 and ``min_positives`` >= 1.
+
+    Raises:
+        ValueError: naming the first field that fails.
+    """
+    for k in sizes:
+        if getattr(cfg, k) < 2:
+            raise ValueError(f"{k} must be at least 2")
+    if cfg.size_penalty < 0:
+        raise ValueError("size_penalty must be >= 0")
+    if cfg.min_positives < 1:
+        raise ValueError("min_positives must be >= 1")
+
+
 def parse_config(cls: type, options: dict[str, str] | None, what: str = "option") -> Any:
     """Build the config dataclass ``cls`` from ``key=value`` strings, type-checked.
 

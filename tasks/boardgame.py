@@ -51,7 +51,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError
+from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError, check_task_config
 
 logger = logging.getLogger(__name__)
 
@@ -101,13 +101,7 @@ class BoardGameConfig:
     min_positives: int = 10
 
     def __post_init__(self) -> None:
-        for k in ("n_train", "n_label", "n_test", "objective_games"):
-            if getattr(self, k) < 2:
-                raise ValueError(f"{k} must be at least 2")
-        if self.size_penalty < 0:
-            raise ValueError("size_penalty must be >= 0")
-        if self.min_positives < 1:
-            raise ValueError("min_positives must be >= 1")
+        check_task_config(self, ("n_train", "n_label", "n_test", "objective_games"))
         if not 0 < self.min_precision <= 1 or self.min_true_positives < 1:
             raise ValueError("min_precision must be in (0, 1] and min_true_positives >= 1")
 

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError
+from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError, check_task_config
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +45,7 @@ class IOIConfig:
         bad = [p for p in self.positions if p not in POSITION_NAMES]
         if bad or not self.positions:
             raise ValueError(f"positions must be a non-empty subset of {POSITION_NAMES}, got {self.positions}")
-        for k in ("n_train", "n_val", "n_test", "objective_batch"):
-            if getattr(self, k) < 2:
-                raise ValueError(f"{k} must be at least 2")
-        if self.size_penalty < 0:
-            raise ValueError("size_penalty must be >= 0")
-        if self.min_positives < 1:
-            raise ValueError("min_positives must be >= 1")
+        check_task_config(self, ("n_train", "n_val", "n_test", "objective_batch"))
 
 
 class IOITask(Task):
