@@ -32,6 +32,7 @@ weights, before it computes anything).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Iterable
@@ -370,7 +371,12 @@ def run_cell(cell: Cell | dict[str, Any], results_dir: str | os.PathLike[str], f
                         limit=cell.limit, progress=progress, judge=judge, write=write, shared=shared)[0]
 
 
-_WORKER_SHARED: list[Any] = []  # a pool worker's SharedState, made on its first shared cell
+@functools.lru_cache(maxsize=1)
+def _worker_shared() -> Any:
+    """This pool worker's :class:`deeprobe_bench.runner.SharedState`, made on its first shared cell."""
+    from deeprobe_bench.runner import SharedState
+
+    return SharedState()
 
 
 def run_cell_dict(cell: dict[str, Any], results_dir: str, force: bool = False, write: bool = True,
@@ -381,15 +387,8 @@ def run_cell_dict(cell: dict[str, Any], results_dir: str, force: bool = False, w
     workers, which live for one sweep; not Ray's, whose workers outlive it). A :class:`api.UserError` comes
     back as ``{"user_error": message}``.
     """
-    shared = None
-    if share:
-        if not _WORKER_SHARED:
-            from deeprobe_bench.runner import SharedState
-
-            _WORKER_SHARED.append(SharedState())
-        shared = _WORKER_SHARED[0]
     try:
-        return run_cell(cell, results_dir, force=force, write=write, shared=shared).to_dict()
+        return run_cell(cell, results_dir, force=force, write=write, shared=_worker_shared() if share else None).to_dict()
     except api.UserError as e:
         return {"user_error": str(e)}
 

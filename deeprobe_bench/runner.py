@@ -283,17 +283,19 @@ def run_grid(
     shared = shared or SharedState(max_subjects=1, max_data=1)  # this call's own: one seed's data at a time
     task = shared.get("tasks", task_key, lambda: task_cls(task_config))
     task_label = config_label(task_name, task_config) + _override_mark(provenance["task"])
-    checked: set[str] = set()
+    hooks_checked = False  # the task's hook option against this call's subject (shared ones were loaded elsewhere)
 
     def get_subject() -> Any:
+        nonlocal hooks_checked
+
         def load() -> Any:
             log.debug("loading model %s", model)
             return loader(model)
 
         subject = shared.get("subjects", (model, id(loader)), load)
-        if "hooks" not in checked:
+        if not hooks_checked:
             _check_hooks(task_name, task_config, subject, model)
-            checked.add("hooks")
+            hooks_checked = True
         return subject
 
     def get_data(seed: int) -> tuple[api.TaskData | None, str | None, str | None, float]:
@@ -625,20 +627,12 @@ def _run_one(
     result.model_info = _model_info(subject)
     data, prep_error, prep_tb, prep_s = get_data(seed)
     if data is None:
-        result.status, result.error = "error", prep_error
-        result.details = {"traceback": prep_tb, "stage": "prepare"}
-        result.finished_at = now_iso()
-        result.wall_time_s = 0.0
-        return result
+        return _prepare_failed(result, prep_error, {"traceback": prep_tb, "stage": "prepare"})
     result.samples = {"n_train": data.n_train, "n_test": data.n_test, "limit": limit}
     unset = [f for f in getattr(task, "provides", ()) if getattr(data, f, None) is None]
     if unset:  # the task declares a field its prepare() did not set: a bug in the task, this cell fails
-        result.status = "error"
-        result.error = f"task {task_name} declares it provides {', '.join(unset)} (Task.provides), and prepare() set none"
-        result.details = {"stage": "prepare"}
-        result.finished_at = now_iso()
-        result.wall_time_s = 0.0
-        return result
+        error = f"task {task_name} declares it provides {', '.join(unset)} (Task.provides), and prepare() set none"
+        return _prepare_failed(result, error, {"stage": "prepare"})
 
     sup = method_cls.supervision
     budget = api.Budget(method_cls.objective_budget(method_cfg))
@@ -750,6 +744,14 @@ def _run_one(
         result.judge_tokens = result.details["judge"]["usage"]["tokens"]
     result.wall_time_s = round(time.perf_counter() - t0, 4)
     result.finished_at = now_iso()
+    return result
+
+
+def _prepare_failed(result: Result, error: str | None, details: dict[str, Any]) -> Result:
+    """``result`` as the error of a cell whose data could not be prepared (nothing was discovered)."""
+    result.status, result.error, result.details = "error", error, details
+    result.finished_at = now_iso()
+    result.wall_time_s = 0.0
     return result
 
 
