@@ -617,8 +617,6 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
     train = getattr(spec, "train" if args.zoo_command == "train" else "add_sanity_saes", None)
     if not callable(train):
         raise api.UserError(f"model {args.name} is not a zoo model: it cannot be trained here (see `deeprobe-bench zoo ls`)")
-    if args.zoo_command == "sanity" and not spec.sanity:
-        raise api.UserError(f"zoo model {args.name} has no SAE to train sanity baselines for")
     if args.seed < 0:
         raise api.UserError(f"--seed must be >= 0, got {args.seed}")
     from pathlib import Path

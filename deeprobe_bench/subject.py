@@ -360,13 +360,18 @@ class ZooModel:
 
         return user_zoo_dir() / self.name
 
-    def load(self) -> Subject:
-        """The user's trained copy (:meth:`user_path`) when it has a card, else the shipped model."""
+    def active_path(self) -> Path:
+        """The copy :meth:`load` uses: the user's trained copy (:meth:`user_path`) when it has a card, else the
+        shipped model (:meth:`path`)."""
         user = self.user_path()
-        if (user / CARD).is_file():
-            logger.info("zoo model %s: loading the user's copy %s", self.name, user)
-            return load_zoo_dir(user, name=self.name)
-        return load_zoo_dir(self.path(), name=self.name)
+        return user if (user / CARD).is_file() else self.path()
+
+    def load(self) -> Subject:
+        """The model in :meth:`active_path`."""
+        path = self.active_path()
+        if path != self.path():
+            logger.info("zoo model %s: loading the user's copy %s", self.name, path)
+        return load_zoo_dir(path, name=self.name)
 
     def train(self, out_dir: Path | None = None, seed: int = 0) -> Path:
         """Train from scratch (resuming any interrupted run) into ``out_dir`` (default: :meth:`user_path`,
@@ -389,7 +394,7 @@ class ZooModel:
 
         if not self.sanity:
             raise UserError(f"zoo model {self.name} has no SAE to train sanity baselines for")
-        out = Path(out_dir) if out_dir is not None else (self.user_path() if (self.user_path() / CARD).is_file() else self.path())
+        out = Path(out_dir) if out_dir is not None else self.active_path()
         if not (out / CARD).is_file():
             raise UserError(f"{out} holds no trained {self.name} (no {CARD}); run `deeprobe-bench zoo train {self.name}` first")
         module, func = self.sanity.split(":")

@@ -31,30 +31,29 @@ RECIPE_KEYS = ("steps", "batch", "lr", "k", "l1")
 
 def add_sanity_saes(
     directory: Path,
+    subject: Any,
     acts: Any,
     held: Any,
-    hook_name: str,
     base: str,
     d_sae: int,
     recipe: dict[str, Any],
     seed: int = 0,
     *,
-    base_sae: Any = None,
     source: str = "",
     variants: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Train the sanity baselines of ``base`` at ``hook_name`` and add them to the zoo model in ``directory``.
+    """Train the sanity baselines of ``base`` at the model's task hook and add them to its zoo directory.
 
     Args:
-        directory: a zoo model directory (``card.json``, weights, ``saes/``).
-        acts: ``Float[Tensor, "n d_model"]`` training rows, drawn as the model's SAE stage draws them.
+        directory: the zoo model directory ``subject`` was loaded from (``card.json``, weights, ``saes/``).
+        subject: the loaded model (:func:`deeprobe_bench.subject.load_zoo_dir`); its card names the hook
+            (``task.hook_name``), and its SAE there is measured on ``held`` beside the baselines.
+        acts: ``Float[Tensor, "n d_model"]`` training rows at that hook, drawn as the model's SAE stage draws them.
         held: ``Float[Tensor, "m d_model"]`` held-out rows the quality figures are measured on.
-        hook_name: the hook the rows come from (and the trained SAE sits at).
         base: the trained SAE's architecture (``topk``, ``standard``, ``panneal``); its recipe is reused.
         d_sae: latents (the trained SAE's).
         recipe: the trained SAE's ``train_sae`` keywords (``steps``, ``batch``, ``lr``, ``k``, ``l1``).
         seed: seeds the random initialisation and the batch order.
-        base_sae: the trained SAE, measured on ``held`` beside the baselines (optional).
         source: one line saying where ``acts`` and ``held`` come from (written into the card).
         variants: which baselines (default: all of :data:`deeprobe_bench.sanity_saes.SANITY_ARCHS`).
 
@@ -62,7 +61,6 @@ def add_sanity_saes(
         The card's new ``sanity_saes`` entry: ``{variant: quality + training record}`` plus ``base``.
 
     Raises:
-        FileNotFoundError: ``directory`` has no ``card.json``.
         ValueError: an unknown variant or base, or fewer rows than one batch (from ``train_sae``).
     """
     from deeprobe_bench.sanity_saes import SANITY_ARCHS, train_sanity_sae
@@ -70,8 +68,9 @@ def add_sanity_saes(
     from deeprobe_bench.zoo.sae import sae_quality
 
     directory = Path(directory)
-    card_path = directory / CARD
-    card = json.loads(card_path.read_text())
+    card = dict(subject.card)
+    hook_name = card["task"]["hook_name"]
+    base_sae = subject.sae_for(hook_name)
     kwargs = {k: recipe[k] for k in RECIPE_KEYS if recipe.get(k) is not None}
     entry: dict[str, Any] = {
         "base": base,
@@ -102,5 +101,5 @@ def add_sanity_saes(
     card[SHA256] = zoo_file_digests(directory)
     tmp_card = directory / (CARD + ".tmp")
     tmp_card.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-    tmp_card.replace(card_path)
+    tmp_card.replace(directory / CARD)
     return entry

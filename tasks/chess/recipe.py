@@ -424,7 +424,7 @@ def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
     spec = {"d_sae": r["d_sae"], "steps": r["sae_steps"], "batch": r["sae_batch"], "lr": r["sae_lr"], "k": r["k"], "l1": r["l1"]}
     n_games = r.get("n_sae_games", FULL.n_sae_games)
     acts, held = sae_rows(subject.model, hook, n_games, card["config"]["n_ctx"], seed)
-    return add_sanity_saes(Path(out_dir), acts, held, hook, base, spec["d_sae"], spec, seed, base_sae=subject.sae_for(hook),
+    return add_sanity_saes(Path(out_dir), subject, acts, held, base, spec["d_sae"], spec, seed,
                            source=f"every character of {n_games} games (eval stream, seed {seed + 1}); held out: "
                            f"{max(4, n_games // 10)} games (seed {seed + 2})")  # fmt: skip
 

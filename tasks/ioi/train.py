@@ -565,7 +565,7 @@ def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
     held = _resid_at(model, b.tokens, hook, int(hook.split(".")[1]))[(pos >= 1) & (pos <= b.end[:, None])]
     spec = {"steps": recipe.sae_samples // recipe.sae_batch, "batch": min(recipe.sae_batch, len(acts)),
             "lr": recipe.sae_lr, "k": recipe.k}  # fmt: skip
-    return add_sanity_saes(Path(out_dir), acts, held, hook, "topk", recipe.d_sae, spec, seed, base_sae=subject.sae_for(hook),
+    return add_sanity_saes(Path(out_dir), subject, acts, held, "topk", recipe.d_sae, spec, seed,
                            source=f"every non-pad position of {n_ioi} bare train-split IOI sentences + "
                            f"{n_texts - n_ioi} filler documents; held out: non-BOS prompt tokens of the test split")  # fmt: skip
 

@@ -347,8 +347,7 @@ def sanity_saes(out_dir: Any, seed: int = 0) -> dict[str, Any]:
         "d_sae": card["recipe"]["d_sae"], "steps": card["recipe"]["sae_steps"], "batch": card["recipe"]["sae_batch"],
         "k": card["recipe"]["k"], "l1": card["recipe"]["l1"], "lr": 3e-4}  # fmt: skip
     acts, ev = sae_rows(subject.model, hook, spec["d_sae"], size, seed)
-    return add_sanity_saes(Path(out_dir), acts, ev, hook, base, spec["d_sae"], spec, seed,
-                           base_sae=subject.sae_for(hook), source=f"{len(acts)} rows of fresh random games "
+    return add_sanity_saes(Path(out_dir), subject, acts, ev, base, spec["d_sae"], spec, seed, source=f"{len(acts)} rows of fresh random games "
                            f"(seed {TRAIN_SEED_BASE * 1000 + seed}, every measured position); held out: the probe test games")  # fmt: skip
 
 

@@ -411,10 +411,9 @@ def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
     card = subject.card
     fields = {f.name for f in dataclasses.fields(Recipe)}
     recipe = dataclasses.replace(FULL, **{k: v for k, v in card["recipe"].items() if k in fields})
-    hook = card["task"]["hook_name"]
     fit, held = sae_rows(subject.model, recipe, seed)
     spec = {"steps": recipe.sae_steps, "batch": recipe.sae_batch, "lr": recipe.sae_lr, "k": recipe.k}
-    return add_sanity_saes(Path(out_dir), fit, held, hook, "topk", recipe.d_sae, spec, seed, base_sae=subject.sae_for(hook),
+    return add_sanity_saes(Path(out_dir), subject, fit, held, "topk", recipe.d_sae, spec, seed,
                            source=f"every non-pad, non-BOS position of {recipe.sae_docs} corpus documents and every "
                            "train-half question with both answers; 5% of the rows held out")  # fmt: skip
 
