@@ -428,8 +428,24 @@ def describe_field(name: str) -> str:
     return f"{name} ({CONTEXT_FIELDS[name]})" if name in CONTEXT_FIELDS else name
 
 
+@dataclass(kw_only=True)
+class ContextFields:
+    """The supervision-free fields of :data:`CONTEXT_FIELDS` (shapes in :class:`DiscoveryContext`), declared once:
+    a task sets them on its :class:`TaskData`, the runner copies them into the :class:`DiscoveryContext`
+    (:meth:`DiscoveryContext.take_from`). Keyword-only; None where the task gives none."""
+
+    train_tokens: Any | None = None
+    train_measured: Any | None = None
+    token_acts: Any | None = None
+    lengths: Any | None = None
+    pairs: Any | None = None
+    steering_prompts: dict[str, str] | None = None
+    site_acts: Any | None = None
+    poles: dict[str, str] | None = None
+
+
 @dataclass
-class DiscoveryContext:
+class DiscoveryContext(ContextFields):
     """Everything a method may use, and nothing more (DESIGN.md, "DiscoveryContext").
 
     Attributes:
@@ -475,12 +491,12 @@ class DiscoveryContext:
             columns, persona: ``{"agreeableness+": "agreeableness-", ...}``), so that a method contrasts a concept
             with its opposite rather than with every other row; or None (no bipolar concepts). It names concepts,
             it labels no row.
-
-    The optional fields are those of :data:`CONTEXT_FIELDS`: set from the task's :class:`TaskData`
-    (:meth:`take_from`), None where the task gives none. A method that cannot work without one lists it in
-    :attr:`Method.needs`.
         oracle: supervision ``oracle`` only (the reference rows): ``oracle() -> FeatureSet``, the task's
             own ground-truth feature set on every split it scores (:meth:`Task.oracle_features`).
+
+    The optional fields are those of :data:`CONTEXT_FIELDS` (declared once, in :class:`ContextFields`): set from
+    the task's :class:`TaskData` (:meth:`take_from`), None where the task gives none. A method that cannot work
+    without one lists it in :attr:`Method.needs`.
     """
 
     subject: Any
@@ -499,14 +515,6 @@ class DiscoveryContext:
     saes: dict[str, Any] = field(default_factory=dict)
     behaviour: Behaviour | None = None
     oracle: Callable[[], FeatureSet] | None = None
-    train_tokens: Any | None = None
-    train_measured: Any | None = None
-    token_acts: Any | None = None
-    lengths: Any | None = None
-    pairs: Any | None = None
-    steering_prompts: dict[str, str] | None = None
-    site_acts: Any | None = None
-    poles: dict[str, str] | None = None
 
     def take_from(self, data: TaskData) -> DiscoveryContext:
         """Set every supervision-free field of :data:`SUPERVISION_FREE_FIELDS` from ``data`` (``behaviour`` is
@@ -656,7 +664,7 @@ class ExampleSet:
 
 
 @dataclass
-class TaskData:
+class TaskData(ContextFields):
     """What ``Task.prepare`` returns; opaque to the core except these fields.
 
     Attributes:
@@ -692,14 +700,6 @@ class TaskData:
     examples: dict[str, ExampleSet] = field(default_factory=dict)
     behaviour: Behaviour | None = None
     reference_rows: list[tuple[str, Any, Any]] = field(default_factory=list)
-    train_tokens: Any | None = None
-    train_measured: Any | None = None
-    token_acts: Any | None = None
-    lengths: Any | None = None
-    pairs: Any | None = None
-    steering_prompts: dict[str, str] | None = None
-    site_acts: Any | None = None
-    poles: dict[str, str] | None = None
 
     def add_reference_rows(self, hook_name: str, acts: Any, labels: Any) -> None:
         """Register ``acts: Float[Tensor, "rows d_model"]`` at ``hook_name`` with their ground-truth

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError
+from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError, check_task_config
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +44,7 @@ class SyntheticConfig:
         for k in ("n_train", "n_label", "n_test", "n_concepts", "min_positives", "objective_rows"):
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1")
-        if self.objective_rows < 2:
-            raise ValueError("objective_rows must be at least 2")
-        if self.size_penalty < 0:
-            raise ValueError("size_penalty must be >= 0")
+        check_task_config(self, ("objective_rows",))
 
 
 def detection(
