@@ -21,6 +21,10 @@ class SetObjective:
         order, freq = rank_latents(ctx, method)
         self.ctx = ctx
         self.pool = [int(i) for i in order[:pool_size]]
+        # every candidate set is a subset of the pool: its encoder slices the pool's encoding of the train
+        # split, computed once (FeatureSet.encode_shared) instead of once per objective call
+        self._pool_set = latent_features(ctx.sae, ctx.hook_name, self.pool)
+        self._position = {a: i for i, a in enumerate(self.pool)}
         self.prior = {i: float(freq[i]) for i in self.pool}
         self.cache: dict[frozenset, float] = {}
         self.best = float("-inf")
@@ -37,7 +41,7 @@ class SetObjective:
         if self.exhausted:
             return None
         try:
-            reward = self.ctx.objective(latent_features(self.ctx.sae, self.ctx.hook_name, sorted(key)))
+            reward = self.ctx.objective(self._candidate(sorted(key)))
         except BudgetExhausted:
             self.exhausted = True
             return None
@@ -45,6 +49,14 @@ class SetObjective:
         if reward > self.best:
             self.best, self.best_set = reward, tuple(latents)
         return reward
+
+    def _candidate(self, latents: list[int]):
+        """The FeatureSet of ``latents`` (sorted), a subset of the pool's when they are all in it."""
+        if any(a not in self._position for a in latents):
+            return latent_features(self.ctx.sae, self.ctx.hook_name, latents)
+        fs = self._pool_set.subset([self._position[a] for a in latents])
+        fs.meta = {"latents": list(latents)}
+        return fs
 
     def result(self, ranked: list[int], scores: list[float], meta: dict):
         """The FeatureSet: the best set first (``selected``), then ``ranked`` candidates outside it."""

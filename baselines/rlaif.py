@@ -160,7 +160,7 @@ class RLAIF(Method):
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
         import torch
 
-        from deeprobe_bench.baselines.sae import rank_latents
+        from deeprobe_bench.baselines.sae import latent_features, rank_latents
 
         cfg = self.config
         if ctx.judge is None or ctx.objective is None:
@@ -202,9 +202,9 @@ class RLAIF(Method):
             scores = ctx.judge.score_activations(acts, keys=keys)
             det = torch.tensor([s.score for s in scores])
             simp = torch.tensor([s.simplicity for s in scores])
-            if cfg.w_causal:
-                causal = torch.tensor([float(ctx.objective(_latent_set(sae, ctx.hook_name, pool[j], dd[j : j + 1])))
-                                       for j in range(len(pool))])  # fmt: skip
+            if cfg.w_causal:  # each latent alone; one encoding of the pool per evaluation (encode_shared)
+                pool_set = latent_features(sae, ctx.hook_name, pool)
+                causal = torch.tensor([float(ctx.objective(pool_set.subset([j]))) for j in range(len(pool))])
             else:
                 causal = torch.zeros(len(pool))
             return {"reward": combine(det, simp, causal, weights), "detection": det, "simplicity": simp,
@@ -290,20 +290,6 @@ class RLAIF(Method):
             scores=current["reward"].float(),
             meta=meta,
         )
-
-
-def _latent_set(sae: Any, hook_name: str, latent: int, direction: Any) -> FeatureSet:
-    """One latent as a FeatureSet for the objective: its decoder row (``"1 d"``) as direction and the SAE's
-    activation of that latent (with the weights installed when the objective runs) as encoder."""
-    import torch
-
-    dirs = direction.detach().float().clone()
-
-    def encoder(x: Any) -> Any:
-        with torch.no_grad():
-            return sae.encode(x.float())[..., [latent]]
-
-    return FeatureSet(hook_name=hook_name, directions=dirs, encoder=encoder)
 
 
 def _fvu_and_sparsity(sae: Any, w_enc: Any, w_dec: Any, x: Any, idx: Any) -> tuple[Any, Any]:

@@ -226,6 +226,7 @@ class FeatureSet:
     meta: dict[str, Any] = field(default_factory=dict)
     kind: FeatureKind = "directions"
     coordinates: list[int] | None = None
+    _last: tuple[Any, int, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
@@ -253,25 +254,52 @@ class FeatureSet:
         s = [float(x) for x in self.scores]
         return sorted(range(n), key=lambda i: (-s[i], i))
 
+    def chosen_indices(self) -> list[int]:
+        """Indices of the method's chosen set, best first: the ``selected`` best-ranked (all when None)."""
+        rank = self.ranking()
+        return rank if self.selected is None else rank[: self.selected]
+
     def chosen(self) -> FeatureSet:
         """The method's chosen set: the ``selected`` best-ranked features (all when ``selected`` is None)."""
-        rank = self.ranking()
-        return self.subset(rank if self.selected is None else rank[: self.selected])
+        return self.subset(self.chosen_indices())
 
     def top(self, k: int) -> FeatureSet:
         """The ``k`` best-ranked features (all of them when ``k >= n``)."""
         return self.subset(self.ranking()[:k])
 
+    def encode_shared(self, x: Any) -> Any:
+        """``encoder(x)``, computed once for the last input the subsets of this set were given.
+
+        A search scores many subsets of one candidate pool on the same activations (the task's train
+        split), and an evaluation reads the chosen set and the prefixes of the ranking on the same splits:
+        each is a :meth:`subset`, whose encoder slices this set's encoding of the same input tensor (the same
+        object, unmodified since: ``x._version``) instead of running the encoder again. The values are those
+        of a fresh call for any encoder that is a function of its input; an output that requires grad is
+        never kept.
+
+        Args:
+            x: ``Float[Tensor, "... d_hook"]`` activations at :attr:`hook_name`.
+
+        Returns:
+            ``Float[Tensor, "... n"]``, as :attr:`encoder`.
+        """
+        last = self._last
+        if last is not None and last[0] is x and last[1] == x._version:
+            return last[2]
+        out = self.encoder(x)
+        self._last = None if getattr(out, "requires_grad", False) else (x, x._version, out)
+        return out
+
     def subset(self, idx: list[int]) -> FeatureSet:
-        """The features ``idx`` (in that order) as a new FeatureSet sharing the encoder."""
+        """The features ``idx`` (in that order) as a new FeatureSet whose encoder slices this set's
+        (:meth:`encode_shared`)."""
         import torch
 
         index = torch.as_tensor(idx, dtype=torch.long)
-        enc = self.encoder
         return FeatureSet(
             hook_name=self.hook_name,
             directions=self.directions[index],
-            encoder=lambda x: enc(x)[..., index],
+            encoder=lambda x: self.encode_shared(x)[..., index],
             labels=[self.labels[i] for i in idx] if self.labels is not None else None,
             scores=self.scores[index] if self.scores is not None else None,
             meta={"subset_of": len(self)},

@@ -173,6 +173,7 @@ def board_metrics(
     min_true_positives: int = 10,
     min_positives: int = 10,
     coverage: bool = True,
+    levels: tuple[Any, Any] | None = None,
 ) -> BoardMetrics:
     """Board reconstruction and coverage, calibrated and as the paper computes them, per BSP family.
 
@@ -187,6 +188,7 @@ def board_metrics(
             ``columns`` divided by ``denominator`` (the masked elements the paper counts as 0).
         min_positives: a column enters ``coverage`` with this many positives and negatives in both splits.
         coverage: also compute coverage (skipped for the reconstruction curve).
+        levels: ``concepts.split_levels(label_acts, test_acts)`` when the caller has them already.
 
     Returns:
         ``reconstruction`` (0..1): micro-F1 over ``scored`` on the test split, features tagged on the label
@@ -200,7 +202,7 @@ def board_metrics(
     from deeprobe_bench.metrics import concepts
     from deeprobe_bench.metrics.threshold_sweep import best_f1, reconstruction_counts
 
-    lv_label, lv_test = concepts.split_levels(label_acts, test_acts)
+    lv_label, lv_test = concepts.split_levels(label_acts, test_acts) if levels is None else levels
     rec = concepts.reconstruction_from_levels(lv_label, label_labels, lv_test, test_labels, scored, min_precision,
                                               min_true_positives)  # fmt: skip
     per_group: dict[str, dict[str, float | None]] = {n: {"reconstruction": rec.micro_f1(c)} for n, c in groups.items()}
@@ -330,11 +332,14 @@ class BoardGameTask(Task):
         return out
 
     def primary_columns(self) -> tuple[list[int], list[int]]:
-        """(scored columns: primary and not masked, masked primary columns)."""
-        cols = self.columns()
-        scored = [c for b in self.bsps() if b.primary and not b.masked for c in cols[b.name]]
-        masked = [c for b in self.bsps() if b.primary and b.masked for c in cols[b.name]]
-        return scored, masked
+        """(scored columns: primary and not masked, masked primary columns); computed once per task (an
+        objective asks for them on every call)."""
+        if getattr(self, "_primary", None) is None:
+            cols = self.columns()
+            scored = [c for b in self.bsps() if b.primary and not b.masked for c in cols[b.name]]
+            masked = [c for b in self.bsps() if b.primary and b.masked for c in cols[b.name]]
+            self._primary = (scored, masked)
+        return list(self._primary[0]), list(self._primary[1])
 
     def _split(self, subject: Any, name: str, n: int, seed: int) -> Split:
         import torch
@@ -404,7 +409,7 @@ class BoardGameTask(Task):
         import torch
 
         with torch.no_grad():
-            return features.encoder(self.acts(data, split, features.hook_name)).float()
+            return features.encode_shared(self.acts(data, split, features.hook_name)).float()
 
     def objective(self, data: TaskData, features: FeatureSet) -> float:
         """Board reconstruction (primary BSPs) of the chosen set on the train split, minus the size penalty."""
@@ -435,16 +440,21 @@ class BoardGameTask(Task):
         from deeprobe_bench.metrics import faithfulness as faith
 
         cfg = self.config
-        chosen = features.chosen()  # keeps FeatureSet.coordinates, remapped
+        picked = features.chosen_indices()
+        chosen = features.subset(picked)  # = features.chosen(); keeps FeatureSet.coordinates, remapped
         label, test = data.extra["splits"]["label"], data.extra["splits"]["test"]
-        label_acts = self._feature_acts(data, "label", chosen)
-        test_acts = self._feature_acts(data, "test", chosen)
+        # Every feature once per split; the chosen set and the curve's prefixes are columns of it (a feature's
+        # activations, thresholds and counts do not depend on the other features).
+        all_label, all_test = self._feature_acts(data, "label", features), self._feature_acts(data, "test", features)
+        lv_label, lv_test = concepts.split_levels(all_label, all_test)
+        pick = torch_index(picked)
+        label_acts, test_acts = all_label[:, pick], all_test[:, pick]
         groups = {b.name: cols for b, cols in zip(self.bsps(), self.columns().values(), strict=True)}
         scored, _ = self.primary_columns()
         res = board_metrics(
             label_acts, label.labels, test_acts, test.labels, groups, scored, self.paper_coverage(),
             min_precision=cfg.min_precision, min_true_positives=cfg.min_true_positives,
-            min_positives=cfg.min_positives,
+            min_positives=cfg.min_positives, levels=(lv_label[:, pick], lv_test[:, pick]),
         )  # fmt: skip
         metrics: dict[str, Any] = {
             "reconstruction": Metric(res.reconstruction),
@@ -466,16 +476,14 @@ class BoardGameTask(Task):
             }
         }
         if features.scores is not None and len(features) > 0:
-            # thresholds of a feature do not depend on the others: levels once, columns per point
-            lv_label, lv_test = concepts.split_levels(self._feature_acts(data, "label", features),
-                                                      self._feature_acts(data, "test", features))  # fmt: skip
             rank = features.ranking()
+            counts = concepts.tagging_counts(lv_label, label.labels)
 
             def rec_at(k: int) -> float:
                 idx = torch_index(rank[:k])
                 return concepts.reconstruction_from_levels(
                     lv_label[:, idx], label.labels, lv_test[:, idx], test.labels, scored,
-                    cfg.min_precision, cfg.min_true_positives,
+                    cfg.min_precision, cfg.min_true_positives, counts=(counts[0].features(idx), counts[1].features(idx)),
                 ).value  # fmt: skip
 
             raw = faith.curve(rec_at, len(features), faith.K_GRID)

@@ -47,25 +47,35 @@ def quantile_thresholds(
 ) -> Float[Tensor, "K f"]:
     """Per-feature thresholds: the ``1 - r`` quantile of each feature on the label split, ascending in k.
 
+    The quantile is ``torch.quantile(..., interpolation="lower")``: the sorted value at index
+    ``floor((1 - r) (n - 1))``, read from one sort per column (the same values, without ``torch.quantile``'s
+    second pass; ``tests/unit/test_concepts.py`` compares the two).
+
     Raises:
         ValueError: no label rows.
     """
-    if label_acts.shape[0] == 0:
+    n = label_acts.shape[0]
+    if n == 0:
         raise ValueError("quantile thresholds need at least one label row")
     q = torch.tensor([1.0 - r for r in rates], dtype=torch.float64)
+    index = (q * (n - 1)).floor().long()
     out = torch.empty(len(rates), label_acts.shape[1])
     for j in range(0, label_acts.shape[1], chunk):
-        block = label_acts[:, j : j + chunk].double()
-        out[:, j : j + chunk] = torch.quantile(block, q, dim=0, interpolation="lower").float()
+        out[:, j : j + chunk] = label_acts[:, j : j + chunk].float().sort(dim=0).values[index]
     return torch.cummax(out, dim=0).values  # ascending (ties kept)
 
 
 def levels(acts: Float[Tensor, "n f"], thresholds: Float[Tensor, "K f"], chunk: int = 4096) -> Float[Tensor, "n f"]:
-    """How many of a feature's thresholds each activation exceeds (0..K): on at level k iff level >= k."""
+    """How many of a feature's thresholds each activation exceeds (0..K): on at level k iff level >= k.
+
+    ``thresholds`` must be ascending in k (as :func:`quantile_thresholds` returns them): the count of
+    thresholds strictly below a value is its left insertion point (``torch.searchsorted``).
+    """
     out = torch.empty(acts.shape, dtype=torch.float32)
+    th = thresholds.float().T.contiguous()  # f K
     for i in range(0, acts.shape[0], chunk):
-        block = acts[i : i + chunk].float()
-        out[i : i + chunk] = (block.unsqueeze(1) > thresholds.unsqueeze(0)).sum(1).float()
+        block = acts[i : i + chunk].float().T.contiguous()  # f rows
+        out[i : i + chunk] = torch.searchsorted(th, block).T.float()
     return out
 
 
@@ -249,22 +259,37 @@ def reconstruction_from_levels(
     min_precision: float = 0.95,
     min_true_positives: int = 10,
     rates: tuple[float, ...] = FIRING_RATES,
+    counts: tuple[ts.SweepCounts, ts.SweepCounts] | None = None,
 ) -> Reconstruction:
     """:func:`reconstruction` from precomputed :func:`levels` (a curve over subsets of the same features
-    reuses them: the thresholds of a feature do not depend on the other features)."""
+    reuses them: the thresholds of a feature do not depend on the other features).
+
+    ``counts``: :func:`tagging_counts` of these levels, when the caller has them (a curve slices the counts of
+    the whole set with :meth:`~deeprobe_bench.metrics.threshold_sweep.SweepCounts.features`).
+    """
     k = len(rates)
     t, _ = _level_grid(k)
     mx = torch.full((lv_label.shape[1],), float(k))
     if lv_label.shape[1] == 0 or label_labels.shape[1] == 0 or lv_label.shape[0] < 2:
         rc = ts.reconstruction_counts(lv_label, label_labels, lv_test, test_labels, t, max_acts=mx)
         return Reconstruction(0.0, float(rates[0]), rc, 0)
+    first, whole = counts if counts is not None else tagging_counts(lv_label, label_labels, k)
     h = lv_label.shape[0] // 2
     choose = ts.reconstruction_counts(lv_label[:h], label_labels[:h], lv_label[h:], label_labels[h:], t,
-                                      min_precision, min_true_positives, max_acts=mx)  # fmt: skip
+                                      min_precision, min_true_positives, max_acts=mx, label_counts=first)  # fmt: skip
     j = int(choose.micro_f1(columns).argmax())
     rc = ts.reconstruction_counts(lv_label, label_labels, lv_test, test_labels, t, min_precision, min_true_positives,
-                                  max_acts=mx)  # fmt: skip
+                                  max_acts=mx, label_counts=whole)  # fmt: skip
     return Reconstruction(float(rc.micro_f1(columns)[j]), float(rates[j]), rc, j)
+
+
+def tagging_counts(
+    lv_label: Float[Tensor, "n f"], label_labels: Bool[Tensor, "n c"], k: int = len(FIRING_RATES)
+) -> tuple[ts.SweepCounts, ts.SweepCounts]:
+    """The label-split counts :func:`reconstruction_from_levels` tags with: on the first half of the label
+    rows (to choose the level) and on all of them (the scored tags)."""
+    h = lv_label.shape[0] // 2
+    return _sweep(lv_label[:h], label_labels[:h], k), _sweep(lv_label, label_labels, k)
 
 
 def concept_metrics(

@@ -68,6 +68,10 @@ class SweepCounts:
         # F1 = 2 TP / (on + pos); 0 where both are 0.
         return 2 * self.tp / (self.on.unsqueeze(-1) + self.pos.view(1, 1, -1)).clamp(min=1)
 
+    def features(self, idx: Tensor) -> SweepCounts:
+        """The counts of the features ``idx`` alone: a feature's counts do not depend on the other features."""
+        return SweepCounts(tp=self.tp[:, idx], on=self.on[:, idx], pos=self.pos, n=self.n)
+
 
 def _levels(
     acts: Float[Tensor, "n f"], max_acts: Float[Tensor, " f"], t: Float[Tensor, " T"]
@@ -78,7 +82,13 @@ def _levels(
     non-negative, so a pair is on at threshold index k iff ``level > k``.
     """
     live = max_acts > 0
-    rows, feats = torch.nonzero((acts > 0) & live.view(1, -1), as_tuple=True)
+    mask = (acts > 0) & live.view(1, -1)
+    if int(mask.sum()) > 0.25 * mask.numel():  # dense features (probes, neurons): one sorted search per row
+        thr = (t.view(1, -1) * max_acts.view(-1, 1)).contiguous()  # f T, ascending where the feature is live
+        level = torch.searchsorted(thr, acts.T.contiguous()).T * mask  # thresholds strictly below the value
+        rows, feats = torch.nonzero(level, as_tuple=True)
+        return rows, feats, level[rows, feats]
+    rows, feats = torch.nonzero(mask, as_tuple=True)
     vals = acts[rows, feats]
     level = (vals.unsqueeze(1) > t.view(1, -1) * max_acts[feats].unsqueeze(1)).sum(1)
     keep = level > 0
@@ -222,10 +232,13 @@ def reconstruction_counts(
     min_true_positives: int = 10,
     chunk: int = 2048,
     max_acts: Float[Tensor, " f"] | None = None,
+    label_counts: SweepCounts | None = None,
 ) -> ReconstructionCounts:
     """Tag on the label split, predict on the test split; the counts of :func:`reconstruction`.
 
     ``max_acts``: the per-feature maxima the thresholds are fractions of; default the label split's.
+    ``label_counts``: :func:`sweep_counts` of ``label_acts`` when the caller has them already (a curve over
+    subsets of one feature set slices them with :meth:`SweepCounts.features`); computed when None.
     """
     t = _thresholds(thresholds)
     n_c, n_f = label_labels.shape[1], label_acts.shape[1]
@@ -234,7 +247,7 @@ def reconstruction_counts(
         z = torch.zeros(len(t), n_c)
         return ReconstructionCounts(t, torch.zeros(len(t), n_f, n_c, dtype=torch.bool), mx, z, z.clone(),
                                     test_labels.float().sum(0))  # fmt: skip
-    counts = sweep_counts(label_acts, label_labels, t, mx, chunk)
+    counts = sweep_counts(label_acts, label_labels, t, mx, chunk) if label_counts is None else label_counts
     tags = (counts.precision() >= min_precision) & (counts.tp >= min_true_positives)  # T f c
     tags_f = tags.float()
     test_lab = test_labels.float()

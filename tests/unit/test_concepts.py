@@ -77,3 +77,20 @@ def test_choice_is_made_on_the_label_split_not_the_scored_one():
     label_acts = torch.stack([lab[:, 0].float(), torch.rand(2000, generator=g)], 1)
     test_acts = torch.stack([torch.rand(2000, generator=g), test[:, 0].float()], 1)
     assert C.coverage(label_acts, lab, test_acts, test).value < 0.05
+
+
+def test_quantile_thresholds_and_levels_equal_their_direct_definitions():
+    """One sort per column and searchsorted give exactly torch.quantile('lower') and the broadcast count."""
+    gen = torch.Generator().manual_seed(3)
+    for n in (1, 2, 7, 1001):
+        acts = torch.randn(n, 40, generator=gen)
+        acts[:, :10] = acts[:, :10].clamp(min=0)  # ties at 0, as for SAE latents
+        acts[:, 10:12] = 1.5  # constant features
+        q = torch.tensor([1.0 - r for r in C.FIRING_RATES], dtype=torch.float64)
+        direct = torch.cummax(torch.quantile(acts.double(), q, dim=0, interpolation="lower").float(), dim=0).values
+        th = C.quantile_thresholds(acts, chunk=16)
+        assert torch.equal(th, direct)
+        test = torch.randn(300, 40, generator=gen)
+        test[:5] = th[3]  # values equal to a threshold are not above it
+        counted = (test.unsqueeze(1) > th.unsqueeze(0)).sum(1).float()
+        assert torch.equal(C.levels(test, th, chunk=64), counted)
