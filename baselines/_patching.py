@@ -20,6 +20,7 @@ from typing import Any
 from deeprobe_bench.api import Behaviour, DiscoveryContext, FeatureSet, UserError
 from deeprobe_bench.baselines.sae import decoder_directions
 from deeprobe_bench.hooks import Counter, act_name, add_at_positions, at_positions, capture, replace_at_hook, run_hooked
+from deeprobe_bench.metrics.ranking import patch_effects
 
 
 def batches(behaviour: Behaviour):
@@ -424,13 +425,7 @@ def latent_patching(
 
             def effects(delta, acts=acts, pos=pos, clean=clean, rows=rows, m0=m0):
                 """Summed metric change of each of the ``B`` patches ``delta`` (``"B b k d"``), one pass."""
-                n_patch, b = delta.shape[0], acts.shape[0]
-                patched = add_at_positions(
-                    acts.repeat(n_patch, 1, 1), pos.repeat(n_patch, 1), delta.reshape(n_patch * b, *delta.shape[2:]).to(acts.dtype)
-                )  # fmt: skip
-                logits = replace_at_hook(model, clean.repeat(n_patch, 1), hook_name, patched, cnt)
-                m1 = behaviour.metric(logits, rows.repeat(n_patch)).double().view(n_patch, b)
-                return (m1 - m0).sum(1)
+                return patch_effects(model, hook_name, clean, rows, acts, pos, delta, behaviour.metric, m0, cnt)
 
             run = todo[differs[todo]] if skip_inactive else todo
             for i in range(0, len(run), patch_batch):

@@ -26,7 +26,10 @@ Nodes (``-M target=``):
 steps) and EAP-IG (Hanna et al. 2024, 5 to 30 steps)); for heads each layer is interpolated on its own.
 Its sum over all nodes of a layer tends to the exact effect of patching the whole layer (completeness).
 
-**Agreement** (``-M agreement=true``, default): every result records the Spearman rank correlation of
+**Agreement** is scored by the task, for every method that returns scores (IOI: ``agreement_spearman`` and
+``agreement_top10_recall`` against exact patching of the returned features on the test prompts). With
+``-M agreement=true`` (off by default) the method also records its own study on the train prompts: the
+Spearman rank correlation of
 ``|attribution|`` with ``|exact patching effect|`` (:mod:`baselines.exact`, one node at a time) and the
 top-10 / top-50 recall of the exact top-k, on a common sample of nodes: for latents, every latent whose
 activation differs between the clean and counterfactual run at some task position of the prompts used
@@ -62,7 +65,8 @@ class AttributionConfig:
         steps: interpolation points of ``ig`` (Sparse Feature Circuits: 10; EAP-IG: 5 to 30).
         n: nodes returned (ranked by |effect|).
         k: the chosen set: the ``k`` nodes of largest |effect|.
-        agreement: also run exact patching on the common sample and record Spearman / top-k recall.
+        agreement: also run exact patching on the common sample of the train prompts and record Spearman /
+            top-k recall and completeness in ``meta["agreement"]`` (the task scores agreement either way).
         agreement_sample: at most this many latents in the common sample (drawn with the seed); 0 = all.
     """
 
@@ -71,7 +75,7 @@ class AttributionConfig:
     steps: int = 10
     n: int = 50
     k: int = 10
-    agreement: bool = True
+    agreement: bool = False
     agreement_sample: int = 2048
 
     def __post_init__(self) -> None:

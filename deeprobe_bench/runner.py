@@ -60,6 +60,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -822,8 +823,8 @@ def _rng_preserved(*roots: Any) -> Any:
         elif inspect.isfunction(obj):
             children += [c.cell_contents for c in obj.__closure__ or () if _filled(c)]
             children += list(obj.__defaults__ or ())
-        elif callable(obj) and hasattr(obj, "__dict__") and not isinstance(obj, torch.nn.Module):
-            children += list(vars(obj).values())
+        elif hasattr(obj, "__dict__") and not isinstance(obj, torch.nn.Module | torch.Tensor | type | types.ModuleType):
+            children += list(vars(obj).values())  # callable objects, and the FeatureSet a subset's encoder slices
         for child in children:
             walk(child, depth + 1)
 

@@ -64,7 +64,9 @@ class AutointerpConfig:
         n_features: how many of the best-ranked features are considered (``judge_score`` is the mean over
             those the judge could score).
         n_explain: examples shown for the explanation (the strongest of the explanation half).
-        n_detect_pos / n_detect_neg: activating / non-activating examples in the detection mix.
+        n_detect_pos / n_detect_neg: activating / non-activating examples in the detection mix (10 + 10: a
+            feature's balanced accuracy moves in steps of 0.05; with 5 + 5 one noise feature scored 0.5, 0.6
+            and 0.9 on three seeds).
         n_quantiles: quantile bins of the activating rows (delphi: 10), for the stratified halves and draws.
         min_active: fewer activating rows than this: the feature is not judged (left out, counted).
         simple_words: explanations up to this many words count as fully simple.
@@ -72,8 +74,8 @@ class AutointerpConfig:
 
     n_features: int = 10
     n_explain: int = 10
-    n_detect_pos: int = 5
-    n_detect_neg: int = 5
+    n_detect_pos: int = 10
+    n_detect_neg: int = 10
     n_quantiles: int = 10
     min_active: int = 4
     simple_words: int = 12

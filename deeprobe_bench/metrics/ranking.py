@@ -85,3 +85,77 @@ def agreement(approx: Any, reference: Any, ks: Sequence[int] = (10, 50)) -> dict
         out[f"recall@{k}"] = topk_recall(approx, reference, k)
     out["n"] = len(_as_list(approx))
     return out
+
+
+def patch_effects(
+    model: Any, hook_name: str, clean: Any, rows: Any, acts: Any, pos: Any, delta: Any, metric: Any, m0: Any,
+    counter: Any = None,
+) -> Any:  # fmt: skip
+    """Summed change of the behaviour metric under each of ``B`` patches, in one forward pass.
+
+    Args:
+        model: a TransformerLens ``HookedTransformer``.
+        hook_name: where the activation is patched.
+        clean: ``Int[Tensor, "b pos"]`` the clean tokens of the batch; ``rows``: ``Int[Tensor, "b"]`` their
+            indices for ``metric``.
+        acts: ``Float[Tensor, "b pos d"]`` the clean activation at the hook.
+        pos: ``Int[Tensor, "b k"]`` the positions patched.
+        delta: ``Float[Tensor, "B b k d"]`` what each patch adds at those positions.
+        metric: ``metric(logits, rows) -> Float[Tensor, "b"]`` (:class:`api.Behaviour`).
+        m0: ``Float[Tensor, "b"]`` the metric of the unpatched run (float64).
+        counter: a :class:`deeprobe_bench.hooks.Counter` charged the pass.
+
+    Returns:
+        ``Float[Tensor, "B"]`` (float64): the metric change summed over the batch, per patch.
+    """
+    from deeprobe_bench.hooks import add_at_positions, replace_at_hook
+
+    n_patch, b = delta.shape[0], acts.shape[0]
+    patched = add_at_positions(acts.repeat(n_patch, 1, 1), pos.repeat(n_patch, 1),
+                               delta.reshape(n_patch * b, *delta.shape[2:]).to(acts.dtype))  # fmt: skip
+    logits = replace_at_hook(model, clean.repeat(n_patch, 1), hook_name, patched, counter)
+    m1 = metric(logits, rows.repeat(n_patch)).double().view(n_patch, b)
+    return (m1 - m0).sum(1)
+
+
+def feature_patching(model: Any, hook_name: str, behaviour: Any, features: Any, patch_batch: int = 8) -> Any:
+    """Exact effect on the behaviour metric of patching each feature alone, from its clean to its counterfactual
+    activation, at the behaviour's positions (activation patching, Wang et al. 2022, per feature as Sparse
+    Feature Circuits patches SAE latents, Marks et al. 2024):
+
+        x' = x + (a_i(x_counterfactual) - a_i(x_clean)) d_i
+
+    with ``a_i`` the feature's encoder column and ``d_i`` its direction. For SAE latents (directions the
+    decoder rows, encoder ``sae.encode``) this is exact latent patching, as ``baselines/exact.py`` computes it.
+
+    Args:
+        model: a TransformerLens ``HookedTransformer``.
+        hook_name: the hook of the features (their directions as wide as its activation).
+        behaviour: :class:`api.Behaviour` (clean / counterfactual tokens, positions, metric).
+        features: the :class:`api.FeatureSet` whose features are patched.
+        patch_batch: features patched side by side in one forward pass.
+
+    Returns:
+        ``Float[Tensor, "n"]``: the mean change of the metric over the behaviour's examples, per feature.
+        Cost: per batch of examples, 3 + ``ceil(n / patch_batch)`` forward passes.
+    """
+    import torch
+
+    from deeprobe_bench.hooks import at_positions, capture, replace_at_hook
+
+    n = len(features)
+    dirs = features.directions.float()
+    total = torch.zeros(n, dtype=torch.float64)
+    for start in range(0, len(behaviour), behaviour.batch_size):
+        rows = torch.arange(start, min(start + behaviour.batch_size, len(behaviour)))
+        clean, pos = behaviour.clean[rows], behaviour.positions[rows]
+        x = capture(model, clean, [hook_name])[hook_name]
+        x_cf = capture(model, behaviour.counterfactual[rows], [hook_name])[hook_name]
+        with torch.no_grad():
+            da = features.encoder(at_positions(x_cf, pos).float()) - features.encoder(at_positions(x, pos).float())
+            m0 = behaviour.metric(replace_at_hook(model, clean, hook_name, x), rows).double()
+            for i in range(0, n, patch_batch):
+                idx = torch.arange(i, min(i + patch_batch, n))
+                delta = da[:, :, idx].permute(2, 0, 1).unsqueeze(-1) * dirs[idx][:, None, None, :]  # B b k d
+                total[idx] += patch_effects(model, hook_name, clean, rows, x, pos, delta, behaviour.metric, m0)
+    return (total / len(behaviour)).float()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ class IOIConfig:
         min_positives: an attribute value enters ``attribute_coverage`` with this many positive and negative
             prompts in both the train and the val split (5: with 80 names, 512 train and 1000 val prompts
             score 123 of the 162 values; 10 would leave about 3).
+        agreement_features: the best-ranked features of a scored set whose ranking is compared with exact
+            patching on the test prompts (``agreement_spearman``, ``agreement_top10_recall``).
     """
 
     hook: str | None = None
@@ -38,6 +41,7 @@ class IOIConfig:
     size_penalty: float = 0.01
     reuse_below_hook: bool = True
     min_positives: int = 5
+    agreement_features: int = 50
 
     def __post_init__(self) -> None:
         from deeprobe_bench.tasks.ioi.core import POSITION_NAMES
@@ -45,15 +49,16 @@ class IOIConfig:
         bad = [p for p in self.positions if p not in POSITION_NAMES]
         if bad or not self.positions:
             raise ValueError(f"positions must be a non-empty subset of {POSITION_NAMES}, got {self.positions}")
-        check_task_config(self, ("n_train", "n_val", "n_test", "objective_batch"))
+        check_task_config(self, ("n_train", "n_val", "n_test", "objective_batch", "agreement_features"))
 
 
 class IOITask(Task):
     name = "ioi"
     description = "indirect object identification (Wang et al. 2022): faithfulness + attribute coverage"
-    # 3: calibrated metrics: CPR over the fraction of the stream kept, size = rank of the span, attribute
-    # coverage chance-corrected and chosen on train; 2: faithfulness_cpr, attribution agreement
-    version = "3"
+    # 4: ranking agreement computed here, on the test prompts, for every set with scores; 3: calibrated metrics:
+    # CPR over the fraction of the stream kept, size = rank of the span, attribute coverage chance-corrected
+    # and chosen on train; 2: faithfulness_cpr, attribution agreement
+    version = "4"
     Config = IOIConfig
     primary_metric = "faithfulness_cpr"
     provides = ("site_acts", "behaviour")
@@ -181,16 +186,36 @@ class IOITask(Task):
                                    "min_positives": self.config.min_positives,
                                    "paper_threshold": paper.threshold},  # fmt: skip
         }
-        # Attribution methods record their agreement with exact patching (on the train prompts they used).
-        agree = features.meta.get("agreement")
-        if isinstance(agree, dict) and "spearman" in agree:
-            metrics["agreement_spearman"] = Metric(agree["spearman"])
-            for k in (10, 50):
-                metrics[f"agreement_top{k}_recall"] = Metric(agree[f"recall@{k}"])
+        if features.scores is not None and len(features) >= 2 and features.directions.shape[-1] == d_model:
+            metrics.update(self._agreement(features, subject, test, hook, details))
         heads, circuit = features.meta.get("heads"), core.known_circuit(subject)
         if heads is not None and circuit is not None:  # the model card names its known IOI circuit
             p, r = core.head_precision_recall(heads, circuit)
             metrics["head_precision"], metrics["head_recall"] = Metric(p), Metric(r)
         metrics["_details"] = details
         return metrics
+
+    def _agreement(self, features: FeatureSet, subject: Any, test: Any, hook: str, details: dict[str, Any]):
+        """Ranking agreement of the method's scores with exact patching of its features on the test prompts.
+
+        The ``agreement_features`` best-ranked features are each patched alone from the clean to the ABC
+        prompt at the task positions (:func:`deeprobe_bench.metrics.ranking.feature_patching`); the method's
+        scores are compared with those exact effects (by absolute value): Spearman's rank correlation and the
+        recall of the exact top 10 among the method's top 10 (:func:`deeprobe_bench.metrics.ranking.agreement`).
+        Any method that returns scores gets them, the way AtP* and Sparse Feature Circuits judge an
+        attribution by exact patching (REFERENCE.md section 3); a random ranking scores about 0 and 10 / n.
+        """
+        import torch
+
+        from deeprobe_bench.metrics import ranking
+        from deeprobe_bench.tasks.ioi import core
+
+        top = features.top(self.config.agreement_features)
+        t0 = time.perf_counter()
+        exact = ranking.feature_patching(subject.model, hook, core.behaviour(test), top)
+        agree = ranking.agreement(top.scores, exact, ks=(10,))
+        details["agreement"] = {**agree, "reference": "exact patching of each feature alone on the test prompts",
+                                "exact_effects": [float(v) for v in exact], "wall_s": time.perf_counter() - t0,
+                                "finite": bool(torch.isfinite(exact).all())}  # fmt: skip
+        return {"agreement_spearman": Metric(agree["spearman"]), "agreement_top10_recall": Metric(agree["recall@10"])}
 

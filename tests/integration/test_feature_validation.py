@@ -198,8 +198,8 @@ def test_the_validation_checks_known_cases_directly():
 
 
 def test_probing_an_encoder_moves_no_random_stream_it_draws_from(toys):
-    """The null reference's noise feature draws from its own generator: the probe must leave the task the same
-    numbers (and the global generators alike)."""
+    """An encoder may draw from its own generator (a plugin's noise feature): the probe must leave the task the
+    same numbers (and the global generators alike)."""
     import torch
 
     from deeprobe_bench import api, runner

@@ -16,7 +16,9 @@ from deeprobe_bench.api import Behaviour, Budget, DiscoveryContext
 from deeprobe_bench.baselines._patching import latent_attribution, latent_patching
 from deeprobe_bench.baselines.attribution import Attribution, AttributionConfig
 from deeprobe_bench.baselines.exact import ExactConfig, ExactPatching
+from deeprobe_bench.baselines.sae import latent_features
 from deeprobe_bench.hooks import resume_layer
+from deeprobe_bench.metrics.ranking import feature_patching
 
 D, D_SAE, VOCAB, POS, J, A, B = 8, 16, 12, 6, 5, 3, 7
 HOOK = "blocks.0.hook_resid_post"
@@ -93,7 +95,7 @@ def test_the_methods_return_the_latent_first_and_record_agreement(toy):
         return DiscoveryContext(subject, HOOK, torch.zeros(4, D), sae, 0, "objective", Budget(None),
                                 lambda it=None, **kw: it, behaviour=behaviour)  # fmt: skip
 
-    fs = Attribution(AttributionConfig(n=5, k=2)).discover(ctx())
+    fs = Attribution(AttributionConfig(n=5, k=2, agreement=True)).discover(ctx())
     assert fs.meta["latents"][0] == J and len(fs) == 5 and fs.selected == 2
     assert fs.ranking()[0] == 0 and float(fs.scores[0]) == pytest.approx(abs(fs.meta["effects"][0]))
     agree = fs.meta["agreement"]
@@ -225,3 +227,18 @@ def test_decoder_directions_take_the_decoder_rows_only_when_decode_is_them(toy):
 
     dirs = decoder_directions(Rescaled)
     torch.testing.assert_close(dirs, sae.W_dec.detach().float() * scale[:, None], rtol=1e-5, atol=1e-5)
+
+
+def test_the_evaluators_feature_patching_equals_exact_latent_patching(toy):
+    """The agreement reference a task computes for any feature set (patch a feature along its direction by
+    its encoder's change) is exact latent patching when the features are SAE latents."""
+    subject, sae, behaviour = toy
+    latents = [J, 0, 3, 11]
+    fs = latent_features(sae, HOOK, latents)
+    ex = latent_patching(subject.model, sae, HOOK, behaviour, latents=latents, skip_inactive=False)
+    torch.testing.assert_close(feature_patching(subject.model, HOOK, behaviour, fs, patch_batch=3),
+                               ex.effects[latents], atol=1e-5, rtol=1e-5)  # fmt: skip
+    # a direction the readout ignores (no e_0 component) has no effect, whatever its encoder does
+    off = torch.eye(D)[1:2]
+    fs2 = type(fs)(HOOK, off, encoder=lambda x: x[..., 1:2] * 5)
+    assert float(feature_patching(subject.model, HOOK, behaviour, fs2).abs().max()) < 1e-5
