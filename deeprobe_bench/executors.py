@@ -83,9 +83,24 @@ class InProcess:
         return [out[i] for i in range(len(cells))]
 
 
+def _init_worker(threads: int) -> None:
+    """A pool worker's torch threads: the machine's cores shared out between the workers (numbers do not
+    depend on it; two workers with two threads each on two cores ran the grid slower than one)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_group(cells: list[dict[str, Any]], results_dir: str, force: bool) -> list[dict[str, Any]]:
+    """The cells of one dataset, one after another in this worker (one model load and one prepare for all)."""
+    return [run_cell_dict(c, results_dir, force, True, True) for c in cells]
+
+
 class ProcessPool:
-    """Cells on ``workers`` processes (started with ``spawn``: no state is inherited); each worker shares its
-    loaded models and prepared data between the cells it runs."""
+    """Cells on ``workers`` processes (started with ``spawn``: no state is inherited), each with its share of
+    the cores' torch threads. The cells of one (task, options, model, limit, seed) dataset go to one worker
+    together, largest group first, so each dataset is prepared once; a group's cells are reported when the
+    group finishes (each result is written as soon as its cell is done)."""
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
@@ -95,21 +110,29 @@ class ProcessPool:
     def run(self, cells: list[Cell], results_dir: str, force: bool = False,
             on_done: OnDone | None = None) -> list[Outcome]:
         ctx = multiprocessing.get_context("spawn")
+        groups: dict[str, list[int]] = {}
+        for i in range(len(cells)):
+            groups.setdefault(repr(_data_order(cells[i])), []).append(i)
+        order = sorted(groups.values(), key=len, reverse=True)
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
         out: dict[int, Outcome] = {}
-        with concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:
-            futures = {pool.submit(run_cell_dict, c.to_dict(), str(results_dir), force, True, True): i for i, c in enumerate(cells)}
+        with concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                                    initargs=(threads,)) as pool:  # fmt: skip
+            futures = {pool.submit(_run_group, [cells[i].to_dict() for i in g], str(results_dir), force): g for g in order}
             for fut in concurrent.futures.as_completed(futures):
-                i = futures[fut]
-                cell = cells[i]
+                group = futures[fut]
                 try:
-                    data = fut.result()
+                    datas = fut.result()
                 except Exception as e:  # the worker process died
-                    out[i] = _notify(on_done, Outcome(cell, "failed", error=redact(f"worker died: {type(e).__name__}: {e}")))
+                    for i in group:
+                        out[i] = _notify(on_done, Outcome(cells[i], "failed",
+                                                          error=redact(f"worker died: {type(e).__name__}: {e}")))  # fmt: skip
                     continue
-                if "user_error" in data:
-                    out[i] = _notify(on_done, Outcome(cell, "failed", error=redact(data["user_error"])))
-                else:
-                    out[i] = _notify(on_done, _outcome(cell, Result.from_dict(data)))
+                for i, data in zip(group, datas, strict=True):
+                    if "user_error" in data:
+                        out[i] = _notify(on_done, Outcome(cells[i], "failed", error=redact(data["user_error"])))
+                    else:
+                        out[i] = _notify(on_done, _outcome(cells[i], Result.from_dict(data)))
         return [out[i] for i in range(len(cells))]
 
 

@@ -50,7 +50,7 @@ def test_the_null_sits_at_chance_on_every_persona_metric(results):
     assert abs(null.metric("detection_auroc") - 0.5) <= 0.05
     assert null.metric("fluency_cost") <= 0.05
     assert abs(null.metric("judge_score") - 0.5) <= 0.05
-    assert null.metric("judge_n_scored") == 1  # the constant feature cannot be scored: left out, counted
+    assert null.metric("judge_n_scored") == 9  # the noise features; the constant cannot be scored: left out, counted
     assert null.details["autointerp"]["left_out"] == {"0": "constant"}
 
 
