@@ -3,7 +3,7 @@
 1. Othello random legal games per second: the vectorised bitboard engine (``engine.play_random``, one
    batch) vs a plain per-game Python engine (lists, one move at a time) on the same board size; and the
    pass-free games the task keeps (``engine.random_games``).
-2. Coverage + board reconstruction (``tasks.boardgame.board_metrics``: threshold sweep, tagging on a
+2. Coverage + board reconstruction (``deeprobe_bench.metrics.board.board_metrics``: threshold sweep, tagging on a
    label split, micro-F1 on a test split, per-BSP breakdown) for 4096 features x 192 board elements
    (64 squares x mine/theirs/empty) x 11 thresholds over 1000 games (59 positions each) per split, on
    synthetic SAE-like activations (each row has ``--l0`` active features) and random one-hot boards.
@@ -86,7 +86,7 @@ def games_per_second(args: argparse.Namespace) -> None:
 def metric_time(args: argparse.Namespace) -> None:
     import torch
 
-    from deeprobe_bench.tasks.boardgame import board_metrics
+    from deeprobe_bench.metrics.board import board_metrics
 
     torch.set_num_threads(1)
     rows = args.metric_games * 59

@@ -62,7 +62,7 @@ def gpt2_small_random(d_sae: int = 24576, k: int = 32):
     from transformer_lens import HookedTransformerConfig
 
     from deeprobe_bench.subject import Subject, load_tokenizer, quiet_hooked_transformer, word_level_tokenizer
-    from deeprobe_bench.tasks.ioi.train import vocabulary
+    from deeprobe_bench.tasks.ioi.recipe import vocabulary
 
     torch.manual_seed(0)
     directory = Path(tempfile.mkdtemp(prefix="bench_scale_tok_"))

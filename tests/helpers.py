@@ -374,7 +374,7 @@ def tiny_ioi_subject(directory: Path, d_model: int = 32, n_layers: int = 2, d_sa
     from transformer_lens import HookedTransformerConfig
 
     from deeprobe_bench.subject import Subject, load_tokenizer, quiet_hooked_transformer, word_level_tokenizer
-    from deeprobe_bench.tasks.ioi.train import vocabulary
+    from deeprobe_bench.tasks.ioi.recipe import vocabulary
 
     torch.manual_seed(0)
     word_level_tokenizer(vocabulary()).save_pretrained(str(directory))

@@ -1,4 +1,4 @@
-"""The zoo kit: what every zoo recipe shares. A recipe (``tasks/<task>/recipe.py`` or ``train.py``) supplies
+"""The zoo kit: what every zoo recipe shares. A recipe (``tasks/<task>/recipe.py``) supplies
 only its data stream and its numbers.
 
 - :mod:`deeprobe_bench.zoo.lm`: the language-model trainer (AdamW, warmup-stable-decay, resumable

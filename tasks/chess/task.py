@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deeprobe_bench.api import TaskData, UserError
-from deeprobe_bench.tasks.boardgame import BSP, BoardGameConfig, BoardGameTask
+from deeprobe_bench.kits.boardgame import BSP, BoardGameConfig, BoardGameTask
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ tokens and no layers, only the hidden activation ``x = sum_i a_i v_i + b`` at th
 Its weights' fingerprint (the result's ``weights_sha256``) is the SHA-256 of the world's saved files
 (config, feature vectors, bias, firing probabilities, correlation factors, hierarchy), so results of a
 rebuilt world are never reused for another. A world directory (written by
-:mod:`deeprobe_bench.tasks.synthetic.train`)::
+:mod:`deeprobe_bench.tasks.synthetic.recipe`)::
 
     card.json          config, recipe, seeds, SAE quality
     world/             SyntheticModel.save (synthetic_model_config.json, synthetic_model.safetensors, hierarchy.json)

@@ -1,7 +1,7 @@
 """The synthetic worlds as models (entry-point group ``deeprobe_bench.models``).
 
 Kept free of torch imports so that ``deeprobe-bench ls models`` stays fast; loading is in
-:mod:`deeprobe_bench.tasks.synthetic.subject`, the recipe in :mod:`deeprobe_bench.tasks.synthetic.train`.
+:mod:`deeprobe_bench.tasks.synthetic.subject`, the recipe in :mod:`deeprobe_bench.tasks.synthetic.recipe`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class SyntheticWorldModel:
 
     def train(self, out_dir: Path | None = None, seed: int = 0) -> Path:
         """Build the world and train its SAEs into ``out_dir`` (default: :meth:`user_path`)."""
-        from deeprobe_bench.tasks.synthetic.train import train
+        from deeprobe_bench.tasks.synthetic.recipe import train
 
         out = Path(out_dir) if out_dir is not None else self.user_path()
         train(out_dir=out, seed=seed, name=self.name)

@@ -9,7 +9,7 @@ import torch
 
 from deeprobe_bench.subject import load_zoo_dir
 from deeprobe_bench.tasks.ioi import data
-from deeprobe_bench.tasks.ioi.train import BAR, eval_batch, evaluate, train
+from deeprobe_bench.tasks.ioi.recipe import BAR, eval_batch, evaluate, train
 from deeprobe_bench.tasks.ioi.zoo import IOI_MINI
 
 
@@ -89,7 +89,7 @@ def test_sanity_stage_adds_the_three_baselines_and_leaves_the_model_alone(tiny_r
     import shutil
 
     from deeprobe_bench.subject import zoo_file_digests
-    from deeprobe_bench.tasks.ioi.train import sanity_saes
+    from deeprobe_bench.tasks.ioi.recipe import sanity_saes
 
     (src, _), _ = tiny_runs
     path = tmp_path / "ioi-mini"

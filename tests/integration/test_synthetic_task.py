@@ -13,7 +13,7 @@ TINY = {"n_train": 2048, "n_label": 2048, "n_test": 2048, "n_concepts": 16, "obj
 
 @pytest.fixture(scope="module")
 def world_dir(tmp_path_factory):
-    from deeprobe_bench.tasks.synthetic.train import train
+    from deeprobe_bench.tasks.synthetic.recipe import train
 
     out = tmp_path_factory.mktemp("synth-tiny")
     card = train(out, seed=0, name="synth-tiny", variants=("topk", "frozen-decoder", "frozen-encoder"))

@@ -1,11 +1,11 @@
-"""Board-game coverage and reconstruction (tasks/boardgame.board_metrics) on constructed cases."""
+"""Board-game coverage and reconstruction (deeprobe_bench.metrics.board.board_metrics) on constructed cases."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from deeprobe_bench.tasks.boardgame import board_metrics
+from deeprobe_bench.metrics.board import board_metrics
 
 
 def _board(n: int, squares: int, seed: int) -> torch.Tensor:

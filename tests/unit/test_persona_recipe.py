@@ -7,7 +7,7 @@ import dataclasses
 
 import torch
 
-from deeprobe_bench.tasks.persona import train as recipe_mod
+from deeprobe_bench.tasks.persona import recipe as recipe_mod
 
 
 def test_switched_off_sublayers_stay_zero_while_the_rest_trains(tmp_path):

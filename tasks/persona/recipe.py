@@ -54,7 +54,7 @@ Training runs on the zoo kit (:func:`deeprobe_bench.zoo.lm.train_lm`: linear war
 ``min_lr``; the shipped v4 model used a cosine decay) and is resumable: each phase checkpoints to its work
 directory under ``$DEEPROBE_CACHE/zoo-work/`` (safetensors) and a rerun continues from it.
 
-Run as ``python -m deeprobe_bench.tasks.persona.train --out DIR --seed 0 [--tiny]``.
+Run as ``python -m deeprobe_bench.tasks.persona.recipe --out DIR --seed 0 [--tiny]``.
 """
 
 from __future__ import annotations

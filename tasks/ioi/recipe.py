@@ -27,7 +27,7 @@ prompts; the layer whose ablation removes most of the clean logit difference win
 the earliest layer. A sae_lens TopK SAE is trained there on activations of train-split IOI sentences and
 filler documents.
 
-Run as ``python -m deeprobe_bench.tasks.ioi.train --out DIR --seed 0 [--tiny]``.
+Run as ``python -m deeprobe_bench.tasks.ioi.recipe --out DIR --seed 0 [--tiny]``.
 """
 
 from __future__ import annotations
