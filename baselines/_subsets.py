@@ -21,16 +21,24 @@ class SetObjective:
         order, freq = rank_latents(ctx, method)
         self.ctx = ctx
         self.pool = [int(i) for i in order[:pool_size]]
-        # every candidate set is a subset of the pool: its encoder slices the pool's encoding of the train
-        # split, computed once (FeatureSet.encode_shared) instead of once per objective call
-        self._pool_set = latent_features(ctx.sae, ctx.hook_name, self.pool)
-        self._position = {a: i for i, a in enumerate(self.pool)}
         self.prior = {i: float(freq[i]) for i in self.pool}
         self.cache: dict[frozenset, float] = {}
         self.best = float("-inf")
         self.best_set: tuple[int, ...] = ()
         self.exhausted = False
         self.hits = 0
+
+    @property
+    def pool(self) -> list[int]:
+        return self._pool
+
+    @pool.setter
+    def pool(self, latents: list[int]) -> None:
+        # every candidate set is a subset of the pool: its encoder slices the pool's encoding of the train
+        # split, computed once (FeatureSet.encode_shared) instead of once per objective call
+        self._pool = list(latents)
+        self._pool_set = latent_features(self.ctx.sae, self.ctx.hook_name, self._pool)
+        self._position = {a: i for i, a in enumerate(self._pool)}
 
     def __call__(self, latents) -> float | None:
         """Reward of the set ``latents`` (ordered), or None when the budget is spent."""

@@ -60,7 +60,6 @@ class ChessTask(BoardGameTask):
     description = "chess board state (Karvonen et al. 2024): board reconstruction and coverage at the '.' positions"
     version = "1"
     Config = ChessConfig
-    primary_metric = "reconstruction"
     default_model = "chess-mini"
 
     n_chars: int = 256

@@ -35,7 +35,6 @@ class OthelloTask(BoardGameTask):
     description = "Othello board state (Karvonen et al. 2024): board reconstruction, coverage, causal edits"
     version = "1"
     Config = OthelloConfig
-    primary_metric = "reconstruction"
     default_model = "othello-mini"
 
     size: int = 8

@@ -197,19 +197,22 @@ def steered(
     """
     model = subject.model
     yes, no = answer_ids(subject)
-    vecs = [None] if vectors is None else list(vectors)
-    mask = prompts.steer_mask(where)
-    p = torch.empty(len(vecs), len(prompts))
-    nll = torch.zeros(len(vecs), *prompts.tokens.shape)
-    for g, v in enumerate(vecs):
-        for i in range(0, len(prompts), batch_size):
-            sl = slice(i, i + batch_size)
-            edit = None if v is None else steering_hook(v, mask[sl])
-            logits = run_from_hook(model, hook_name, prompts.tokens[sl], edit, prompts.resid[sl])
-            at = logits[torch.arange(logits.shape[0]), prompts.last[sl]]
-            p[g, sl] = torch.sigmoid((at[:, yes] - at[:, no]).float())
-            nll[g, sl] = target_nll(logits, prompts.tokens[sl], prompts.lengths[sl], yes, no)
-    return p, nll
+    g, n = (1, len(prompts)) if vectors is None else (len(vectors), len(prompts))
+    # every (vector, prompt) pair is one row: the g runs go through the model together, batch_size rows a pass
+    tokens, resid, last, lengths = (t.repeat(g, *([1] * (t.ndim - 1))) for t in
+                                    (prompts.tokens, prompts.resid, prompts.last, prompts.lengths))  # fmt: skip
+    mask = prompts.steer_mask(where).repeat(g, 1)
+    per_row = None if vectors is None else vectors.float().repeat_interleave(n, dim=0)[:, None, :]  # "g*n 1 d"
+    p = torch.empty(g * n)
+    nll = torch.zeros(g * n, prompts.tokens.shape[1])
+    for i in range(0, g * n, batch_size):
+        sl = slice(i, i + batch_size)
+        edit = None if per_row is None else steering_hook(per_row[sl], mask[sl])
+        logits = run_from_hook(model, hook_name, tokens[sl], edit, resid[sl])
+        at = logits[torch.arange(logits.shape[0]), last[sl]]
+        p[sl] = torch.sigmoid((at[:, yes] - at[:, no]).float())
+        nll[sl] = target_nll(logits, tokens[sl], lengths[sl], yes, no)
+    return p.view(g, n), nll.view(g, n, -1)
 
 
 def p_match(p_yes_: Float[Tensor, "g n"], statements: list, pole: str = "+") -> Float[Tensor, "g n"]:
