@@ -751,6 +751,9 @@ class Task:
         accepts: the :attr:`FeatureSet.kind` values ``evaluate`` scores (default ``("directions",)``; a task
             that can score steering by prompting adds ``"prompts"``, see ``deeprobe_bench.metrics.steering``);
             the runner refuses a method of another kind before any work.
+        other_hooks: whether ``evaluate`` scores a feature set read at another hook than the task's own
+            (``FeatureSet.hook_name``: the board games read MLP neurons at ``mlp.hook_post``); when False the
+            runner refuses such a set (one line naming both hooks) instead of scoring it at the wrong hook.
         calibration_notes: metrics without a calibration verdict and why (:mod:`deeprobe_bench.calibration`).
         calibration_chance: chance levels of metrics whose chance is not 0 (an AUROC: 0.5).
     """
@@ -763,6 +766,7 @@ class Task:
     default_model: ClassVar[str] = ""
     accepts: ClassVar[tuple[str, ...]] = ("directions",)
     provides: ClassVar[tuple[str, ...]] = ()
+    other_hooks: ClassVar[bool] = False
     #: ``{metric: why}`` for the metrics ``deeprobe-bench calibrate`` gives no verdict: counts, flags, and
     #: scores whose attainable ceiling is not 1 (say why, as the task README does). Every other metric
     #: must separate the reference rows: oracle - null >= 0.9 in its better direction.

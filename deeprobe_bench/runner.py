@@ -759,7 +759,8 @@ def _prepare_failed(result: Result, error: str | None, details: dict[str, Any]) 
 def check_features(features: api.FeatureSet, task_name: str, task: api.Task, data: api.TaskData, subject: Any) -> None:
     """Validate a FeatureSet a method returned against the task and the subject, before the task evaluates it.
 
-    Checks, in order: the task scores its kind (``Task.accepts``); the hook exists on the subject's model;
+    Checks, in order: the task scores its kind (``Task.accepts``); the set is at the task's hook unless the task
+    scores other hooks (``Task.other_hooks``); the hook exists on the subject's model;
     the directions are finite and ``d_model`` or the hook's width wide; the encoder maps a probe batch of
     :data:`PROBE_ROWS` rows of activations at the set's hook to a finite ``"rows n"`` tensor
     (:meth:`api.FeatureSet.validate`). The probe rows are the task's train activations when the set is at the
@@ -775,6 +776,9 @@ def check_features(features: api.FeatureSet, task_name: str, task: api.Task, dat
     if features.kind not in accepts:
         raise api.InvalidFeatureSet(f"task {task_name} does not score feature sets of kind {features.kind!r} "
                                     f"(it scores {', '.join(accepts)})")  # fmt: skip
+    if features.hook_name != data.hook_name and not getattr(task, "other_hooks", False):
+        raise api.InvalidFeatureSet(f"task {task_name} scores features at its hook {data.hook_name}, not at "
+                                    f"{features.hook_name}")  # fmt: skip
     from deeprobe_bench import hooks
 
     model = getattr(subject, "model", None)

@@ -116,6 +116,7 @@ class ToyTask(api.Task):
     version = "1"
     Config = ToyTaskConfig
     primary_metric = "recovery"
+    other_hooks = True  # it scores directions wherever they were read (the validation tests use other hooks)
     default_model = "toy"
 
     def prepare(self, subject: Any, seed: int, limit: int | None = None) -> api.TaskData:

@@ -150,6 +150,7 @@ class BoardGameTask(Task):
 
     Config = BoardGameConfig
     primary_metric = "reconstruction"
+    other_hooks = True  # MLP neurons are read at their own hook (``FeatureSet.hook_name``, module docstring)
     provides = ("train_tokens", "train_measured")
     SPLIT_SEEDS = {"train": 0, "label": 1, "test": 2}
     calibration_notes = {

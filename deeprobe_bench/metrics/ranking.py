@@ -79,10 +79,16 @@ def topk_recall(approx: Any, reference: Any, k: int, absolute: bool = True) -> f
 
 
 def agreement(approx: Any, reference: Any, ks: Sequence[int] = (10, 50)) -> dict[str, float]:
-    """``{"spearman": ..., "spearman_signed": ..., "recall@10": ..., "recall@50": ..., "n": ...}``."""
+    """``{"spearman": ..., "spearman_signed": ..., "recall@10": ..., "recall@50": ..., "n": ...}``.
+
+    An approximation whose ``|scores|`` are all equal ranks nothing: every figure is NaN (its top-k would be
+    the first k by index, an order the method never claimed)."""
+    import math
+
     out = {"spearman": spearman(approx, reference), "spearman_signed": spearman(approx, reference, absolute=False)}
+    flat = len({abs(v) for v in _as_list(approx)}) < 2
     for k in ks:
-        out[f"recall@{k}"] = topk_recall(approx, reference, k)
+        out[f"recall@{k}"] = math.nan if flat else topk_recall(approx, reference, k)
     out["n"] = len(_as_list(approx))
     return out
 

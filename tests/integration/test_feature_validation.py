@@ -225,3 +225,20 @@ def test_probing_an_encoder_moves_no_random_stream_it_draws_from(toys):
     own = api.FeatureSet(HOOK, torch.eye(8)[:1], encoder=lambda a: torch.randn(*a.shape[:-1], 1, generator=gen))
     runner.check_features(own.subset([0]), "toy", task, data, subject)  # reached through subset's closure too
     assert torch.equal(own.encoder(x), torch.randn(5, 1, generator=torch.Generator().manual_seed(0)))
+
+
+def test_a_task_that_scores_only_its_own_hook_refuses_a_set_read_elsewhere(toys):
+    """IOI and persona intervene at their own hook: a set at another real hook is an error, not a silent
+    evaluation at the task's hook."""
+    import torch
+
+    from deeprobe_bench import api, runner
+
+    subject = toys.ToySubject()
+    task = toys.ToyTask()
+    data = task.prepare(subject, 0)
+    task.other_hooks = False
+    elsewhere = api.FeatureSet("blocks.0.mlp.hook_post", torch.eye(8)[:2], encoder=lambda x: x[..., :2])
+    with pytest.raises(api.InvalidFeatureSet, match="task toy scores features at its hook blocks.0.hook_resid_post, "
+                                                    "not at blocks.0.mlp.hook_post"):  # fmt: skip
+        runner.check_features(elsewhere, "toy", task, data, subject)

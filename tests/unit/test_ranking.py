@@ -53,3 +53,11 @@ def test_agreement_reports_every_figure():
     out = agreement(a, a)
     assert out["spearman"] == pytest.approx(1.0) and out["recall@10"] == 1.0 and out["recall@50"] == 1.0
     assert out["n"] == 60
+
+
+def test_agreement_of_a_constant_ranking_is_undefined():
+    """Tied scores rank nothing: no Spearman, and no top-k recall by index order."""
+    import math
+
+    out = agreement(torch.ones(30), torch.arange(30.0))
+    assert all(math.isnan(out[k]) for k in ("spearman", "recall@10", "recall@50"))
