@@ -80,6 +80,9 @@ class JudgeCache:
         try:
             if self.path is not None:
                 self._conn.execute("PRAGMA journal_mode=WAL")
+                # a reply committed is never lost by a crash of the process; only a power cut can drop the last
+                # few (SQLite's WAL with synchronous NORMAL), and a lost reply is asked again: no fsync per reply
+                self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(_SCHEMA)
         except sqlite3.DatabaseError as e:
             self._conn.close()
