@@ -7,8 +7,6 @@
    of the SAE's most frequent latents scored by ``task.objective`` as a fresh FeatureSet per call (each call
    encodes the train split through the SAE: the objective before ``FeatureSet.encode_shared``) vs as
    subsets of the pool's FeatureSet (one encoding for the whole search); the rewards must be equal.
-3. **Reconstruction curve** (``evaluate``'s ``reconstruction_cpr``): every prefix of the SAE's ranking scored
-   with its own tagging counts vs with the whole set's counts sliced (``concepts.tagging_counts``); equal.
 
 Usage: ``python benchmarks/bench_grid.py [--task othello] [--methods oracle,null,random,sae] [--calls 100]``
 """
@@ -52,14 +50,12 @@ def processes(task: str, methods: list[str], env: dict[str, str]) -> None:
 
 
 def objective_and_curve(task_name: str, calls: int, pool_size: int) -> None:
-    """Parts 2 and 3, in this process on the task's default model."""
+    """Part 2, in this process on the task's default model."""
     import torch
 
     from deeprobe_bench import registry, runner
     from deeprobe_bench.api import Budget, DiscoveryContext
     from deeprobe_bench.baselines.sae import latent_features, rank_latents
-    from deeprobe_bench.metrics import concepts
-    from deeprobe_bench.metrics.board import torch_index
 
     task = registry.get_task(task_name)()
     subject = runner.default_subject_loader(task.default_model)
@@ -84,34 +80,6 @@ def objective_and_curve(task_name: str, calls: int, pool_size: int) -> None:
     print(f"2. {task_name} objective, {calls} random sets of 1-8 of the {pool_size} most frequent latents:")
     print(f"   fresh FeatureSet per call {calls / t_fresh:.1f} calls/s, subsets of the pool {calls / t_shared:.1f} "
           f"calls/s: {t_fresh / t_shared:.1f}x; rewards equal: {fresh == shared}")  # fmt: skip
-
-    label, test = data.extra["splits"]["label"], data.extra["splits"]["test"]
-    fs = latent_features(sae, data.hook_name, list(range(sae.cfg.d_sae)))
-    with torch.no_grad():
-        lv_label, lv_test = concepts.split_levels(fs.encoder(task.acts(data, "label", data.hook_name)).float(),
-                                                  fs.encoder(task.acts(data, "test", data.hook_name)).float())  # fmt: skip
-    scored, _ = task.primary_columns()
-    rank = list(range(len(fs)))
-    ks = (1, 2, 5, 10, 20, 50, len(fs))
-
-    def curve(counts):
-        out = []
-        for k in ks:
-            idx = torch_index(rank[:k])
-            c = None if counts is None else (counts[0].features(idx), counts[1].features(idx))
-            out.append(concepts.reconstruction_from_levels(lv_label[:, idx], label.labels, lv_test[:, idx], test.labels,
-                                                           scored, counts=c).value)  # fmt: skip
-        return out
-
-    t0 = time.perf_counter()
-    alone = curve(None)
-    t_alone = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sliced = curve(concepts.tagging_counts(lv_label, label.labels))
-    t_sliced = time.perf_counter() - t0
-    print(f"3. {task_name} reconstruction curve of the SAE's {len(fs)} latents at k = {ks}:")
-    print(f"   counts per prefix {t_alone:.2f} s, whole set's counts sliced {t_sliced:.2f} s: "
-          f"{t_alone / t_sliced:.1f}x; values equal: {alone == sliced}")  # fmt: skip
 
 
 def main() -> None:

@@ -381,13 +381,12 @@ class BoardGameTask(Task):
         }
         if features.scores is not None and len(features) > 0:
             rank = features.ranking()
-            counts = concepts.tagging_counts(lv_label, label.labels)
 
             def rec_at(k: int) -> float:
                 idx = torch_index(rank[:k])
                 return concepts.reconstruction_from_levels(
                     lv_label[:, idx], label.labels, lv_test[:, idx], test.labels, scored,
-                    cfg.min_precision, cfg.min_true_positives, counts=(counts[0].features(idx), counts[1].features(idx)),
+                    cfg.min_precision, cfg.min_true_positives,
                 ).value  # fmt: skip
 
             raw = faith.curve(rec_at, len(features), faith.K_GRID)

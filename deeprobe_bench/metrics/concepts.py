@@ -259,37 +259,22 @@ def reconstruction_from_levels(
     min_precision: float = 0.95,
     min_true_positives: int = 10,
     rates: tuple[float, ...] = FIRING_RATES,
-    counts: tuple[ts.SweepCounts, ts.SweepCounts] | None = None,
 ) -> Reconstruction:
     """:func:`reconstruction` from precomputed :func:`levels` (a curve over subsets of the same features
-    reuses them: the thresholds of a feature do not depend on the other features).
-
-    ``counts``: :func:`tagging_counts` of these levels, when the caller has them (a curve slices the counts of
-    the whole set with :meth:`~deeprobe_bench.metrics.threshold_sweep.SweepCounts.features`).
-    """
+    reuses them: the thresholds of a feature do not depend on the other features)."""
     k = len(rates)
     t, _ = _level_grid(k)
     mx = torch.full((lv_label.shape[1],), float(k))
     if lv_label.shape[1] == 0 or label_labels.shape[1] == 0 or lv_label.shape[0] < 2:
         rc = ts.reconstruction_counts(lv_label, label_labels, lv_test, test_labels, t, max_acts=mx)
         return Reconstruction(0.0, float(rates[0]), rc, 0)
-    first, whole = counts if counts is not None else tagging_counts(lv_label, label_labels, k)
     h = lv_label.shape[0] // 2
     choose = ts.reconstruction_counts(lv_label[:h], label_labels[:h], lv_label[h:], label_labels[h:], t,
-                                      min_precision, min_true_positives, max_acts=mx, label_counts=first)  # fmt: skip
+                                      min_precision, min_true_positives, max_acts=mx)  # fmt: skip
     j = int(choose.micro_f1(columns).argmax())
     rc = ts.reconstruction_counts(lv_label, label_labels, lv_test, test_labels, t, min_precision, min_true_positives,
-                                  max_acts=mx, label_counts=whole)  # fmt: skip
+                                  max_acts=mx)  # fmt: skip
     return Reconstruction(float(rc.micro_f1(columns)[j]), float(rates[j]), rc, j)
-
-
-def tagging_counts(
-    lv_label: Float[Tensor, "n f"], label_labels: Bool[Tensor, "n c"], k: int = len(FIRING_RATES)
-) -> tuple[ts.SweepCounts, ts.SweepCounts]:
-    """The label-split counts :func:`reconstruction_from_levels` tags with: on the first half of the label
-    rows (to choose the level) and on all of them (the scored tags)."""
-    h = lv_label.shape[0] // 2
-    return _sweep(lv_label[:h], label_labels[:h], k), _sweep(lv_label, label_labels, k)
 
 
 def concept_metrics(

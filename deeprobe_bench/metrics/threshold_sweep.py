@@ -68,10 +68,6 @@ class SweepCounts:
         # F1 = 2 TP / (on + pos); 0 where both are 0.
         return 2 * self.tp / (self.on.unsqueeze(-1) + self.pos.view(1, 1, -1)).clamp(min=1)
 
-    def features(self, idx: Tensor) -> SweepCounts:
-        """The counts of the features ``idx`` alone: a feature's counts do not depend on the other features."""
-        return SweepCounts(tp=self.tp[:, idx], on=self.on[:, idx], pos=self.pos, n=self.n)
-
 
 def _levels(
     acts: Float[Tensor, "n f"], max_acts: Float[Tensor, " f"], t: Float[Tensor, " T"]
@@ -232,13 +228,10 @@ def reconstruction_counts(
     min_true_positives: int = 10,
     chunk: int = 2048,
     max_acts: Float[Tensor, " f"] | None = None,
-    label_counts: SweepCounts | None = None,
 ) -> ReconstructionCounts:
     """Tag on the label split, predict on the test split; the counts of :func:`reconstruction`.
 
     ``max_acts``: the per-feature maxima the thresholds are fractions of; default the label split's.
-    ``label_counts``: :func:`sweep_counts` of ``label_acts`` when the caller has them already (a curve over
-    subsets of one feature set slices them with :meth:`SweepCounts.features`); computed when None.
     """
     t = _thresholds(thresholds)
     n_c, n_f = label_labels.shape[1], label_acts.shape[1]
@@ -247,7 +240,7 @@ def reconstruction_counts(
         z = torch.zeros(len(t), n_c)
         return ReconstructionCounts(t, torch.zeros(len(t), n_f, n_c, dtype=torch.bool), mx, z, z.clone(),
                                     test_labels.float().sum(0))  # fmt: skip
-    counts = sweep_counts(label_acts, label_labels, t, mx, chunk) if label_counts is None else label_counts
+    counts = sweep_counts(label_acts, label_labels, t, mx, chunk)
     tags = (counts.precision() >= min_precision) & (counts.tp >= min_true_positives)  # T f c
     tags_f = tags.float()
     test_lab = test_labels.float()

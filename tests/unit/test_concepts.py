@@ -95,20 +95,3 @@ def test_quantile_thresholds_and_levels_equal_their_direct_definitions():
         counted = (test.unsqueeze(1) > th.unsqueeze(0)).sum(1).float()
         assert torch.equal(C.levels(test, th, chunk=64), counted)
 
-
-def test_a_curve_slicing_the_whole_sets_counts_equals_scoring_each_subset(splits):
-    """The reconstruction curve reuses the whole set's tagging counts: the same figure as each prefix alone."""
-    lab, test = splits
-    gen = torch.Generator().manual_seed(5)
-    signal = torch.cat([lab.float(), lab.float()[:, :4]], 1) + 0.1 * torch.randn(lab.shape[0], 16, generator=gen)
-    signal_t = torch.cat([test.float(), test.float()[:, :4]], 1) + 0.1 * torch.randn(test.shape[0], 16, generator=gen)
-    lv_l, lv_t = C.split_levels(signal, signal_t)
-    counts = C.tagging_counts(lv_l, lab)
-    for idx in ([0], [3, 7, 12], list(range(16)), [15, 2, 9, 0]):
-        i = torch.tensor(idx)
-        alone = C.reconstruction_from_levels(lv_l[:, i], lab, lv_t[:, i], test)
-        shared = C.reconstruction_from_levels(lv_l[:, i], lab, lv_t[:, i], test,
-                                              counts=(counts[0].features(i), counts[1].features(i)))  # fmt: skip
-        assert shared.value == alone.value and shared.level == alone.level
-        assert torch.equal(shared.counts.tp, alone.counts.tp) and torch.equal(shared.tags, alone.tags)
-    assert C.reconstruction_from_levels(lv_l, lab, lv_t, test).value > 0.3  # the signal is found at all
