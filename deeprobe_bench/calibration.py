@@ -65,9 +65,11 @@ def calibrate(
         chance: ``{metric: chance level}`` beyond :data:`CHANCE` (:attr:`Task.calibration_chance`).
 
     Returns:
-        One :class:`Row` per metric, in the order the task reports them.
+        One :class:`Row` per metric, in the order the task reports them, then one per metric of ``notes``
+        that no reference cell reports (with no floor or ceiling: the note says where it is checked).
     """
-    notes = {**CORE_NOTES, **(notes or {})}
+    task_notes = dict(notes or {})
+    notes = {**CORE_NOTES, **task_notes}
     chance = {**CHANCE, **(chance or {})}
     names: list[str] = []
     higher: dict[str, bool] = {}
@@ -89,6 +91,9 @@ def calibrate(
             gap = (ceiling - floor) if higher[name] else (floor - ceiling)
             verdict = "separates" if gap >= MIN_GAP else "FAILS"
         rows.append(Row(name, higher[name], floor, ceiling, verdict))
+    for name, why in task_notes.items():  # metrics the reference sets never get (a ranking's agreement ...)
+        if name not in higher:
+            rows.append(Row(name, True, None, None, f"n/a: {why} (the reference rows do not report it)"))
     return rows
 
 

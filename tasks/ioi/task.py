@@ -67,11 +67,16 @@ class IOITask(Task):
     provides = ("site_acts", "behaviour")
     default_model = "ioi-mini"
     _FAITH = "ceiling unknown: the smallest subspace that carries the behaviour is not known (README)"
+    _RANK = ("a ranking's agreement with exact patching, for sets with scores: the exact order scores 1, a random "
+             "order about 0 (Spearman) and 10 / n (recall), tests/unit/test_ranking.py")
+    _HEADS = "for sets of attention heads on a model whose card names its IOI circuit (gpt2-small)"
     calibration_notes = {
         "faithfulness_cpr": _FAITH, "faithfulness": _FAITH, "necessity": _FAITH,
         "size": "a rank, not a score", "size_fraction": "a fraction of d_model, not a score",
         "full_span": "a flag: the kept span covers (nearly) the whole stream",
         "attribute_coverage_paper": "the paper's figure, uncorrected for chance and chosen on the scored split",
+        "agreement_spearman": _RANK, "agreement_top10_recall": _RANK,
+        "head_precision": _HEADS, "head_recall": _HEADS,
     }  # fmt: skip
 
     def prepare(self, subject: Any, seed: int, limit: int | None = None) -> TaskData:

@@ -89,3 +89,10 @@ def test_a_metric_with_a_chance_level_is_judged_against_it():
     assert verdict["judge_n_scored"].startswith("n/a")
     bad = calibration.calibrate([judged("oracle", 0.9, 10)], [judged("null", 0.5, 1)])
     assert bad[0].verdict.startswith("FAILS")  # the ceiling must reach 0.5 + 0.9 x 0.5 = 0.95
+
+
+def test_a_noted_metric_no_reference_reports_is_listed_with_its_note():
+    rows = calibration.calibrate([_result("oracle", good=1.0)], [_result("null", good=0.0)],
+                                 notes={"agreement": "a ranking's agreement"})  # fmt: skip
+    assert [(r.metric, r.floor, r.ceiling) for r in rows] == [("good", 0.0, 1.0), ("agreement", None, None)]
+    assert rows[1].verdict.startswith("n/a: a ranking's agreement") and rows[1].ok
