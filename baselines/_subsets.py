@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
-from deeprobe_bench.api import BudgetExhausted, DiscoveryContext
+from typing import Any, ClassVar
+
+from deeprobe_bench.api import BudgetExhausted, DiscoveryContext, Method
 from deeprobe_bench.baselines.sae import latent_features, rank_latents
+
+
+class SubsetSearch(Method):
+    """Base of the searches over subsets of SAE latents on the task objective (``greedy``, ``mcts``).
+
+    ``attribution_option`` names the config field that, set to ``"attribution"``, chooses the candidates
+    (or the prior) by attribution patching on the task's behaviour metric, which the task must then give.
+    """
+
+    supervision = "objective"
+    attribution_option: ClassVar[str] = ""
+
+    @classmethod
+    def needs_for(cls, config: Any) -> tuple[str, ...]:
+        """The task's behaviour metric when the attribution option is on, nothing more otherwise."""
+        return ("behaviour",) if getattr(config, cls.attribution_option, None) == "attribution" else ()
 
 
 class SetObjective:

@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method
-from deeprobe_bench.baselines._subsets import SetObjective
+from deeprobe_bench.api import DiscoveryContext, FeatureSet
+from deeprobe_bench.baselines._subsets import SetObjective, SubsetSearch
 
 
 @dataclass
@@ -49,16 +49,11 @@ class GreedyConfig:
             raise ValueError("budget, pool and max_size must be >= 1")
 
 
-class Greedy(Method):
+class Greedy(SubsetSearch):
     name = "greedy"
     description = "greedy forward selection of SAE latents on the task objective"
-    supervision = "objective"
     Config = GreedyConfig
-
-    @classmethod
-    def needs_for(cls, config: GreedyConfig) -> tuple[str, ...]:
-        """The task's behaviour metric with ``pool_by=attribution``, nothing more otherwise."""
-        return ("behaviour",) if config.pool_by == "attribution" else ()
+    attribution_option = "pool_by"
 
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
         obj = SetObjective(ctx, self.name, self.config.pool)

@@ -40,8 +40,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method
-from deeprobe_bench.baselines._subsets import SetObjective
+from deeprobe_bench.api import DiscoveryContext, FeatureSet
+from deeprobe_bench.baselines._subsets import SetObjective, SubsetSearch
 
 
 @dataclass
@@ -96,16 +96,11 @@ class MCTSConfig:
 STOP = -1
 
 
-class MCTS(Method):
+class MCTS(SubsetSearch):
     name = "mcts"
     description = "Monte-Carlo tree search over subsets of SAE latents on the task objective (FUSE-style)"
-    supervision = "objective"
     Config = MCTSConfig
-
-    @classmethod
-    def needs_for(cls, config: MCTSConfig) -> tuple[str, ...]:
-        """The task's behaviour metric with ``prior=attribution``, nothing more otherwise."""
-        return ("behaviour",) if config.prior == "attribution" else ()
+    attribution_option = "prior"
 
     def resolved(self) -> tuple[str, float]:
         """``(policy, c)`` with the defaults filled in (left None in the config, so result labels show only
