@@ -23,7 +23,7 @@ Supervision = Literal["none", "labels", "objective", "judge", "oracle", "null"]
 SUPERVISIONS: tuple[str, ...] = typing.get_args(Supervision)
 #: supervisions of the reference rows, the floor and ceiling of every metric (DESIGN.md, "Calibration"):
 #: ``oracle`` reads the task's ground truth on every split it scores; ``null`` is uninformative by
-#: construction (a constant and a noise feature) and gets no more than ``none``. Tables show such rows
+#: construction (a constant and noise features) and gets no more than ``none``. Tables show such rows
 #: apart and never rank them.
 REFERENCE_SUPERVISIONS: tuple[str, ...] = ("oracle", "null")
 

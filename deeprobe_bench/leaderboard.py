@@ -294,7 +294,7 @@ def to_markdown(df: pd.DataFrame, title: str, note: str | None = None) -> str:
     if ref is not None and ref.any():
         parts += ["", "## Reference rows", "",
                   "The floor and ceiling of every column, on the same data (`deeprobe-bench calibrate`): `oracle` reads "
-                  "the task's own ground truth, `null` is a constant and a noise feature. Never ranked.", "",
+                  "the task's own ground truth, `null` is a constant and noise features. Never ranked.", "",
                   tabulate(df[ref], headers="keys", tablefmt="github", showindex=False, disable_numparse=True)]  # fmt: skip
     return "\n".join(parts) + "\n"
 

@@ -1,7 +1,7 @@
 """Calibration: the reference methods put every metric's floor at chance and its ceiling near 1.
 
 These are tests of the metrics (issue 12): on each task, the ``oracle`` (the task's own ground truth)
-scores >= 0.95 on every metric whose ceiling is 1, and the ``null`` (a constant and a noise feature)
+scores >= 0.95 on every metric whose ceiling is 1, and the ``null`` (a constant and noise features)
 scores within 0.05 of chance. Small splits, shipped zoo models, CI speed.
 """
 
