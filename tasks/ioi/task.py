@@ -47,7 +47,7 @@ class IOIConfig:
     agreement_prompts: int = 128
 
     def __post_init__(self) -> None:
-        from deeprobe_bench.tasks.ioi.core import POSITION_NAMES
+        from deeprobe_bench.tasks.ioi.metrics import POSITION_NAMES
 
         bad = [p for p in self.positions if p not in POSITION_NAMES]
         if bad or not self.positions:
@@ -83,7 +83,7 @@ class IOITask(Task):
         import torch
 
         from deeprobe_bench.progress import progress
-        from deeprobe_bench.tasks.ioi import core
+        from deeprobe_bench.tasks.ioi import metrics as ioi_metrics
         from deeprobe_bench.tasks.ioi.data import TRAIN_NAMES
 
         cfg = self.config
@@ -94,16 +94,16 @@ class IOITask(Task):
         if limit is not None:
             sizes = {s: min(n, limit) for s, n in sizes.items()}
         splits = {
-            s: core.build_split(subject, s, n, seed, hook, cfg.positions, progress=progress) for s, n in sizes.items()
+            s: ioi_metrics.build_split(subject, s, n, seed, hook, cfg.positions, progress=progress) for s, n in sizes.items()
         }
         gen = torch.Generator().manual_seed(seed)
         obj_idx = torch.randperm(len(splits["train"]), generator=gen)[: cfg.objective_batch]
         objective_split = splits["train"].rows(obj_idx)
-        train_labels, concepts = core.concept_labels(splits["train"].dataset, TRAIN_NAMES)
-        val_labels, _ = core.concept_labels(splits["val"].dataset, TRAIN_NAMES)
+        train_labels, concepts = ioi_metrics.concept_labels(splits["train"].dataset, TRAIN_NAMES)
+        val_labels, _ = ioi_metrics.concept_labels(splits["val"].dataset, TRAIN_NAMES)
         base = {
-            "objective": core.baseline(subject, objective_split, hook),
-            "test": core.baseline(subject, splits["test"], hook),
+            "objective": ioi_metrics.baseline(subject, objective_split, hook),
+            "test": ioi_metrics.baseline(subject, splits["test"], hook),
         }
         logger.info(
             "ioi on %s at %s: test logit diff clean %.3f, empty %.3f",
@@ -111,15 +111,15 @@ class IOITask(Task):
         )  # fmt: skip
         data = TaskData(
             hook_name=hook,
-            train_acts=core.end_acts(splits["train"]),
+            train_acts=ioi_metrics.end_acts(splits["train"]),
             train_labels=train_labels,
             concepts=concepts,
             n_train=len(splits["train"]),
             n_test=len(splits["test"]),
-            site_acts=core.site_acts(splits["train"]),
-            examples={"train": core.example_set(splits["train"], train_labels, concepts),
-                      "eval": core.example_set(splits["val"], val_labels, concepts)},  # fmt: skip
-            behaviour=core.behaviour(objective_split),
+            site_acts=ioi_metrics.site_acts(splits["train"]),
+            examples={"train": ioi_metrics.example_set(splits["train"], train_labels, concepts),
+                      "eval": ioi_metrics.example_set(splits["val"], val_labels, concepts)},  # fmt: skip
+            behaviour=ioi_metrics.behaviour(objective_split),
             extra={"subject": subject, "splits": splits, "objective_split": objective_split, "base": base,
                    "val_labels": val_labels},  # fmt: skip
             info={
@@ -135,15 +135,15 @@ class IOITask(Task):
             },
         )
         for name, labels in (("train", train_labels), ("val", val_labels)):  # the rows attribute coverage scores
-            data.add_reference_rows(hook, core.end_acts(splits[name]), labels)
+            data.add_reference_rows(hook, ioi_metrics.end_acts(splits[name]), labels)
         return data
 
     def objective(self, data: TaskData, features: FeatureSet) -> float:
         """Faithfulness of the chosen set on the fixed train subsample minus ``size_penalty * |S|``."""
-        from deeprobe_bench.tasks.ioi import core
+        from deeprobe_bench.tasks.ioi import metrics as ioi_metrics
 
         chosen = features.chosen()
-        f, _ = core.faithfulness(
+        f, _ = ioi_metrics.faithfulness(
             data.extra["subject"], data.extra["objective_split"], data.hook_name, data.extra["base"]["objective"],
             chosen, reuse_below_hook=self.config.reuse_below_hook,
         )  # fmt: skip
@@ -154,21 +154,21 @@ class IOITask(Task):
 
         from deeprobe_bench.metrics import concepts, threshold_sweep
         from deeprobe_bench.metrics import faithfulness as faith
-        from deeprobe_bench.tasks.ioi import core
+        from deeprobe_bench.tasks.ioi import metrics as ioi_metrics
 
         subject, test, base = data.extra["subject"], data.extra["splits"]["test"], data.extra["base"]["test"]
         hook = data.hook_name
         chosen = features.chosen()
         d_model = int(data.train_acts.shape[-1])
-        f, f_se = core.faithfulness(subject, test, hook, base, chosen)
-        nec, nec_se = core.faithfulness(subject, test, hook, base, chosen, mode="ablate")
-        curve = faith.stream_curve(lambda k: core.faithfulness(subject, test, hook, base, features.top(k))[0],
+        f, f_se = ioi_metrics.faithfulness(subject, test, hook, base, chosen)
+        nec, nec_se = ioi_metrics.faithfulness(subject, test, hook, base, chosen, mode="ablate")
+        curve = faith.stream_curve(lambda k: ioi_metrics.faithfulness(subject, test, hook, base, features.top(k))[0],
                                    features.directions.float(), features.ranking())  # fmt: skip
         rank = faith.span_rank(chosen.directions.float())
         full_span = rank >= faith.FULL_SPAN * d_model
         # Attribute coverage: feature and threshold chosen on the train prompts (label split), scored on val.
-        label_acts, label_labels = core.end_acts(data.extra["splits"]["train"]), data.train_labels
-        val_acts, val_labels = core.end_acts(data.extra["splits"]["val"]), data.extra["val_labels"]
+        label_acts, label_labels = ioi_metrics.end_acts(data.extra["splits"]["train"]), data.train_labels
+        val_acts, val_labels = ioi_metrics.end_acts(data.extra["splits"]["val"]), data.extra["val_labels"]
         with torch.no_grad():
             lab_f, val_f = chosen.encoder(label_acts).float(), chosen.encoder(val_acts).float()
         cov = concepts.coverage(lab_f, label_labels, val_f, val_labels, self.config.min_positives)
@@ -196,9 +196,9 @@ class IOITask(Task):
         }
         if features.scores is not None and len(features) >= 2 and features.directions.shape[-1] == d_model:
             metrics.update(self._agreement(features, subject, test, hook, details))
-        heads, circuit = features.meta.get("heads"), core.known_circuit(subject)
+        heads, circuit = features.meta.get("heads"), ioi_metrics.known_circuit(subject)
         if heads is not None and circuit is not None:  # the model card names its known IOI circuit
-            p, r = core.head_precision_recall(heads, circuit)
+            p, r = ioi_metrics.head_precision_recall(heads, circuit)
             metrics["head_precision"], metrics["head_recall"] = Metric(p), Metric(r)
         metrics["_details"] = details
         return metrics
@@ -216,12 +216,12 @@ class IOITask(Task):
         import torch
 
         from deeprobe_bench.metrics import ranking
-        from deeprobe_bench.tasks.ioi import core
+        from deeprobe_bench.tasks.ioi import metrics as ioi_metrics
 
         top = features.top(self.config.agreement_features)
         t0 = time.perf_counter()
         prompts = test.rows(torch.arange(min(len(test), self.config.agreement_prompts)))
-        exact = ranking.feature_patching(subject.model, hook, core.behaviour(prompts), top)
+        exact = ranking.feature_patching(subject.model, hook, ioi_metrics.behaviour(prompts), top)
         agree = ranking.agreement(top.scores, exact, ks=(10,))
         details["agreement"] = {**agree, "reference": "exact patching of each feature alone on the test prompts",
                                 "n_prompts": len(prompts),

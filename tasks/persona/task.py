@@ -121,7 +121,8 @@ class PersonaTask(Task):
     def prepare(self, subject: Any, seed: int, limit: int | None = None) -> TaskData:
         import torch
 
-        from deeprobe_bench.tasks.persona import core, data
+        from deeprobe_bench.tasks.persona import data
+        from deeprobe_bench.tasks.persona import metrics as persona_metrics
 
         cfg = self.config
         hook = cfg.hook or subject.card.get("task", {}).get("hook_name") or next(iter(subject.saes), None)
@@ -136,9 +137,9 @@ class PersonaTask(Task):
             rows = data.statements(source, split, cfg.traits)
             if limit is not None:  # keep whole contrast pairs, every trait
                 rows = [s for s in rows if s.pair < max(1, limit // (2 * len(cfg.traits)))]
-            halves[split] = core.build_split(subject, rows, hook, concepts, cfg.contrast, cfg.system_prompt)
+            halves[split] = persona_metrics.build_split(subject, rows, hook, concepts, cfg.contrast, cfg.system_prompt)
         train = halves["train"]
-        scale = core.residual_scale(train.questions)
+        scale = persona_metrics.residual_scale(train.questions)
         pair = torch.arange(len(train.contrast)) ^ 1  # rows 2i and 2i+1 are one statement's two contrast prompts
         instructions = {f"{t}{p}": data.instruction(t, p) for t in cfg.traits for p in data.POLES}
         gen = torch.Generator().manual_seed(seed)
@@ -148,10 +149,10 @@ class PersonaTask(Task):
             objective_rows[t] = rows_t[torch.randperm(len(rows_t), generator=gen)[: cfg.objective_batch]].sort().values
         base, base_nll = {}, {}
         for split, h in halves.items():
-            p, nll = core.steered(subject, h.questions, hook)
+            p, nll = persona_metrics.steered(subject, h.questions, hook)
             base[split], base_nll[split] = p[0], nll[0]
         n_system = int(subject.to_tokens([cfg.system_prompt])[1][0]) - 1 if cfg.system_prompt else 0
-        ceiling = {s: float((1 - core.p_match(b[None], halves[s].statements)).mean()) for s, b in base.items()}
+        ceiling = {s: float((1 - persona_metrics.p_match(b[None], halves[s].statements)).mean()) for s, b in base.items()}
         logger.info("persona on %s at %s (%s statements): residual scale %.3f", subject.name, hook, source, scale)
         out = TaskData(
             hook_name=hook,
@@ -192,7 +193,7 @@ class PersonaTask(Task):
                 "residual_scale": scale,
                 "statements": {s: len(h.statements) for s, h in halves.items()},
                 "p_yes_clean": {s: float(b.mean()) for s, b in base.items()},
-                "p_plus_clean": {s: float(core.p_match(b[None], halves[s].statements).mean()) for s, b in base.items()},
+                "p_plus_clean": {s: float(persona_metrics.p_match(b[None], halves[s].statements).mean()) for s, b in base.items()},
                 "steering_ceiling": ceiling,
             },
         )
@@ -214,15 +215,15 @@ class PersonaTask(Task):
         import torch
 
         from deeprobe_bench.references import label_lookup_features
-        from deeprobe_bench.tasks.persona import core
         from deeprobe_bench.tasks.persona import data as pdata
+        from deeprobe_bench.tasks.persona import metrics as persona_metrics
 
         lookup = label_lookup_features(data, seed)
         subject, test = data.extra["subject"], data.extra["halves"]["test"]
         stm = test.statements
         texts = [pdata.with_system(f"{pdata.instruction(s.trait, p)} {pdata.question(s.text)}", self.config.system_prompt)
                  for s in stm for p in pdata.POLES]  # fmt: skip
-        stated = core.encode(subject, texts, data.hook_name).last_acts().float()
+        stated = persona_metrics.encode(subject, texts, data.hook_name).last_acts().float()
         bare = test.questions.last_acts().float()
         dirs = []
         for concept in data.concepts:
@@ -266,18 +267,18 @@ class PersonaTask(Task):
         vector is added), for each coefficient (default: the grid)."""
         import torch
 
-        from deeprobe_bench.tasks.persona import core
+        from deeprobe_bench.tasks.persona import metrics as persona_metrics
 
         h = data.extra["halves"][split]
         grid = torch.tensor(self.config.coefficients if coefficients is None else coefficients, dtype=torch.float32)
         vecs = grid[:, None] * self._unit(data, vector)[None, :]
         q = h.questions.rows(rows)
         stm = [h.statements[i] for i in rows.tolist()]
-        p, nll = core.steered(data.extra["subject"], q, data.hook_name, vecs, self.config.positions)
+        p, nll = persona_metrics.steered(data.extra["subject"], q, data.hook_name, vecs, self.config.positions)
         base = data.extra["base"][split][rows][None, :]
         clean = data.extra["base_nll"][split][rows, : q.tokens.shape[1]]
-        cost = core.fluency_cost(nll, clean, q.steer_mask(self.config.positions))
-        return core.p_match(p, stm) - core.p_match(base, stm), cost
+        cost = persona_metrics.fluency_cost(nll, clean, q.steer_mask(self.config.positions))
+        return persona_metrics.p_match(p, stm) - persona_metrics.p_match(base, stm), cost
 
     def _trait_rows(self, statements, trait):
         import torch
@@ -314,8 +315,8 @@ class PersonaTask(Task):
         import torch
 
         from deeprobe_bench.metrics.steering import shift
-        from deeprobe_bench.tasks.persona import core
         from deeprobe_bench.tasks.persona import data as pdata
+        from deeprobe_bench.tasks.persona import metrics as persona_metrics
 
         if f"{trait}+" not in prompts:
             raise UserError(f"persona: the prompting feature set has no instruction for {trait}+")
@@ -325,9 +326,9 @@ class PersonaTask(Task):
         texts = [pdata.with_system(f"{prompts[trait + '+']} {pdata.question(s.text)}", self.config.system_prompt)
                  for s in stm]  # fmt: skip
         subject = data.extra["subject"]
-        pre = core.encode(subject, texts, data.hook_name)
-        p, nll = core.steered(subject, pre, data.hook_name)
-        d = core.p_match(p, stm)[0] - core.p_match(data.extra["base"][split][rows][None, :], stm)[0]
+        pre = persona_metrics.encode(subject, texts, data.hook_name)
+        p, nll = persona_metrics.steered(subject, pre, data.hook_name)
+        d = persona_metrics.p_match(p, stm)[0] - persona_metrics.p_match(data.extra["base"][split][rows][None, :], stm)[0]
         bare = h.questions.rows(rows)
         # the same targets in both: the question's tokens and the answer (``all``), or the answer (``last``)
         n_tail = (
@@ -357,17 +358,17 @@ class PersonaTask(Task):
     # ------------------------------------------------------------------ detection
 
     def _detect(self, data: TaskData, features: FeatureSet, r: Readout, trait: str) -> float:
-        """AUROC of the readout feature (signed), max-pooled over :func:`core.concept_span`, for the held-out
+        """AUROC of the readout feature (signed), max-pooled over :func:`persona_metrics.concept_span`, for the held-out
         contrast rows of ``<trait>+`` against those of ``<trait>-`` (the concept the method was given)."""
         import torch
 
         from deeprobe_bench.metrics.steering import detection_auroc
-        from deeprobe_bench.tasks.persona import core
+        from deeprobe_bench.tasks.persona import metrics as persona_metrics
 
         test = data.extra["halves"]["test"]
         col = {c: j for j, c in enumerate(data.concepts)}
         pos, neg = test.labels[:, col[f"{trait}+"]], test.labels[:, col[f"{trait}-"]]
-        span = core.concept_span(test.contrast)
+        span = persona_metrics.concept_span(test.contrast)
         rows = (pos | neg).nonzero().flatten()
         c = test.contrast.rows(rows)
         with torch.no_grad():

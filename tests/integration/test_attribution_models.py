@@ -16,7 +16,8 @@ from deeprobe_bench import cli
 from deeprobe_bench.api import Behaviour, Budget, DiscoveryContext, parse_config
 from deeprobe_bench.baselines._patching import head_attribution, head_patching
 from deeprobe_bench.baselines.attribution import Attribution, AttributionConfig
-from deeprobe_bench.tasks.ioi import IOITask, core
+from deeprobe_bench.tasks.ioi import IOITask
+from deeprobe_bench.tasks.ioi import metrics as ioi_metrics
 from deeprobe_bench.tasks.ioi.zoo import IOI_MINI
 
 SMALL = {"n_train": "64", "n_val": "64", "n_test": "32", "objective_batch": "16"}
@@ -45,7 +46,7 @@ def test_ioi_gives_its_behaviour_on_the_objective_prompts(ioi_mini):
     # the metric on the clean logits is the task's own logit difference
     with torch.no_grad():
         ld = b.metric(subject.model(b.clean), torch.arange(len(b)))
-    torch.testing.assert_close(ld, core.logit_diffs(subject, split, data.hook_name, None), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ld, ioi_metrics.logit_diffs(subject, split, data.hook_name, None), atol=1e-4, rtol=1e-4)
     # the counterfactual is the ABC prompt: same length, the same template, other names
     assert b.counterfactual.shape == b.clean.shape and not torch.equal(b.counterfactual, b.clean)
 
@@ -115,7 +116,7 @@ def test_head_attribution_on_the_gpt2_small_path_offline(tmp_path, offline_hub):
     n_heads = model.cfg.n_layers * model.cfg.n_heads
     assert len(fs) == n_heads and len(fs.meta["heads"]) == 5 and fs.meta["agreement"]["n"] == n_heads
     assert all(0 <= la < model.cfg.n_layers and 0 <= h < model.cfg.n_heads for la, h in fs.meta["ranked_heads"])
-    p, r = core.head_precision_recall(fs.meta["heads"])
+    p, r = ioi_metrics.head_precision_recall(fs.meta["heads"])
     assert 0 <= p <= 1 and 0 <= r <= 1
 
     # IG completeness per layer: the heads of a layer sum to the exact effect of patching the whole layer.

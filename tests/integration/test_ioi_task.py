@@ -5,7 +5,8 @@ import torch
 from helpers import tiny_ioi_subject
 
 from deeprobe_bench.api import FeatureSet, UserError, parse_config
-from deeprobe_bench.tasks.ioi import IOITask, core
+from deeprobe_bench.tasks.ioi import IOITask
+from deeprobe_bench.tasks.ioi import metrics as ioi_metrics
 
 SMALL = {"n_train": "48", "n_val": "64", "n_test": "40", "objective_batch": "24"}
 
@@ -85,5 +86,5 @@ def test_a_hook_beyond_the_model_is_a_user_error(prepared):
 
 
 def test_circuit_precision_recall():
-    assert core.head_precision_recall([(9, 9), (9, 6), (0, 0)]) == (pytest.approx(2 / 3), pytest.approx(2 / 26))
-    assert core.head_precision_recall([]) == (0.0, 0.0)
+    assert ioi_metrics.head_precision_recall([(9, 9), (9, 6), (0, 0)]) == (pytest.approx(2 / 3), pytest.approx(2 / 26))
+    assert ioi_metrics.head_precision_recall([]) == (0.0, 0.0)

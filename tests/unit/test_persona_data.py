@@ -3,7 +3,7 @@
 import torch
 
 from deeprobe_bench.tasks.persona import data
-from deeprobe_bench.tasks.persona.core import concept_labels
+from deeprobe_bench.tasks.persona.metrics import concept_labels
 
 
 def test_templated_statements_split_into_halves_with_every_template_and_entry_in_both():

@@ -142,7 +142,7 @@ def test_the_runner_refuses_prompting_on_a_task_that_cannot_score_it(toys, tmp_p
 
 
 def test_concept_span_starts_where_a_contrast_pair_differs():
-    from deeprobe_bench.tasks.persona.core import Prompts, concept_span
+    from deeprobe_bench.tasks.persona.metrics import Prompts, concept_span
 
     # BOS=0, system 5, instruction 1 / 2 (the pole) or answer 3 / 4 at the end, question 6 7, padding 9
     tokens = torch.tensor([[0, 5, 1, 6, 7, 9], [0, 5, 2, 6, 7, 9], [0, 5, 6, 7, 3, 9], [0, 5, 6, 7, 4, 9]])
@@ -157,7 +157,7 @@ def test_concept_span_starts_where_a_contrast_pair_differs():
 
 
 def test_target_nll_asks_for_the_next_token_and_for_an_answer_at_the_last():
-    from deeprobe_bench.tasks.persona.core import fluency_cost, target_nll
+    from deeprobe_bench.tasks.persona.metrics import fluency_cost, target_nll
 
     yes, no = 3, 4
     tokens = torch.tensor([[0, 1, 2, 9]])  # length 3: targets 1, 2, then an answer; position 3 is padding
