@@ -23,15 +23,6 @@ from deeprobe_bench.hooks import Counter, act_name, add_at_positions, at_positio
 from deeprobe_bench.metrics.ranking import patch_effects
 
 
-def batches(behaviour: Behaviour):
-    """``rows: Int[Tensor, "b"]`` of each batch of the behaviour's examples."""
-    import torch
-
-    n = len(behaviour)
-    for i in range(0, n, behaviour.batch_size):
-        yield torch.arange(i, min(i + behaviour.batch_size, n))
-
-
 @dataclass
 class NodeEffects:
     """Effects of patching each node from clean to counterfactual, in units of the behaviour metric.
@@ -94,7 +85,7 @@ def latent_attribution(model, sae, hook_name: str, behaviour: Behaviour, steps: 
     total = torch.zeros(d_sae, dtype=torch.float64)
     active = torch.zeros(d_sae, dtype=torch.bool)
     err_total, m_total = 0.0, 0.0
-    rows_iter = list(batches(behaviour))
+    rows_iter = list(behaviour.batches())
     for rows in progress(rows_iter, desc="attribution", total=len(rows_iter)) if progress else rows_iter:
         clean, cf, pos = behaviour.clean[rows], behaviour.counterfactual[rows], behaviour.positions[rows]
         if steps == 0:
@@ -169,7 +160,7 @@ def head_attribution(model, behaviour: Behaviour, steps: int = 0, progress=None)
     total = torch.zeros(n_layers, n_heads, dtype=torch.float64)
     active = torch.zeros(n_layers, n_heads, dtype=torch.bool)
     m_total = 0.0
-    rows_iter = list(batches(behaviour))
+    rows_iter = list(behaviour.batches())
     for rows in progress(rows_iter, desc="attribution", total=len(rows_iter)) if progress else rows_iter:
         clean, cf = behaviour.clean[rows], behaviour.counterfactual[rows]
         z_cf = capture(model, cf, hooks, cnt)
@@ -237,7 +228,7 @@ def head_directions(model, behaviour: Behaviour):
     cnt = Counter()
     hooks = _z_hooks(model)
     out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_model)
-    for rows in batches(behaviour):
+    for rows in behaviour.batches():
         pos = behaviour.positions[rows]
         z = capture(model, behaviour.clean[rows], hooks, cnt)
         zc = capture(model, behaviour.counterfactual[rows], hooks, cnt)
@@ -409,7 +400,7 @@ def latent_patching(
     total = torch.zeros(d_sae, dtype=torch.float64)
     active = torch.zeros(d_sae, dtype=torch.bool)
     err_total, m_total = 0.0, 0.0
-    rows_list = list(batches(behaviour))
+    rows_list = list(behaviour.batches())
     for rows in progress(rows_list, desc="exact", total=len(rows_list)) if progress else rows_list:
         clean, pos = behaviour.clean[rows], behaviour.positions[rows]
         acts = capture(model, clean, [hook_name], cnt)[hook_name]
@@ -461,7 +452,7 @@ def head_patching(model, behaviour: Behaviour, heads: list[int] | None = None, p
     total = torch.zeros(n, dtype=torch.float64)
     active = torch.zeros(n, dtype=torch.bool)
     m_total = 0.0
-    rows_list = list(batches(behaviour))
+    rows_list = list(behaviour.batches())
     for rows in progress(rows_list, desc="exact", total=len(rows_list)) if progress else rows_list:
         clean = behaviour.clean[rows]
         z_cf = capture(model, behaviour.counterfactual[rows], hooks, cnt)
@@ -499,7 +490,7 @@ def full_patch_effect(model, hook_name: str, behaviour: Behaviour) -> tuple[floa
     t0 = time.perf_counter()
     cnt = Counter()
     total = 0.0
-    for rows in batches(behaviour):
+    for rows in behaviour.batches():
         clean, pos = behaviour.clean[rows], behaviour.positions[rows]
         x = capture(model, clean, [hook_name], cnt)[hook_name]
         x_cf = capture(model, behaviour.counterfactual[rows], [hook_name], cnt)[hook_name]

@@ -15,7 +15,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -403,6 +403,14 @@ class Behaviour:
 
     def __len__(self) -> int:
         return int(self.clean.shape[0])
+
+    def batches(self) -> Iterator[Any]:
+        """``rows: Int[Tensor, "b"]`` of each batch of ``batch_size`` examples, in order."""
+        import torch
+
+        n = len(self)
+        for i in range(0, n, self.batch_size):
+            yield torch.arange(i, min(i + self.batch_size, n))
 
 
 # --------------------------------------------------------------------------- discovery

@@ -93,15 +93,13 @@ class Null(Method):
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
         import torch
 
-        cfg = self.config
-        d = int(ctx.train_acts.shape[-1])
-        names = ["constant"] * (cfg.features != "noise") + [f"noise{j}" for j in range(cfg.n_noise)] * (
-            cfg.features != "constant"
-        )
-        gen = torch.Generator().manual_seed(10_007 * ctx.seed + 1)
-        directions = torch.randn(len(names), d, generator=gen)
+        cfg, seed = self.config, ctx.seed
+        constant = cfg.features != "noise"
+        n_noise = cfg.n_noise if cfg.features != "constant" else 0
+        names = ["constant"] * constant + [f"noise{j}" for j in range(n_noise)]
+        gen = torch.Generator().manual_seed(10_007 * seed + 1)
+        directions = torch.randn(len(names), int(ctx.train_acts.shape[-1]), generator=gen)
         directions = directions / directions.norm(dim=-1, keepdim=True)
-        seed, constant, n_noise = ctx.seed, names[0] == "constant", len(names) - (names[0] == "constant")
 
         def encoder(x: Any) -> Any:
             parts = [torch.ones(*x.shape[:-1], 1)] if constant else []

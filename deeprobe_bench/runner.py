@@ -795,7 +795,7 @@ def check_features(features: api.FeatureSet, task_name: str, task: api.Task, dat
         widths.update({int(probe.shape[-1]), int(probe[0].numel())})
     elif hook_names is None and train_acts is not None:
         widths.add(int(train_acts.shape[-1]))
-    with _rng_preserved(features.encoder):  # the probe must not move an encoder's own random stream (null's noise)
+    with _rng_preserved(features.encoder):  # the probe must not move an encoder's own random stream (a plugin's noise)
         features.validate(hook_names, widths, probe)
 
 

@@ -34,12 +34,12 @@ What the base does:
   tagged on the first half of the first ``objective_games`` train games and scored on the second half,
   minus ``size_penalty * |S|``.
 - ``evaluate`` (test split), on the method's chosen set (``FeatureSet.chosen()``), at
-  ``features.hook_name`` (which may differ from the task's hook, e.g. MLP neurons):
-  ``reconstruction`` (primary; tag on the label split, micro-F1 on the test split, best threshold),
-  ``coverage`` (normalised by the attainable maximum) and ``coverage_raw`` (masked elements counted as 0),
-  per-BSP ``coverage`` / ``reconstruction`` in ``_details["per_bsp"]``; for ranked sets
-  (``scores`` given) the reconstruction curve at the top-k over ``faithfulness.K_GRID`` normalised by the
-  whole set's, its area (``reconstruction_cpr``) and distance from 1 (``reconstruction_cmd``).
+  ``features.hook_name`` (which may differ from the task's hook, e.g. MLP neurons), with
+  :func:`deeprobe_bench.metrics.board.board_metrics`: ``reconstruction`` (primary; tagged on the label split
+  at the quantile level chosen there, micro-F1 on the test split), ``coverage`` (chance-corrected, chosen on
+  the label split), the paper's ``reconstruction_paper`` / ``coverage_paper``, per-BSP figures in
+  ``_details["per_bsp"]``; for ranked sets (``scores`` given) the reconstruction curve at the top-k over
+  ``faithfulness.K_GRID`` normalised by the whole set's, and its area (``reconstruction_cpr``).
 - A feature whose ``hook_name`` is not a resid hook reads activations at that hook; if its
   ``FeatureSet.coordinates`` is given (``list[int]``), feature ``i`` is that coordinate of the hook's
   activation (used by interventions of game-specific metrics).
@@ -65,8 +65,8 @@ class BSP:
         name: ``"mine"``, ``"theirs"``, ``"empty"``, ``"legal"``, ``"piece"`` ...
         concepts: one name per column (``"c4:mine"``).
         primary: part of the headline coverage / reconstruction.
-        masked: masked but counted in ``coverage_raw`` (its best F1 counts as 0, the column still
-            counts in the mean); left out of ``coverage`` (normalised) and ``reconstruction``.
+        masked: masked but counted in the paper's ``coverage_paper`` (its best F1 counts as 0, the column
+            still counts in the denominator); left out of ``coverage`` and ``reconstruction``.
     """
 
     name: str
@@ -348,7 +348,7 @@ class BoardGameTask(Task):
         chosen = features.subset(picked)  # = features.chosen(); keeps FeatureSet.coordinates, remapped
         label, test = data.extra["splits"]["label"], data.extra["splits"]["test"]
         # Every feature once per split; the chosen set and the curve's prefixes are columns of it (a feature's
-        # activations, thresholds and counts do not depend on the other features).
+        # activations and quantile thresholds do not depend on the other features).
         all_label, all_test = self._feature_acts(data, "label", features), self._feature_acts(data, "test", features)
         lv_label, lv_test = concepts.split_levels(all_label, all_test)
         pick = torch_index(picked)

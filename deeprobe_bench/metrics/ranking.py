@@ -152,8 +152,7 @@ def feature_patching(model: Any, hook_name: str, behaviour: Any, features: Any, 
     n = len(features)
     dirs = features.directions.float()
     total = torch.zeros(n, dtype=torch.float64)
-    for start in range(0, len(behaviour), behaviour.batch_size):
-        rows = torch.arange(start, min(start + behaviour.batch_size, len(behaviour)))
+    for rows in behaviour.batches():
         clean, pos = behaviour.clean[rows], behaviour.positions[rows]
         x = capture(model, clean, [hook_name])[hook_name]
         x_cf = capture(model, behaviour.counterfactual[rows], [hook_name])[hook_name]
