@@ -202,6 +202,93 @@ def replace_at_hook(model: Any, tokens: Int[Tensor, "batch pos"], hook_name: str
     return run_from_hook(model, hook_name, tokens, edit=lambda _a: act, act=act, counter=counter)
 
 
+class LastTokenRun:
+    """The logits at each prompt's last token when only that token's activation at a residual hook is edited.
+
+    A causal model's earlier tokens cannot see an edit of the last one: their keys and values at every layer
+    are those of the clean run. They are computed once here, with TransformerLens's key-value cache
+    (``TransformerLensKeyValueCache``, frozen, one per prompt length so that no prefix is padded), and each
+    edited run is then one token per prompt from the hook on (``start_at_layer``) against those cached keys
+    and values. The logits equal :func:`run_from_hook`'s with the edit at the last token up to floating-point
+    rounding (``tests/unit/test_hooks.py``) at about ``1 / pos`` of its compute. TransformerLens's own use of
+    the cache is generation; this is the same mechanism with the prefix frozen.
+
+    Args:
+        model: a TransformerLens ``HookedTransformer``.
+        hook_name: a residual hook with a block after it (:func:`resume_layer` is not None).
+        tokens: ``Int[Tensor, "n pos"]`` the prompts, right-padded.
+        lengths: ``Int[Tensor, "n"]`` tokens per prompt; each prompt's last token is ``lengths - 1``.
+        counter: charged the clean passes over the prefixes, if given.
+
+    Raises:
+        ValueError: ``hook_name`` is not a residual hook with a block after it.
+    """
+
+    def __init__(self, model: Any, hook_name: str, tokens: Int[Tensor, "n pos"], lengths: Int[Tensor, " n"],
+                 counter: Counter | None = None) -> None:  # fmt: skip
+        import torch
+        from transformer_lens import TransformerLensKeyValueCache
+
+        start = resume_layer(hook_name, model.cfg.n_layers)
+        if start is None:
+            raise ValueError(f"{hook_name} is not a residual hook with a block after it: no pass can start there")
+        self.model, self.start, self.n = model, start, len(lengths)
+        #: per prompt length: (rows, [(keys, values) of every layer from `start` on])
+        self.groups: list[tuple[Tensor, list[tuple[Tensor, Tensor]]]] = []
+        with torch.no_grad():
+            for length in sorted(set(lengths.tolist())):
+                rows = (lengths == length).nonzero().flatten()
+                cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, len(rows))
+                if length > 1:
+                    prefix = tokens[rows, : length - 1]
+                    if counter is not None:
+                        counter.forward_passes += 1
+                        counter.sequences += len(rows)
+                    model(prefix, attention_mask=torch.ones_like(prefix), past_kv_cache=cache,
+                          stop_at_layer=model.cfg.n_layers)  # fmt: skip
+                self.groups.append((rows, [(e.past_keys, e.past_values) for e in cache.entries[start:]]))
+
+    def logits(self, last_act: Float[Tensor, "g n d_model"], batch_size: int = 512,
+               counter: Counter | None = None) -> Float[Tensor, "g n d_vocab"]:  # fmt: skip
+        """The logits at each prompt's last token with its activation at the hook replaced by ``last_act[g]``,
+        for each of the ``g`` edits (no grad).
+
+        Args:
+            last_act: the edited activations at the hook of each prompt's last token, per edit.
+            batch_size: prompts per pass (edits x prompts of one length).
+            counter: charged each pass, if given.
+
+        Raises:
+            ValueError: ``last_act`` is not ``(g, n, d_model)`` for the ``n`` prompts of this run.
+        """
+        import torch
+        from transformer_lens import TransformerLensKeyValueCache, TransformerLensKeyValueCacheEntry
+
+        cfg = self.model.cfg
+        if last_act.ndim != 3 or last_act.shape[1] != self.n or last_act.shape[2] != cfg.d_model:
+            raise ValueError(f"last_act has shape {tuple(last_act.shape)}; expected (g, {self.n}, {cfg.d_model})")
+        g = last_act.shape[0]
+        out = torch.empty(g, self.n, cfg.d_vocab_out)
+        with torch.no_grad():
+            for rows, kv in self.groups:
+                m = len(rows)
+                per = max(1, batch_size // m)  # edits per pass
+                for i in range(0, g, per):
+                    k = min(per, g - i)
+                    entries = [TransformerLensKeyValueCacheEntry(pk.repeat(k, 1, 1, 1), pv.repeat(k, 1, 1, 1),
+                                                                 frozen=True) for pk, pv in kv]  # fmt: skip
+                    # layers below the start are never run: their entries are placeholders
+                    cache = TransformerLensKeyValueCache([None] * self.start + entries,  # type: ignore[list-item]
+                                                         torch.ones(k * m, 0, dtype=torch.int), frozen=True)  # fmt: skip
+                    x = last_act[i : i + k, rows].reshape(k * m, 1, cfg.d_model).to(cfg.dtype)
+                    if counter is not None:
+                        counter.forward_passes += 1
+                        counter.sequences += k * m
+                    lg = self.model(x, start_at_layer=self.start, past_kv_cache=cache)
+                    out[i : i + k, rows] = lg[:, 0].float().view(k, m, -1)
+        return out
+
+
 def at_positions(act: Float[Tensor, "b pos d"], pos: Int[Tensor, "b k"]) -> Float[Tensor, "b k d"]:
     """``act[b, pos[b, j]]``: the activations at each example's ``k`` positions."""
     import torch

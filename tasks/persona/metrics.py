@@ -11,7 +11,7 @@ from torch import Tensor
 
 from deeprobe_bench import activations
 from deeprobe_bench.api import UserError
-from deeprobe_bench.hooks import run_from_hook
+from deeprobe_bench.hooks import LastTokenRun, run_from_hook
 from deeprobe_bench.interventions import steering_hook
 from deeprobe_bench.tasks.persona import data
 
@@ -213,6 +213,23 @@ def steered(
         p[sl] = torch.sigmoid((at[:, yes] - at[:, no]).float())
         nll[sl] = target_nll(logits, tokens[sl], lengths[sl], yes, no)
     return p.view(g, n), nll.view(g, n, -1)
+
+
+@torch.no_grad()
+def steered_last(
+    subject, prompts: Prompts, vectors: Float[Tensor, "g d"], run: LastTokenRun, batch_size: int = 512
+) -> tuple[Float[Tensor, "g n"], Float[Tensor, "g n"]]:
+    """``(p_yes, answer_nll)`` of :func:`steered` with ``where="last"``: each vector added at each prompt's last
+    token only, computed on that token alone against the cached keys and values of the tokens before it
+    (:class:`deeprobe_bench.hooks.LastTokenRun`, built on ``prompts``). The earlier tokens do not change, so
+    the :func:`target_nll` at the last token (``answer_nll``, ``-log(p(Yes) + p(No))``) is the only one that
+    does. Equal to :func:`steered` up to floating-point rounding (``tests/unit/test_persona.py``).
+    """
+    yes, no = answer_ids(subject)
+    last = prompts.last_acts().float()
+    logits = run.logits(last[None] + vectors.float()[:, None, :], batch_size=batch_size)
+    logp = torch.log_softmax(logits, -1)
+    return torch.sigmoid(logits[..., yes] - logits[..., no]), -torch.logsumexp(logp[..., [yes, no]], -1)
 
 
 def p_match(p_yes_: Float[Tensor, "g n"], statements: list, pole: str = "+") -> Float[Tensor, "g n"]:

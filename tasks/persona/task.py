@@ -274,11 +274,32 @@ class PersonaTask(Task):
         vecs = grid[:, None] * self._unit(data, vector)[None, :]
         q = h.questions.rows(rows)
         stm = [h.statements[i] for i in rows.tolist()]
-        p, nll = persona_metrics.steered(data.extra["subject"], q, data.hook_name, vecs, self.config.positions)
+        subject = data.extra["subject"]
         base = data.extra["base"][split][rows][None, :]
         clean = data.extra["base_nll"][split][rows, : q.tokens.shape[1]]
-        cost = persona_metrics.fluency_cost(nll, clean, q.steer_mask(self.config.positions))
+        run = self._last_token_run(data, split, rows, q)
+        if run is not None:  # the vector acts on the last token alone: only that token is recomputed
+            p, answer_nll = persona_metrics.steered_last(subject, q, vecs, run)
+            cost = (answer_nll - clean[torch.arange(len(rows)), q.last][None, :]).mean(1)
+        else:
+            p, nll = persona_metrics.steered(subject, q, data.hook_name, vecs, self.config.positions)
+            cost = persona_metrics.fluency_cost(nll, clean, q.steer_mask(self.config.positions))
         return persona_metrics.p_match(p, stm) - persona_metrics.p_match(base, stm), cost
+
+    def _last_token_run(self, data: TaskData, split: str, rows, q) -> Any:
+        """The :class:`~deeprobe_bench.hooks.LastTokenRun` of the questions ``rows`` of ``split`` (kept in
+        ``data.extra``: the objective steers the same rows at every call), or None where it does not apply: the
+        vector acts on every token (``positions="all"``), or the hook is not a residual one with a block after it."""
+        from deeprobe_bench.hooks import LastTokenRun, resume_layer
+
+        model = data.extra["subject"].model
+        if self.config.positions != "last" or resume_layer(data.hook_name, model.cfg.n_layers) is None:
+            return None
+        runs = data.extra.setdefault("last_token_runs", {})
+        key = (split, tuple(rows.tolist()))
+        if key not in runs:
+            runs[key] = LastTokenRun(model, data.hook_name, q.tokens, q.lengths)
+        return runs[key]
 
     def _trait_rows(self, statements, trait):
         import torch

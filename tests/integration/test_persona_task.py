@@ -89,6 +89,37 @@ def test_the_fluency_cost_is_measured_where_the_vector_is_added(prepared):
     assert float(all_[0]) > float(last[0]) > task.config.max_fluency_cost
 
 
+def test_steering_the_last_token_alone_recomputes_only_it_and_gives_the_whole_pass_s_numbers(prepared):
+    from deeprobe_bench.hooks import LastTokenRun
+    from deeprobe_bench.tasks.persona import metrics as persona_metrics
+
+    subject, task, data = prepared
+    v = DiffMean().discover(task_context(subject, data, "labels")).directions[0]
+    q = data.extra["halves"]["train"].questions
+    assert len(set(q.lengths.tolist())) > 1  # prompts of several lengths: the run groups them
+    vecs = torch.tensor([-2.0, 0.0, 1.0, 3.0])[:, None] * v[None, :]
+    p, nll = persona_metrics.steered(subject, q, data.hook_name, vecs, "last")
+    run = LastTokenRun(subject.model, data.hook_name, q.tokens, q.lengths)
+    p_last, answer_nll = persona_metrics.steered_last(subject, q, vecs, run)
+    torch.testing.assert_close(p_last, p, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(answer_nll, nll[:, torch.arange(len(q)), q.last], rtol=1e-4, atol=1e-5)
+    assert float((p[3] - p[1]).abs().max()) > 0.1  # the vector moved the answer
+    # the task's curve takes the last-token path under positions="last"; the same shift and cost as the whole pass
+    rows = task._trait_rows(data.extra["halves"]["train"].statements, "agreeableness")[:16]
+    shift, cost = task._curve(data, "train", v, rows, [-1.0, 1.0, 3.0])
+    assert len(data.extra["last_token_runs"]) >= 1
+    sub = q.rows(rows)
+    p_all, nll_all = persona_metrics.steered(subject, sub, data.hook_name, torch.tensor([-1.0, 1.0, 3.0])[:, None] * v,
+                                             "last")  # fmt: skip
+    stm = [data.extra["halves"]["train"].statements[i] for i in rows.tolist()]
+    base = data.extra["base"]["train"][rows][None, :]
+    want = persona_metrics.p_match(p_all, stm) - persona_metrics.p_match(base, stm)
+    clean = data.extra["base_nll"]["train"][rows, : sub.tokens.shape[1]]
+    torch.testing.assert_close(shift, want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(cost, persona_metrics.fluency_cost(nll_all, clean, sub.steer_mask("last")),
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+
+
 def test_a_direction_and_its_negation_steer_alike(prepared):
     subject, task, data = prepared
     v = DiffMean().discover(task_context(subject, data, "labels")).directions[0]

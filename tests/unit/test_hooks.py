@@ -68,6 +68,37 @@ def test_forward_from_a_hook_matches_the_whole_model_with_the_edit_inside_the_ho
     torch.testing.assert_close(hooks.replace_at_hook(model, tokens, hook, act + shift), whole, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("hook", ["blocks.0.hook_resid_post", "blocks.1.hook_resid_pre", "blocks.0.hook_resid_pre"])
+def test_the_last_token_run_gives_the_logits_of_a_whole_pass_with_the_last_token_edited(model, hook):
+    # prompts of three lengths, right-padded with token 0; one of them is BOS alone (no prefix to cache)
+    lengths = torch.tensor([5, 3, 5, 1, 3, 4])
+    tokens = torch.randint(1, 20, (6, 5), generator=torch.Generator().manual_seed(4))
+    tokens[torch.arange(5)[None, :] >= lengths[:, None]] = 0
+    act = hooks.capture(model, tokens, [hook])[hook]
+    last = lengths - 1
+    shifts = 3 * torch.randn(4, act.shape[-1], generator=torch.Generator().manual_seed(5))
+    cnt = hooks.Counter()
+    run = hooks.LastTokenRun(model, hook, tokens, lengths, counter=cnt)
+    assert cnt.forward_passes == 3 and cnt.sequences == 5  # one clean pass per length > 1, over its prefixes
+    got = run.logits(act[torch.arange(6), last][None] + shifts[:, None, :], batch_size=4, counter=cnt)
+    assert got.shape == (4, 6, 20)
+    for g, shift in enumerate(shifts):
+        def edit(a, shift=shift):
+            a = a.clone()
+            a[torch.arange(6), last] += shift
+            return a
+
+        with torch.no_grad():
+            whole = hooks.run_from_hook(model, hook, tokens, edit, None)[torch.arange(6), last]
+            clean = model(tokens)[torch.arange(6), last]
+        torch.testing.assert_close(got[g], whole, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(got[g], clean, atol=1e-3)  # the edit reached the logits
+    with pytest.raises(ValueError, match="expected"):
+        run.logits(act[:, 0][None, :5])
+    with pytest.raises(ValueError, match="not a residual hook"):
+        hooks.LastTokenRun(model, "blocks.2.hook_resid_post", tokens, lengths)
+
+
 def test_the_position_helpers_keep_their_annotated_shapes_when_checked_at_run_time():
     from beartype import beartype
     from jaxtyping import TypeCheckError, jaxtyped
