@@ -7,6 +7,12 @@
    of the SAE's most frequent latents scored by ``task.objective`` as a fresh FeatureSet per call (each call
    encodes the train split through the SAE: the objective before ``FeatureSet.encode_shared``) vs as
    subsets of the pool's FeatureSet (one encoding for the whole search); the rewards must be equal.
+3. **Local judge requests per second** (what ``judge_score`` and ``rlaif`` spend on the default path): the same
+   chat requests through the real client to the in-process local server, with Nagle's algorithm on the
+   server's sockets (as before) vs off (``TCP_NODELAY``, as now); the replies must be equal.
+4. **Persona objective calls per second** (``mcts``, ``greedy``, ``rlaif`` on persona): each call's steering
+   curve as whole passes from the hook vs on the last token alone (``hooks.LastTokenRun``); the rewards must
+   agree to 1e-6.
 
 Usage: ``python benchmarks/bench_grid.py [--task othello] [--methods oracle,null,random,sae] [--calls 100]``
 """
@@ -82,18 +88,78 @@ def objective_and_curve(task_name: str, calls: int, pool_size: int) -> None:
           f"calls/s: {t_fresh / t_shared:.1f}x; rewards equal: {fresh == shared}")  # fmt: skip
 
 
+def judge_requests(n: int) -> None:
+    """Part 3: local judge requests, Nagle on vs off."""
+    from http.server import BaseHTTPRequestHandler
+
+    from deeprobe_bench.judge import open_judge
+    from deeprobe_bench.judge import server as srv
+
+    requests = [([{"role": "user", "content": f"request {i}"}], None) for i in range(n)]
+
+    def timed() -> tuple[float, list[str]]:
+        with open_judge("local", cache_path="") as judge:
+            t0 = time.perf_counter()
+            replies = judge.complete_many(requests)
+            return time.perf_counter() - t0, [r.text for r in replies]
+
+    nodelay = srv._Handler.setup
+    srv._Handler.setup = BaseHTTPRequestHandler.setup  # Nagle on: the socket as the OS opens it
+    try:
+        t_nagle, a = timed()
+    finally:
+        srv._Handler.setup = nodelay
+    t_now, b = timed()
+    print(f"3. local judge, {n} chat requests, 4 in flight, no reply cache:")
+    print(f"   Nagle on {n / t_nagle:.0f} requests/s, TCP_NODELAY {n / t_now:.0f} requests/s: {t_nagle / t_now:.1f}x; "
+          f"replies equal: {a == b}")  # fmt: skip
+
+
+def persona_objective(calls: int) -> None:
+    """Part 4: persona objective calls, whole passes vs the last token alone."""
+    import torch
+
+    from deeprobe_bench import registry, runner
+    from deeprobe_bench.baselines.sae import latent_features
+
+    task = registry.get_task("persona")()
+    subject = runner.default_subject_loader(task.default_model)
+    runner.seed_everything(0)
+    data = task.prepare(subject, 0, None)
+    sae = subject.sae_for(data.hook_name)
+    gen = torch.Generator().manual_seed(0)
+    sets = [latent_features(sae, data.hook_name, [int(torch.randint(0, sae.cfg.d_sae, (1,), generator=gen))])
+            for _ in range(calls)]  # fmt: skip
+    last = [task.objective(data, fs) for fs in sets[:1]]  # builds the runs of the objective's rows once
+    t0 = time.perf_counter()
+    last = [task.objective(data, fs) for fs in sets]
+    t_last = time.perf_counter() - t0
+    task._last_token_run = lambda *a: None  # every call takes the whole-pass path
+    t0 = time.perf_counter()
+    whole = [task.objective(data, fs) for fs in sets]
+    t_whole = time.perf_counter() - t0
+    diff = max(abs(x - y) for x, y in zip(last, whole, strict=True))
+    print(f"4. persona objective, {calls} single latents of the SAE, {len(task.config.coefficients)} coefficients:")
+    print(f"   whole passes {calls / t_whole:.2f} calls/s, last token alone {calls / t_last:.2f} calls/s: "
+          f"{t_whole / t_last:.1f}x; rewards {min(whole):.4f} to {max(whole):.4f}, largest difference {diff:.1e}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", default="othello")
     ap.add_argument("--methods", default="oracle,null,random,sae")
     ap.add_argument("--calls", type=int, default=100)
     ap.add_argument("--pool", type=int, default=48)
+    ap.add_argument("--judge-requests", type=int, default=400)
+    ap.add_argument("--persona-calls", type=int, default=20)
     args = ap.parse_args()
     env = {**os.environ}
     env.setdefault("DEEPROBE_CACHE", tempfile.mkdtemp(prefix="bench-grid-cache-"))
     processes(args.task, args.methods.split(","), env)
     os.environ["DEEPROBE_CACHE"] = env["DEEPROBE_CACHE"]
     objective_and_curve(args.task, args.calls, args.pool)
+    judge_requests(args.judge_requests)
+    persona_objective(args.persona_calls)
 
 
 if __name__ == "__main__":
