@@ -352,6 +352,11 @@ class BoardGameTask(Task):
         all_label, all_test = self._feature_acts(data, "label", features), self._feature_acts(data, "test", features)
         lv_label, lv_test = concepts.split_levels(all_label, all_test)
         pick = torch_index(picked)
+        # the label split's counts per feature, once: of every feature when the curve below reads its prefixes
+        curve = features.scores is not None and len(features) > 0
+        counts = None
+        if lv_label.shape[0] >= 2 and len(picked):
+            counts = concepts.label_counts(lv_label if curve else lv_label[:, pick], label.labels)
         label_acts, test_acts = all_label[:, pick], all_test[:, pick]
         groups = {b.name: cols for b, cols in zip(self.bsps(), self.columns().values(), strict=True)}
         scored, _ = self.primary_columns()
@@ -359,6 +364,7 @@ class BoardGameTask(Task):
             label_acts, label.labels, test_acts, test.labels, groups, scored, self.paper_coverage(),
             min_precision=cfg.min_precision, min_true_positives=cfg.min_true_positives,
             min_positives=cfg.min_positives, levels=(lv_label[:, pick], lv_test[:, pick]),
+            label_counts=counts.features(pick) if counts is not None and curve else counts,
         )  # fmt: skip
         metrics: dict[str, Any] = {
             "reconstruction": Metric(res.reconstruction),
@@ -379,7 +385,7 @@ class BoardGameTask(Task):
                 "split": {"choose_and_tag": "label", "score": "test"},
             }
         }
-        if features.scores is not None and len(features) > 0:
+        if curve:
             rank = features.ranking()
 
             def rec_at(k: int) -> float:
@@ -387,6 +393,7 @@ class BoardGameTask(Task):
                 return concepts.reconstruction_from_levels(
                     lv_label[:, idx], label.labels, lv_test[:, idx], test.labels, scored,
                     cfg.min_precision, cfg.min_true_positives,
+                    counts=None if counts is None else counts.features(idx),
                 ).value  # fmt: skip
 
             raw = faith.curve(rec_at, len(features), faith.K_GRID)

@@ -44,6 +44,7 @@ def board_metrics(
     min_positives: int = 10,
     coverage: bool = True,
     levels: tuple[Any, Any] | None = None,
+    label_counts: Any = None,
 ) -> BoardMetrics:
     """Board reconstruction and coverage, calibrated and as the paper computes them, per BSP family.
 
@@ -59,6 +60,7 @@ def board_metrics(
         min_positives: a column enters ``coverage`` with this many positives and negatives in both splits.
         coverage: also compute coverage (skipped for the reconstruction curve).
         levels: ``concepts.split_levels(label_acts, test_acts)`` when the caller has them already.
+        label_counts: ``concepts.label_counts`` of those levels, likewise.
 
     Returns:
         ``reconstruction`` (0..1): micro-F1 over ``scored`` on the test split, features tagged on the label
@@ -74,13 +76,14 @@ def board_metrics(
 
     lv_label, lv_test = concepts.split_levels(label_acts, test_acts) if levels is None else levels
     rec = concepts.reconstruction_from_levels(lv_label, label_labels, lv_test, test_labels, scored, min_precision,
-                                              min_true_positives)  # fmt: skip
+                                              min_true_positives, counts=label_counts)  # fmt: skip
     per_group: dict[str, dict[str, float | None]] = {n: {"reconstruction": rec.micro_f1(c)} for n, c in groups.items()}
     cov = cov_paper = rec_paper = 0.0
     cov_t = rec_t = 0.0
     n_scored = 0
     if coverage:
-        cv = concepts.coverage_from_levels(lv_label, label_labels, lv_test, test_labels, min_positives)
+        cv = concepts.coverage_from_levels(lv_label, label_labels, lv_test, test_labels, min_positives,
+                                           counts=label_counts)  # fmt: skip
         idx = torch_index(scored)
         sel = cv.scored[idx]
         n_scored = int(sel.sum())

@@ -101,6 +101,28 @@ def _sweep(lv: Tensor, labels: Tensor, k: int) -> ts.SweepCounts:
     return ts.sweep_counts(lv, labels, t, mx.expand(lv.shape[1]).clone())
 
 
+@dataclass
+class LabelCounts:
+    """What :func:`reconstruction_from_levels` and :func:`coverage_from_levels` count on the label split, per
+    feature and level: on its first half (``half``, where the level is chosen) and on all of it (``whole``, the
+    tags). A curve over subsets of one feature set computes them once (:func:`label_counts`) and takes each
+    subset's with :meth:`features`: a feature's counts do not depend on the other features.
+    """
+
+    half: ts.SweepCounts
+    whole: ts.SweepCounts
+
+    def features(self, idx: Tensor) -> LabelCounts:
+        return LabelCounts(self.half.features(idx), self.whole.features(idx))
+
+
+def label_counts(lv_label: Float[Tensor, "n f"], label_labels: Bool[Tensor, "n c"],
+                 rates: tuple[float, ...] = FIRING_RATES) -> LabelCounts:  # fmt: skip
+    """The :class:`LabelCounts` of the :func:`levels` ``lv_label`` (at least two rows)."""
+    h = lv_label.shape[0] // 2
+    return LabelCounts(_sweep(lv_label[:h], label_labels[:h], len(rates)), _sweep(lv_label, label_labels, len(rates)))
+
+
 def chance_f1(pos: Tensor, n: int) -> Tensor:
     """F1 of the always-on classifier, ``2p / (1 + p)`` with ``p = pos / n``."""
     p = pos / max(n, 1)
@@ -178,15 +200,16 @@ def coverage_from_levels(
     test_labels: Bool[Tensor, "m c"],
     min_positives: int = 10,
     rates: tuple[float, ...] = FIRING_RATES,
+    counts: LabelCounts | None = None,
 ) -> Coverage:
-    """:func:`coverage` from precomputed :func:`levels`."""
+    """:func:`coverage` from precomputed :func:`levels` (and :func:`label_counts`, when the caller has them)."""
     n_c = label_labels.shape[1]
     scored = scored_concepts(label_labels, test_labels, min_positives)
     k, n_f = len(rates), lv_label.shape[1]
     if n_f == 0 or n_c == 0 or lv_label.shape[0] == 0:
         z = torch.zeros(n_c)
         return Coverage(0.0, torch.where(scored, z, torch.nan), z, torch.zeros(n_c, dtype=torch.long), z, scored)
-    lab = _sweep(lv_label, label_labels, k).f1()  # K f c
+    lab = (_sweep(lv_label, label_labels, k) if counts is None else counts.whole).f1()  # K f c
     best = lab.permute(2, 0, 1).reshape(n_c, k * n_f).argmax(1)
     lvl, feat = best // n_f, best % n_f
     test = _sweep(lv_test, test_labels, k)
@@ -259,9 +282,11 @@ def reconstruction_from_levels(
     min_precision: float = 0.95,
     min_true_positives: int = 10,
     rates: tuple[float, ...] = FIRING_RATES,
+    counts: LabelCounts | None = None,
 ) -> Reconstruction:
     """:func:`reconstruction` from precomputed :func:`levels` (a curve over subsets of the same features
-    reuses them: the thresholds of a feature do not depend on the other features)."""
+    reuses them: the thresholds of a feature do not depend on the other features), and from the
+    :func:`label_counts` of these features when the caller has them (the same reason)."""
     k = len(rates)
     t, _ = _level_grid(k)
     mx = torch.full((lv_label.shape[1],), float(k))
@@ -269,11 +294,12 @@ def reconstruction_from_levels(
         rc = ts.reconstruction_counts(lv_label, label_labels, lv_test, test_labels, t, max_acts=mx)
         return Reconstruction(0.0, float(rates[0]), rc, 0)
     h = lv_label.shape[0] // 2
+    half, whole = (None, None) if counts is None else (counts.half, counts.whole)
     choose = ts.reconstruction_counts(lv_label[:h], label_labels[:h], lv_label[h:], label_labels[h:], t,
-                                      min_precision, min_true_positives, max_acts=mx)  # fmt: skip
+                                      min_precision, min_true_positives, max_acts=mx, label_counts=half)  # fmt: skip
     j = int(choose.micro_f1(columns).argmax())
     rc = ts.reconstruction_counts(lv_label, label_labels, lv_test, test_labels, t, min_precision, min_true_positives,
-                                  max_acts=mx)  # fmt: skip
+                                  max_acts=mx, label_counts=whole)  # fmt: skip
     return Reconstruction(float(rc.micro_f1(columns)[j]), float(rates[j]), rc, j)
 
 

@@ -68,6 +68,10 @@ class SweepCounts:
         # F1 = 2 TP / (on + pos); 0 where both are 0.
         return 2 * self.tp / (self.on.unsqueeze(-1) + self.pos.view(1, 1, -1)).clamp(min=1)
 
+    def features(self, idx: Tensor) -> SweepCounts:
+        """The counts of the features ``idx`` alone (a feature's counts do not depend on the other features)."""
+        return SweepCounts(tp=self.tp[:, idx], on=self.on[:, idx], pos=self.pos, n=self.n)
+
 
 def _levels(
     acts: Float[Tensor, "n f"], max_acts: Float[Tensor, " f"], t: Float[Tensor, " T"]
@@ -228,10 +232,16 @@ def reconstruction_counts(
     min_true_positives: int = 10,
     chunk: int = 2048,
     max_acts: Float[Tensor, " f"] | None = None,
+    label_counts: SweepCounts | None = None,
 ) -> ReconstructionCounts:
     """Tag on the label split, predict on the test split; the counts of :func:`reconstruction`.
 
     ``max_acts``: the per-feature maxima the thresholds are fractions of; default the label split's.
+    ``label_counts``: :func:`sweep_counts` of these features on the label split at these thresholds and maxima,
+    when the caller has them (a curve over subsets of one feature set: :meth:`SweepCounts.features`).
+
+    Raises:
+        ValueError: ``label_counts`` for another number of features or thresholds.
     """
     t = _thresholds(thresholds)
     n_c, n_f = label_labels.shape[1], label_acts.shape[1]
@@ -240,7 +250,9 @@ def reconstruction_counts(
         z = torch.zeros(len(t), n_c)
         return ReconstructionCounts(t, torch.zeros(len(t), n_f, n_c, dtype=torch.bool), mx, z, z.clone(),
                                     test_labels.float().sum(0))  # fmt: skip
-    counts = sweep_counts(label_acts, label_labels, t, mx, chunk)
+    if label_counts is not None and tuple(label_counts.on.shape) != (len(t), n_f):
+        raise ValueError(f"label_counts are for {tuple(label_counts.on.shape)} (thresholds, features), not {(len(t), n_f)}")
+    counts = sweep_counts(label_acts, label_labels, t, mx, chunk) if label_counts is None else label_counts
     tags = (counts.precision() >= min_precision) & (counts.tp >= min_true_positives)  # T f c
     tags_f = tags.float()
     test_lab = test_labels.float()

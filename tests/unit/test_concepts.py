@@ -95,3 +95,23 @@ def test_quantile_thresholds_and_levels_equal_their_direct_definitions():
         counted = (test.unsqueeze(1) > th.unsqueeze(0)).sum(1).float()
         assert torch.equal(C.levels(test, th, chunk=64), counted)
 
+
+
+def test_a_subset_read_from_the_whole_set_s_label_counts_scores_as_computed_alone(splits):
+    lab_y, test_y = splits  # the labels themselves are perfect features; five noise features join them
+    feats = torch.cat([lab_y.float(), torch.rand(len(lab_y), 5, generator=torch.Generator().manual_seed(3))], 1)
+    tfeats = torch.cat([test_y.float(), torch.rand(len(test_y), 5, generator=torch.Generator().manual_seed(4))], 1)
+    lv_l, lv_t = C.split_levels(feats, tfeats)
+    counts = C.label_counts(lv_l, lab_y)
+    for idx in ([0], [1, 2], list(range(feats.shape[1])), [feats.shape[1] - 1, 0]):
+        i = torch.tensor(idx)
+        alone = C.reconstruction_from_levels(lv_l[:, i], lab_y, lv_t[:, i], test_y)
+        shared = C.reconstruction_from_levels(lv_l[:, i], lab_y, lv_t[:, i], test_y, counts=counts.features(i))
+        assert (alone.value, alone.level) == (shared.value, shared.level)
+        assert torch.equal(alone.counts.tags, shared.counts.tags) and torch.equal(alone.counts.tp, shared.counts.tp)
+        cov = C.coverage_from_levels(lv_l[:, i], lab_y, lv_t[:, i], test_y)
+        cov_shared = C.coverage_from_levels(lv_l[:, i], lab_y, lv_t[:, i], test_y, counts=counts.features(i))
+        assert cov.value == cov_shared.value and torch.equal(cov.feature, cov_shared.feature)
+    assert C.reconstruction_from_levels(lv_l, lab_y, lv_t, test_y).value > 0.9  # the perfect features are in
+    with pytest.raises(ValueError, match="label_counts are for"):
+        C.reconstruction_from_levels(lv_l[:, :2], lab_y, lv_t[:, :2], test_y, counts=counts)
