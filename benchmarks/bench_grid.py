@@ -11,7 +11,7 @@
    chat requests through the real client to the in-process local server, with Nagle's algorithm on the
    server's sockets (as before) vs off (``TCP_NODELAY``, as now); the replies must be equal.
 4. **Persona objective calls per second** (``mcts``, ``greedy``, ``rlaif`` on persona): each call's steering
-   curve as whole passes from the hook vs on the last token alone (``hooks.LastTokenRun``); the rewards must
+   curve as whole passes from the hook vs on the last token alone (``hooks.SuffixRun``); the rewards must
    agree to 1e-6.
 
 Usage: ``python benchmarks/bench_grid.py [--task othello] [--methods oracle,null,random,sae] [--calls 100]``

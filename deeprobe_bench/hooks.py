@@ -202,91 +202,118 @@ def replace_at_hook(model: Any, tokens: Int[Tensor, "batch pos"], hook_name: str
     return run_from_hook(model, hook_name, tokens, edit=lambda _a: act, act=act, counter=counter)
 
 
-class LastTokenRun:
-    """The logits at each prompt's last token when only that token's activation at a residual hook is edited.
+class SuffixRun:
+    """The logits at each prompt's last token when the activation at a residual hook is edited only from a
+    position ``first`` of each prompt on.
 
-    A causal model's earlier tokens cannot see an edit of the last one: their keys and values at every layer
-    are those of the clean run. They are computed once here, with TransformerLens's key-value cache
-    (``TransformerLensKeyValueCache``, frozen, one per prompt length so that no prefix is padded), and each
-    edited run is then one token per prompt from the hook on (``start_at_layer``) against those cached keys
-    and values. The logits equal :func:`run_from_hook`'s with the edit at the last token up to floating-point
-    rounding (``tests/unit/test_hooks.py``) at about ``1 / pos`` of its compute. TransformerLens's own use of
-    the cache is generation; this is the same mechanism with the prefix frozen.
+    A causal model's tokens before ``first`` cannot see the edit: their keys and values at every layer after
+    the hook are those of the clean run. They are computed once, by one clean pass from the hook, and each
+    edited run then pushes only the positions ``first .. last`` of each prompt through the layers after the
+    hook (``start_at_layer``), attending to the cached keys and values through TransformerLens's frozen
+    key-value cache (``TransformerLensKeyValueCache``; in one batch the prefixes are left-padded and the
+    suffixes right-padded, both masked). The logits equal :func:`run_from_hook`'s at the last token up to
+    floating-point rounding (``tests/unit/test_hooks.py``), at about ``(last - first + 1) / pos`` of its
+    compute outside attention. TransformerLens's own use of the cache is generation; this is the same
+    mechanism with the prefix frozen.
+
+    Only for models with a standard positional embedding (added to the residual stream before block 0, so
+    an activation at a residual hook carries its position): :meth:`applies`.
 
     Args:
         model: a TransformerLens ``HookedTransformer``.
         hook_name: a residual hook with a block after it (:func:`resume_layer` is not None).
-        tokens: ``Int[Tensor, "n pos"]`` the prompts, right-padded.
+        tokens: ``Int[Tensor, "n pos"]`` the prompts, right-padded (only their count and width are read).
         lengths: ``Int[Tensor, "n"]`` tokens per prompt; each prompt's last token is ``lengths - 1``.
-        counter: charged the clean passes over the prefixes, if given.
+        act: ``Float[Tensor, "n pos d_model"]`` the clean activations at the hook.
+        first: ``Int[Tensor, "n"]`` the first position an edit may change (default ``lengths - 1``: the last).
+        batch_size: prompts per clean pass.
+        counter: charged the clean passes, if given.
 
     Raises:
-        ValueError: ``hook_name`` is not a residual hook with a block after it.
+        ValueError: the run does not apply (:meth:`applies`), or ``first`` is outside ``0 .. lengths - 1``.
     """
 
     def __init__(self, model: Any, hook_name: str, tokens: Int[Tensor, "n pos"], lengths: Int[Tensor, " n"],
+                 act: Float[Tensor, "n pos d_model"], first: Int[Tensor, " n"] | None = None, batch_size: int = 256,
                  counter: Counter | None = None) -> None:  # fmt: skip
         import torch
-        from transformer_lens import TransformerLensKeyValueCache
 
-        start = resume_layer(hook_name, model.cfg.n_layers)
-        if start is None:
-            raise ValueError(f"{hook_name} is not a residual hook with a block after it: no pass can start there")
-        self.model, self.start, self.n = model, start, len(lengths)
-        #: per prompt length: (rows, [(keys, values) of every layer from `start` on])
-        self.groups: list[tuple[Tensor, list[tuple[Tensor, Tensor]]]] = []
+        if not self.applies(model, hook_name):
+            raise ValueError(f"no suffix run at {hook_name}: it needs a residual hook with a block after it and a "
+                             f"model with a standard positional embedding")  # fmt: skip
+        self.model, self.start = model, resume_layer(hook_name, model.cfg.n_layers)
+        self.lengths = lengths.long()
+        self.first = self.lengths - 1 if first is None else first.long()
+        if bool((self.first < 0).any()) or bool((self.first >= self.lengths).any()):
+            raise ValueError("first must lie in 0 .. lengths - 1 for every prompt")
+        self.act = act
+        names = [f"blocks.{layer}.attn.hook_{kv}" for layer in range(self.start, model.cfg.n_layers) for kv in "kv"]
+        parts: dict[str, list[Tensor]] = {n: [] for n in names}
         with torch.no_grad():
-            for length in sorted(set(lengths.tolist())):
-                rows = (lengths == length).nonzero().flatten()
-                cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, len(rows))
-                if length > 1:
-                    prefix = tokens[rows, : length - 1]
-                    if counter is not None:
-                        counter.forward_passes += 1
-                        counter.sequences += len(rows)
-                    model(prefix, attention_mask=torch.ones_like(prefix), past_kv_cache=cache,
-                          stop_at_layer=model.cfg.n_layers)  # fmt: skip
-                self.groups.append((rows, [(e.past_keys, e.past_values) for e in cache.entries[start:]]))
+            for i in range(0, len(tokens), batch_size):
+                if counter is not None:
+                    counter.forward_passes += 1
+                    counter.sequences += int(act[i : i + batch_size].shape[0])
+                _, cache = model.run_with_cache(act[i : i + batch_size].to(model.cfg.dtype), start_at_layer=self.start,
+                                                names_filter=names, return_type=None)  # fmt: skip
+                for n in names:
+                    parts[n].append(cache[n])
+        #: per layer from ``start`` on: clean keys and values, ``"n pos kv_heads d_head"``
+        self.kv = [(torch.cat(parts[f"blocks.{layer}.attn.hook_k"]), torch.cat(parts[f"blocks.{layer}.attn.hook_v"]))
+                   for layer in range(self.start, model.cfg.n_layers)]  # fmt: skip
 
-    def logits(self, last_act: Float[Tensor, "g n d_model"], batch_size: int = 512,
-               counter: Counter | None = None) -> Float[Tensor, "g n d_vocab"]:  # fmt: skip
-        """The logits at each prompt's last token with its activation at the hook replaced by ``last_act[g]``,
-        for each of the ``g`` edits (no grad).
+    @staticmethod
+    def applies(model: Any, hook_name: str) -> bool:
+        """Whether a suffix run can start at ``hook_name``: a residual hook with a block after it, on a model whose
+        position enters the residual stream only through the standard positional embedding."""
+        return (resume_layer(hook_name, model.cfg.n_layers) is not None
+                and model.cfg.positional_embedding_type == "standard")  # fmt: skip
+
+    def logits(self, edited: Float[Tensor, "b pos d_model"], rows: Int[Tensor, " b"],
+               counter: Counter | None = None) -> Float[Tensor, "b d_vocab"]:  # fmt: skip
+        """The logits at the last token of the prompts ``rows`` with the activation at the hook replaced by
+        ``edited`` (no grad; one pass).
 
         Args:
-            last_act: the edited activations at the hook of each prompt's last token, per edit.
-            batch_size: prompts per pass (edits x prompts of one length).
-            counter: charged each pass, if given.
+            edited: the edited activations at the hook, the whole width of this run's prompts; a row may repeat
+                a prompt (several edits of it).
+            rows: the prompt of each row of ``edited``.
+            counter: charged the pass, if given.
 
         Raises:
-            ValueError: ``last_act`` is not ``(g, n, d_model)`` for the ``n`` prompts of this run.
+            ValueError: ``edited`` does not match ``rows`` and the prompts' shape, or changes a position before
+                ``first`` (that change could not be seen here).
         """
         import torch
         from transformer_lens import TransformerLensKeyValueCache, TransformerLensKeyValueCacheEntry
 
-        cfg = self.model.cfg
-        if last_act.ndim != 3 or last_act.shape[1] != self.n or last_act.shape[2] != cfg.d_model:
-            raise ValueError(f"last_act has shape {tuple(last_act.shape)}; expected (g, {self.n}, {cfg.d_model})")
-        g = last_act.shape[0]
-        out = torch.empty(g, self.n, cfg.d_vocab_out)
+        rows = rows.long()
+        if edited.shape[0] != len(rows) or tuple(edited.shape[1:]) != tuple(self.act.shape[1:]):
+            raise ValueError(f"edited has shape {tuple(edited.shape)}; expected ({len(rows)}, "
+                             f"{', '.join(map(str, self.act.shape[1:]))})")  # fmt: skip
+        f, n_tok = self.first[rows], self.lengths[rows]
+        ar = torch.arange(edited.shape[1])
+        before = ar[None, :] < f[:, None]
+        if not torch.equal(edited[before], self.act[rows][before].to(edited.dtype)):
+            raise ValueError("the edit changes positions before `first`: a suffix run cannot see that")
+        b, p, s = len(rows), int(f.max()), int((n_tok - f).max())
+        every = torch.arange(b)[:, None]
+        suffix = f[:, None] + torch.arange(s)[None, :]  # b s: the positions pushed through, right-padded
+        prefix = torch.arange(p)[None, :] - (p - f)[:, None]  # b p: the cached positions, left-padded
+        mask = torch.cat([prefix >= 0, suffix < n_tok[:, None]], 1).int()
+        x = edited[every, suffix.clamp(max=edited.shape[1] - 1)].to(self.model.cfg.dtype)
+        at = prefix.clamp(min=0)
+        entries = [TransformerLensKeyValueCacheEntry(k[rows[:, None], at], v[rows[:, None], at], frozen=True)
+                   for k, v in self.kv]  # fmt: skip
+        # layers below the start are never run: their entries are placeholders
+        cache = TransformerLensKeyValueCache([None] * self.start + entries,  # type: ignore[list-item]
+                                             mask[:, :p], frozen=True)  # fmt: skip
+        if counter is not None:
+            counter.forward_passes += 1
+            counter.sequences += b
         with torch.no_grad():
-            for rows, kv in self.groups:
-                m = len(rows)
-                per = max(1, batch_size // m)  # edits per pass
-                for i in range(0, g, per):
-                    k = min(per, g - i)
-                    entries = [TransformerLensKeyValueCacheEntry(pk.repeat(k, 1, 1, 1), pv.repeat(k, 1, 1, 1),
-                                                                 frozen=True) for pk, pv in kv]  # fmt: skip
-                    # layers below the start are never run: their entries are placeholders
-                    cache = TransformerLensKeyValueCache([None] * self.start + entries,  # type: ignore[list-item]
-                                                         torch.ones(k * m, 0, dtype=torch.int), frozen=True)  # fmt: skip
-                    x = last_act[i : i + k, rows].reshape(k * m, 1, cfg.d_model).to(cfg.dtype)
-                    if counter is not None:
-                        counter.forward_passes += 1
-                        counter.sequences += k * m
-                    lg = self.model(x, start_at_layer=self.start, past_kv_cache=cache)
-                    out[i : i + k, rows] = lg[:, 0].float().view(k, m, -1)
-        return out
+            out = self.model(x, start_at_layer=self.start, past_kv_cache=cache, attention_mask=mask)
+        return out[torch.arange(b), n_tok - f - 1].float()
 
 
 def at_positions(act: Float[Tensor, "b pos d"], pos: Int[Tensor, "b k"]) -> Float[Tensor, "b k d"]:

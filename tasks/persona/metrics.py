@@ -11,7 +11,7 @@ from torch import Tensor
 
 from deeprobe_bench import activations
 from deeprobe_bench.api import UserError
-from deeprobe_bench.hooks import LastTokenRun, run_from_hook
+from deeprobe_bench.hooks import SuffixRun, run_from_hook
 from deeprobe_bench.interventions import steering_hook
 from deeprobe_bench.tasks.persona import data
 
@@ -217,19 +217,25 @@ def steered(
 
 @torch.no_grad()
 def steered_last(
-    subject, prompts: Prompts, vectors: Float[Tensor, "g d"], run: LastTokenRun, batch_size: int = 512
+    subject, prompts: Prompts, vectors: Float[Tensor, "g d"], run: SuffixRun, batch_size: int = 512
 ) -> tuple[Float[Tensor, "g n"], Float[Tensor, "g n"]]:
     """``(p_yes, answer_nll)`` of :func:`steered` with ``where="last"``: each vector added at each prompt's last
     token only, computed on that token alone against the cached keys and values of the tokens before it
-    (:class:`deeprobe_bench.hooks.LastTokenRun`, built on ``prompts``). The earlier tokens do not change, so
-    the :func:`target_nll` at the last token (``answer_nll``, ``-log(p(Yes) + p(No))``) is the only one that
-    does. Equal to :func:`steered` up to floating-point rounding (``tests/unit/test_persona.py``).
+    (``run``: a :class:`deeprobe_bench.hooks.SuffixRun` of ``prompts`` from their last token). The earlier
+    tokens do not change, so the :func:`target_nll` at the last token (``answer_nll``, ``-log(p(Yes) +
+    p(No))``) is the only one that does. Equal to :func:`steered` up to floating-point rounding
+    (``tests/integration/test_persona_task.py``).
     """
     yes, no = answer_ids(subject)
-    last = prompts.last_acts().float()
-    logits = run.logits(last[None] + vectors.float()[:, None, :], batch_size=batch_size)
+    g, n = len(vectors), len(prompts)
+    rows = torch.arange(n).repeat(g)
+    per_row = vectors.float().repeat_interleave(n, dim=0)[:, None, :]  # "g*n 1 d"
+    mask = prompts.steer_mask("last")[..., None]  # "n pos 1"
+    logits = torch.cat([run.logits(prompts.resid[rows[sl]].float() + per_row[sl] * mask[rows[sl]], rows[sl])
+                        for sl in (slice(i, i + batch_size) for i in range(0, g * n, batch_size))])  # fmt: skip
     logp = torch.log_softmax(logits, -1)
-    return torch.sigmoid(logits[..., yes] - logits[..., no]), -torch.logsumexp(logp[..., [yes, no]], -1)
+    p = torch.sigmoid(logits[:, yes] - logits[:, no])
+    return p.view(g, n), -torch.logsumexp(logp[:, [yes, no]], -1).view(g, n)
 
 
 def p_match(p_yes_: Float[Tensor, "g n"], statements: list, pole: str = "+") -> Float[Tensor, "g n"]:

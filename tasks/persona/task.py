@@ -287,18 +287,19 @@ class PersonaTask(Task):
         return persona_metrics.p_match(p, stm) - persona_metrics.p_match(base, stm), cost
 
     def _last_token_run(self, data: TaskData, split: str, rows, q) -> Any:
-        """The :class:`~deeprobe_bench.hooks.LastTokenRun` of the questions ``rows`` of ``split`` (kept in
-        ``data.extra``: the objective steers the same rows at every call), or None where it does not apply: the
-        vector acts on every token (``positions="all"``), or the hook is not a residual one with a block after it."""
-        from deeprobe_bench.hooks import LastTokenRun, resume_layer
+        """The :class:`~deeprobe_bench.hooks.SuffixRun` from the last token of the questions ``rows`` of ``split``
+        (kept in ``data.extra``: the objective steers the same rows at every call), or None where it does not
+        apply: the vector acts on every token (``positions="all"``), or no run can start at the hook
+        (:meth:`SuffixRun.applies`)."""
+        from deeprobe_bench.hooks import SuffixRun
 
         model = data.extra["subject"].model
-        if self.config.positions != "last" or resume_layer(data.hook_name, model.cfg.n_layers) is None:
+        if self.config.positions != "last" or not SuffixRun.applies(model, data.hook_name):
             return None
         runs = data.extra.setdefault("last_token_runs", {})
         key = (split, tuple(rows.tolist()))
         if key not in runs:
-            runs[key] = LastTokenRun(model, data.hook_name, q.tokens, q.lengths)
+            runs[key] = SuffixRun(model, data.hook_name, q.tokens, q.lengths, q.resid)
         return runs[key]
 
     def _trait_rows(self, statements, trait):

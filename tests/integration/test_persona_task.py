@@ -90,7 +90,7 @@ def test_the_fluency_cost_is_measured_where_the_vector_is_added(prepared):
 
 
 def test_steering_the_last_token_alone_recomputes_only_it_and_gives_the_whole_pass_s_numbers(prepared):
-    from deeprobe_bench.hooks import LastTokenRun
+    from deeprobe_bench.hooks import SuffixRun
     from deeprobe_bench.tasks.persona import metrics as persona_metrics
 
     subject, task, data = prepared
@@ -99,7 +99,7 @@ def test_steering_the_last_token_alone_recomputes_only_it_and_gives_the_whole_pa
     assert len(set(q.lengths.tolist())) > 1  # prompts of several lengths: the run groups them
     vecs = torch.tensor([-2.0, 0.0, 1.0, 3.0])[:, None] * v[None, :]
     p, nll = persona_metrics.steered(subject, q, data.hook_name, vecs, "last")
-    run = LastTokenRun(subject.model, data.hook_name, q.tokens, q.lengths)
+    run = SuffixRun(subject.model, data.hook_name, q.tokens, q.lengths, q.resid)
     p_last, answer_nll = persona_metrics.steered_last(subject, q, vecs, run)
     torch.testing.assert_close(p_last, p, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(answer_nll, nll[:, torch.arange(len(q)), q.last], rtol=1e-4, atol=1e-5)

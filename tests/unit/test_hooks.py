@@ -69,34 +69,43 @@ def test_forward_from_a_hook_matches_the_whole_model_with_the_edit_inside_the_ho
 
 
 @pytest.mark.parametrize("hook", ["blocks.0.hook_resid_post", "blocks.1.hook_resid_pre", "blocks.0.hook_resid_pre"])
-def test_the_last_token_run_gives_the_logits_of_a_whole_pass_with_the_last_token_edited(model, hook):
-    # prompts of three lengths, right-padded with token 0; one of them is BOS alone (no prefix to cache)
+def test_a_suffix_run_gives_the_last_token_logits_of_a_whole_pass_with_the_suffix_edited(model, hook):
+    # prompts of three lengths, right-padded with token 0; one of them is BOS alone
     lengths = torch.tensor([5, 3, 5, 1, 3, 4])
+    first = torch.tensor([2, 2, 4, 0, 0, 3])  # the first position each prompt's edit may change
     tokens = torch.randint(1, 20, (6, 5), generator=torch.Generator().manual_seed(4))
     tokens[torch.arange(5)[None, :] >= lengths[:, None]] = 0
     act = hooks.capture(model, tokens, [hook])[hook]
-    last = lengths - 1
-    shifts = 3 * torch.randn(4, act.shape[-1], generator=torch.Generator().manual_seed(5))
     cnt = hooks.Counter()
-    run = hooks.LastTokenRun(model, hook, tokens, lengths, counter=cnt)
-    assert cnt.forward_passes == 3 and cnt.sequences == 5  # one clean pass per length > 1, over its prefixes
-    got = run.logits(act[torch.arange(6), last][None] + shifts[:, None, :], batch_size=4, counter=cnt)
-    assert got.shape == (4, 6, 20)
-    for g, shift in enumerate(shifts):
-        def edit(a, shift=shift):
-            a = a.clone()
-            a[torch.arange(6), last] += shift
-            return a
-
-        with torch.no_grad():
-            whole = hooks.run_from_hook(model, hook, tokens, edit, None)[torch.arange(6), last]
-            clean = model(tokens)[torch.arange(6), last]
-        torch.testing.assert_close(got[g], whole, rtol=1e-4, atol=1e-5)
-        assert not torch.allclose(got[g], clean, atol=1e-3)  # the edit reached the logits
+    run = hooks.SuffixRun(model, hook, tokens, lengths, act, first, batch_size=4, counter=cnt)
+    assert (cnt.forward_passes, cnt.sequences) == (2, 6)  # the clean pass from the hook, 4 prompts at a time
+    on = (torch.arange(5)[None, :] >= first[:, None]) & (torch.arange(5)[None, :] < lengths[:, None])
+    rows = torch.tensor([0, 1, 2, 3, 4, 5, 0, 2])  # a prompt may come twice: two edits of it
+    shifts = 3 * torch.randn(len(rows), act.shape[-1], generator=torch.Generator().manual_seed(5))
+    edited = act[rows] + shifts[:, None, :] * on[rows, :, None]
+    got = run.logits(edited, rows, counter=cnt)
+    assert got.shape == (8, 20) and cnt.forward_passes == 3
+    with torch.no_grad():
+        whole = hooks.run_from_hook(model, hook, tokens[rows], lambda a: edited, None)
+        clean = model(tokens[rows])
+    last = lengths[rows] - 1
+    torch.testing.assert_close(got, whole[torch.arange(8), last], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(got, clean[torch.arange(8), last], atol=1e-3)  # the edits reached the logits
+    # the last token alone (the default first), as a steering vector at the last token
+    last_run = hooks.SuffixRun(model, hook, tokens, lengths, act)
+    at_last = act.clone()
+    at_last[torch.arange(6), lengths - 1] += shifts[:6]
+    with torch.no_grad():
+        ref = hooks.run_from_hook(model, hook, tokens, lambda a: at_last, None)[torch.arange(6), lengths - 1]
+    torch.testing.assert_close(last_run.logits(at_last, torch.arange(6)), ref, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="before `first`"):
+        last_run.logits(edited[:6], torch.arange(6))  # edits positions the run would not see
     with pytest.raises(ValueError, match="expected"):
-        run.logits(act[:, 0][None, :5])
-    with pytest.raises(ValueError, match="not a residual hook"):
-        hooks.LastTokenRun(model, "blocks.2.hook_resid_post", tokens, lengths)
+        run.logits(edited[:, :4], rows)
+    with pytest.raises(ValueError, match="no suffix run"):
+        hooks.SuffixRun(model, "blocks.2.hook_resid_post", tokens, lengths, act)
+    with pytest.raises(ValueError, match="first must lie"):
+        hooks.SuffixRun(model, hook, tokens, lengths, act, lengths)
 
 
 def test_the_position_helpers_keep_their_annotated_shapes_when_checked_at_run_time():
