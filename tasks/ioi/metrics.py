@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -11,7 +11,7 @@ from torch import Tensor
 
 from deeprobe_bench import activations
 from deeprobe_bench.api import FeatureSet, UserError
-from deeprobe_bench.hooks import run_from_hook
+from deeprobe_bench.hooks import SuffixRun, run_from_hook
 from deeprobe_bench.interventions import Mode, intervene_at_positions, projector
 from deeprobe_bench.metrics import faithfulness as faith
 from deeprobe_bench.tasks.ioi import data as ioi_data
@@ -58,9 +58,22 @@ class Split:
     mean: Tensor
     site: Tensor
     abc_tokens: Tensor
+    _suffix_runs: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
+
+    def suffix_run(self, model, hook_name: str) -> SuffixRun | None:
+        """The :class:`~deeprobe_bench.hooks.SuffixRun` of these prompts from their first intervened position
+        (the interventions change nothing before it), built on first use and kept; None where no run can
+        start at ``hook_name`` (:meth:`SuffixRun.applies`)."""
+        if not SuffixRun.applies(model, hook_name):
+            return None
+        if hook_name not in self._suffix_runs:
+            end = self.positions["END"]
+            self._suffix_runs[hook_name] = SuffixRun(model, hook_name, self.tokens, end + 1, self.resid,
+                                                     self.site.min(1).values)  # fmt: skip
+        return self._suffix_runs[hook_name]
 
     def rows(self, idx: Tensor) -> Split:
         return Split(
@@ -135,19 +148,25 @@ def logit_diffs(
     """Per-prompt logit difference ``logit[END, IO] - logit[END, S]`` with the intervention applied.
 
     ``proj=None`` runs the clean model. With ``reuse_below_hook`` the cached activations at the hook are
-    edited and the forward pass starts there (``start_at_layer``, residual hooks); otherwise the whole
-    model runs with a hook (the same numbers, more compute): :func:`deeprobe_bench.hooks.run_from_hook`.
+    edited and the forward pass starts there: from the first intervened position on, against the clean keys
+    and values of the tokens before it (:meth:`Split.suffix_run`), or over every position
+    (``start_at_layer``) where no suffix run applies; otherwise the whole model runs with a hook (the same
+    numbers up to floating-point rounding, more compute): :func:`deeprobe_bench.hooks.run_from_hook`.
     """
     model = subject.model
+    run = split.suffix_run(model, hook_name) if reuse_below_hook else None
     out = []
     for i in range(0, len(split), batch_size):
         sl = slice(i, i + batch_size)
         site, mean = split.site[sl], split.mean[sl]
         edit = None if proj is None else (lambda a, site=site, mean=mean: intervene_at_positions(a, site, mean, proj, mode))
-        act = split.resid[sl] if reuse_below_hook else None
-        logits = run_from_hook(model, hook_name, split.tokens[sl], edit, act)
         end = split.positions["END"][sl]
-        at_end = logits[torch.arange(len(end)), end]  # b vocab
+        if run is not None:
+            act = split.resid[sl]
+            at_end = run.logits(act if edit is None else edit(act), torch.arange(len(split))[sl])
+        else:
+            logits = run_from_hook(model, hook_name, split.tokens[sl], edit, split.resid[sl] if reuse_below_hook else None)
+            at_end = logits[torch.arange(len(end)), end]  # b vocab
         ld = at_end.gather(1, split.io_tok[sl].unsqueeze(1)) - at_end.gather(1, split.s_tok[sl].unsqueeze(1))
         out.append(ld.squeeze(1).float())
     return torch.cat(out)

@@ -63,6 +63,9 @@ def test_objective_counts_the_size_penalty_and_is_the_same_without_start_at_laye
     d = torch.randn(3, 32, generator=torch.Generator().manual_seed(0))
     slow = IOITask(parse_config(IOITask.Config, {**SMALL, "reuse_below_hook": "false"}))
     assert task.objective(data, fs(d)) == pytest.approx(slow.objective(data, fs(d)), abs=1e-4)
+    # from the hook, only the positions from S2 on were pushed through (the clean keys and values before it)
+    assert data.extra["objective_split"].suffix_run(subject.model, data.hook_name) is not None
+    assert list(data.extra["objective_split"]._suffix_runs) == [data.hook_name]
 
 
 def test_attribute_coverage_of_the_oracle_is_one_and_of_the_null_is_chance(prepared):
