@@ -20,7 +20,7 @@ from typing import Any
 from deeprobe_bench.api import Behaviour, DiscoveryContext, FeatureSet, UserError
 from deeprobe_bench.baselines.sae import decoder_directions
 from deeprobe_bench.hooks import Counter, act_name, add_at_positions, at_positions, capture, replace_at_hook, run_hooked
-from deeprobe_bench.metrics.ranking import patch_effects
+from deeprobe_bench.metrics.ranking import PatchedBatch
 
 
 @dataclass
@@ -402,28 +402,20 @@ def latent_patching(
     err_total, m_total = 0.0, 0.0
     rows_list = list(behaviour.batches())
     for rows in progress(rows_list, desc="exact", total=len(rows_list)) if progress else rows_list:
-        clean, pos = behaviour.clean[rows], behaviour.positions[rows]
-        acts = capture(model, clean, [hook_name], cnt)[hook_name]
-        x_cf = capture(model, behaviour.counterfactual[rows], [hook_name], cnt)[hook_name]
-        f_clean, e_clean = _site_latents(sae, acts, pos)
-        f_cf, e_cf = _site_latents(sae, x_cf, pos)
+        pb = PatchedBatch(model, hook_name, behaviour, rows, cnt)
+        f_clean, e_clean = _site_latents(sae, pb.x, pb.pos)
+        f_cf, e_cf = _site_latents(sae, pb.x_cf, pb.pos)
         df = f_cf - f_clean  # b k d_sae
         differs = (df != 0).any(dim=1).any(dim=0)
         active |= differs
+        m_total += float(pb.m0.sum())
         with torch.no_grad():
-            m0 = behaviour.metric(replace_at_hook(model, clean, hook_name, acts, cnt), rows).double()
-            m_total += float(m0.sum())
-
-            def effects(delta, acts=acts, pos=pos, clean=clean, rows=rows, m0=m0):
-                """Summed metric change of each of the ``B`` patches ``delta`` (``"B b k d"``), one pass."""
-                return patch_effects(model, hook_name, clean, rows, acts, pos, delta, behaviour.metric, m0, cnt)
-
             run = todo[differs[todo]] if skip_inactive else todo
             for i in range(0, len(run), patch_batch):
                 idx = run[i : i + patch_batch]
                 delta = df[:, :, idx].permute(2, 0, 1).unsqueeze(-1) * dirs[idx][:, None, None, :]  # B b k d
-                total[idx] += effects(delta)
-            err_total += float(effects((e_cf - e_clean).unsqueeze(0))[0])
+                total[idx] += pb.effects(delta)
+            err_total += float(pb.effects((e_cf - e_clean).unsqueeze(0))[0])
     n = len(behaviour)
     cnt.wall_s = time.perf_counter() - t0
     return NodeEffects("latents", (total / n).float(), active, err_total / n, m_total / n, cnt)
@@ -485,20 +477,14 @@ def full_patch_effect(model, hook_name: str, behaviour: Behaviour) -> tuple[floa
     Returns:
         ``(effect, cost)``: the mean change of the behaviour metric over prompts, and 4 forward passes per batch.
     """
-    import torch
 
     t0 = time.perf_counter()
     cnt = Counter()
     total = 0.0
     for rows in behaviour.batches():
-        clean, pos = behaviour.clean[rows], behaviour.positions[rows]
-        x = capture(model, clean, [hook_name], cnt)[hook_name]
-        x_cf = capture(model, behaviour.counterfactual[rows], [hook_name], cnt)[hook_name]
-        with torch.no_grad():
-            m0 = behaviour.metric(replace_at_hook(model, clean, hook_name, x, cnt), rows).double()
-            delta = at_positions(x_cf, pos) - at_positions(x, pos)
-            m1 = behaviour.metric(replace_at_hook(model, clean, hook_name, add_at_positions(x, pos, delta), cnt), rows)
-            total += float((m1.double() - m0).sum())
+        pb = PatchedBatch(model, hook_name, behaviour, rows, cnt)
+        delta = at_positions(pb.x_cf, pb.pos) - at_positions(pb.x, pb.pos)
+        total += float(pb.effects(delta.unsqueeze(0))[0])
     cnt.wall_s = time.perf_counter() - t0
     return total / len(behaviour), cnt
 

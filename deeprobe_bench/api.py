@@ -381,6 +381,11 @@ class Behaviour:
             (indices into ``clean``); differentiable in ``logits``. Higher means more of the behaviour.
         name: what the metric is (``"logit difference"``), for results and logs.
         batch_size: examples per forward pass.
+        last_token_metric: the same metric from the logits at each example's last token alone
+            (``Float[Tensor, "b d_vocab"]``, the token at ``lengths - 1``), for a metric that reads nothing else;
+            with it, patching pushes only the positions from the first patched one on through the layers
+            after the hook (:class:`deeprobe_bench.metrics.ranking.PatchedBatch`). Not differentiated.
+        lengths: ``Int[Tensor, "n"]`` tokens per example (BOS included); needed with ``last_token_metric``.
     """
 
     clean: Any
@@ -389,6 +394,8 @@ class Behaviour:
     metric: Callable[[Any, Any], Any]
     name: str = "behaviour metric"
     batch_size: int = 128
+    last_token_metric: Callable[[Any, Any], Any] | None = None
+    lengths: Any = None
 
     def __post_init__(self) -> None:
         if tuple(self.clean.shape) != tuple(self.counterfactual.shape):
@@ -400,6 +407,8 @@ class Behaviour:
             raise ValueError(f"positions must be (n, k) with n = {self.clean.shape[0]}, got {tuple(self.positions.shape)}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.last_token_metric is not None and (self.lengths is None or tuple(self.lengths.shape) != (len(self),)):
+            raise ValueError(f"last_token_metric needs lengths of shape ({len(self)},)")
 
     def __len__(self) -> int:
         return int(self.clean.shape[0])

@@ -254,13 +254,17 @@ class SuffixRun:
                 if counter is not None:
                     counter.forward_passes += 1
                     counter.sequences += int(act[i : i + batch_size].shape[0])
-                _, cache = model.run_with_cache(act[i : i + batch_size].to(model.cfg.dtype), start_at_layer=self.start,
-                                                names_filter=names, return_type=None)  # fmt: skip
+                logits, cache = model.run_with_cache(act[i : i + batch_size].to(model.cfg.dtype),
+                                                     start_at_layer=self.start, names_filter=names)  # fmt: skip
                 for n in names:
                     parts[n].append(cache[n])
+                last = self.lengths[i : i + batch_size] - 1
+                parts.setdefault("logits", []).append(logits[torch.arange(len(last)), last].float())
         #: per layer from ``start`` on: clean keys and values, ``"n pos kv_heads d_head"``
         self.kv = [(torch.cat(parts[f"blocks.{layer}.attn.hook_k"]), torch.cat(parts[f"blocks.{layer}.attn.hook_v"]))
                    for layer in range(self.start, model.cfg.n_layers)]  # fmt: skip
+        #: ``Float[Tensor, "n d_vocab"]`` the clean logits at each prompt's last token (of the same pass)
+        self.clean_logits = torch.cat(parts["logits"])
 
     @staticmethod
     def applies(model: Any, hook_name: str) -> bool:

@@ -15,7 +15,11 @@ much as one that carries it), so both figures are computed on ``|scores|`` by de
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jaxtyping import Float
+    from torch import Tensor
 
 
 def _as_list(x: Any) -> list[float]:
@@ -93,35 +97,73 @@ def agreement(approx: Any, reference: Any, ks: Sequence[int] = (10, 50)) -> dict
     return out
 
 
-def patch_effects(
-    model: Any, hook_name: str, clean: Any, rows: Any, acts: Any, pos: Any, delta: Any, metric: Any, m0: Any,
-    counter: Any = None,
-) -> Any:  # fmt: skip
-    """Summed change of the behaviour metric under each of ``B`` patches, in one forward pass.
+class PatchedBatch:
+    """One batch of a behaviour's examples, ready to be patched at a hook: the clean and counterfactual
+    activations there, the clean metric, and the metric of any patched copy.
+
+    Patched copies run from the hook (:func:`deeprobe_bench.hooks.replace_at_hook`), or, when the behaviour
+    reads only the last token (:attr:`api.Behaviour.last_token_metric`) and the hook allows it, only from the
+    first patched position on against the clean keys and values before it
+    (:class:`deeprobe_bench.hooks.SuffixRun`): the same metric up to floating-point rounding.
 
     Args:
         model: a TransformerLens ``HookedTransformer``.
         hook_name: where the activation is patched.
-        clean: ``Int[Tensor, "b pos"]`` the clean tokens of the batch; ``rows``: ``Int[Tensor, "b"]`` their
-            indices for ``metric``.
-        acts: ``Float[Tensor, "b pos d"]`` the clean activation at the hook.
-        pos: ``Int[Tensor, "b k"]`` the positions patched.
-        delta: ``Float[Tensor, "B b k d"]`` what each patch adds at those positions.
-        metric: ``metric(logits, rows) -> Float[Tensor, "b"]`` (:class:`api.Behaviour`).
-        m0: ``Float[Tensor, "b"]`` the metric of the unpatched run (float64).
-        counter: a :class:`deeprobe_bench.hooks.Counter` charged the pass.
+        behaviour: :class:`api.Behaviour` (clean / counterfactual tokens, positions, metric).
+        rows: ``Int[Tensor, "b"]`` the examples of the batch.
+        counter: a :class:`deeprobe_bench.hooks.Counter` charged every pass, if given.
 
-    Returns:
-        ``Float[Tensor, "B"]`` (float64): the metric change summed over the batch, per patch.
+    Attributes:
+        rows, clean (``"b pos"``), pos (``"b k"``): the batch.
+        x / x_cf: ``Float[Tensor, "b pos d"]`` the clean / counterfactual activations at the hook.
+        m0: ``Float[Tensor, "b"]`` (float64) the metric of the unpatched run.
     """
-    from deeprobe_bench.hooks import add_at_positions, replace_at_hook
 
-    n_patch, b = delta.shape[0], acts.shape[0]
-    patched = add_at_positions(acts.repeat(n_patch, 1, 1), pos.repeat(n_patch, 1),
-                               delta.reshape(n_patch * b, *delta.shape[2:]).to(acts.dtype))  # fmt: skip
-    logits = replace_at_hook(model, clean.repeat(n_patch, 1), hook_name, patched, counter)
-    m1 = metric(logits, rows.repeat(n_patch)).double().view(n_patch, b)
-    return (m1 - m0).sum(1)
+    def __init__(self, model: Any, hook_name: str, behaviour: Any, rows: Any, counter: Any = None) -> None:
+        import torch
+
+        from deeprobe_bench.hooks import SuffixRun, capture
+
+        self.model, self.hook_name, self.behaviour, self.counter = model, hook_name, behaviour, counter
+        self.rows, self.clean, self.pos = rows, behaviour.clean[rows], behaviour.positions[rows]
+        self.x = capture(model, self.clean, [hook_name], counter)[hook_name]
+        self.x_cf = capture(model, behaviour.counterfactual[rows], [hook_name], counter)[hook_name]
+        self._suffix = None
+        with torch.no_grad():
+            if behaviour.last_token_metric is not None and SuffixRun.applies(model, hook_name):
+                self._suffix = SuffixRun(model, hook_name, self.clean, behaviour.lengths[rows], self.x,
+                                         self.pos.min(1).values, counter=counter)  # fmt: skip
+                self.m0 = behaviour.last_token_metric(self._suffix.clean_logits, rows).double()
+            else:
+                self.m0 = self.metric(self.x[None])[0]
+
+    def metric(self, patched: Float[Tensor, "B b pos d"]) -> Float[Tensor, "B b"]:
+        """The behaviour metric (float64) of each of ``B`` patched copies of the batch's activations, one pass."""
+        import torch
+
+        from deeprobe_bench.hooks import replace_at_hook
+
+        n_patch, b = patched.shape[:2]
+        flat = patched.reshape(n_patch * b, *patched.shape[2:]).to(self.x.dtype)
+        rep = self.rows.repeat(n_patch)
+        with torch.no_grad():
+            if self._suffix is not None:
+                out = self.behaviour.last_token_metric(self._suffix.logits(flat, torch.arange(b).repeat(n_patch),
+                                                                           self.counter), rep)  # fmt: skip
+            else:
+                logits = replace_at_hook(self.model, self.clean.repeat(n_patch, 1), self.hook_name, flat, self.counter)
+                out = self.behaviour.metric(logits, rep)
+        return out.double().view(n_patch, b)
+
+    def effects(self, delta: Float[Tensor, "B b k d"]) -> Float[Tensor, " B"]:
+        """Summed change of the metric over the batch under each of ``B`` patches, in one pass: patch ``j`` adds
+        ``delta[j]`` to the clean activation at the batch's positions (float64)."""
+        from deeprobe_bench.hooks import add_at_positions
+
+        n_patch, b = delta.shape[0], self.x.shape[0]
+        patched = add_at_positions(self.x.repeat(n_patch, 1, 1), self.pos.repeat(n_patch, 1),
+                                   delta.reshape(n_patch * b, *delta.shape[2:]).to(self.x.dtype))  # fmt: skip
+        return (self.metric(patched.view(n_patch, b, *patched.shape[1:])) - self.m0).sum(1)
 
 
 def feature_patching(model: Any, hook_name: str, behaviour: Any, features: Any, patch_batch: int = 8) -> Any:
@@ -147,20 +189,18 @@ def feature_patching(model: Any, hook_name: str, behaviour: Any, features: Any, 
     """
     import torch
 
-    from deeprobe_bench.hooks import at_positions, capture, replace_at_hook
+    from deeprobe_bench.hooks import at_positions
 
     n = len(features)
     dirs = features.directions.float()
     total = torch.zeros(n, dtype=torch.float64)
     for rows in behaviour.batches():
-        clean, pos = behaviour.clean[rows], behaviour.positions[rows]
-        x = capture(model, clean, [hook_name])[hook_name]
-        x_cf = capture(model, behaviour.counterfactual[rows], [hook_name])[hook_name]
+        pb = PatchedBatch(model, hook_name, behaviour, rows)
         with torch.no_grad():
-            da = features.encoder(at_positions(x_cf, pos).float()) - features.encoder(at_positions(x, pos).float())
-            m0 = behaviour.metric(replace_at_hook(model, clean, hook_name, x), rows).double()
+            enc = features.encoder
+            da = enc(at_positions(pb.x_cf, pb.pos).float()) - enc(at_positions(pb.x, pb.pos).float())
             for i in range(0, n, patch_batch):
                 idx = torch.arange(i, min(i + patch_batch, n))
                 delta = da[:, :, idx].permute(2, 0, 1).unsqueeze(-1) * dirs[idx][:, None, None, :]  # B b k d
-                total[idx] += patch_effects(model, hook_name, clean, rows, x, pos, delta, behaviour.metric, m0)
+                total[idx] += pb.effects(delta)
     return (total / len(behaviour)).float()

@@ -167,8 +167,7 @@ def logit_diffs(
         else:
             logits = run_from_hook(model, hook_name, split.tokens[sl], edit, split.resid[sl] if reuse_below_hook else None)
             at_end = logits[torch.arange(len(end)), end]  # b vocab
-        ld = at_end.gather(1, split.io_tok[sl].unsqueeze(1)) - at_end.gather(1, split.s_tok[sl].unsqueeze(1))
-        out.append(ld.squeeze(1).float())
+        out.append(end_logit_diff(split)(at_end, torch.arange(len(split))[sl]).float())
     return torch.cat(out)
 
 
@@ -204,7 +203,16 @@ def logit_diff_metric(split: Split):
     of ``split`` from ``logits: Float[Tensor, "b pos d_vocab"]``, differentiable (for :class:`api.Behaviour`)."""
 
     def metric(logits: Float[Tensor, "b pos vocab"], rows: Int[Tensor, " b"]) -> Float[Tensor, " b"]:
-        at_end = logits[torch.arange(len(rows)), split.positions["END"][rows]]
+        return end_logit_diff(split)(logits[torch.arange(len(rows)), split.positions["END"][rows]], rows)
+
+    return metric
+
+
+def end_logit_diff(split: Split):
+    """``metric(at_end, rows) -> Float[Tensor, "b"]``: :func:`logit_diff_metric` from the logits at END alone
+    (``at_end: Float[Tensor, "b d_vocab"]``; END is each prompt's last token)."""
+
+    def metric(at_end: Float[Tensor, "b vocab"], rows: Int[Tensor, " b"]) -> Float[Tensor, " b"]:
         return (at_end.gather(1, split.io_tok[rows].unsqueeze(1)) - at_end.gather(1, split.s_tok[rows].unsqueeze(1))).squeeze(1)
 
     return metric
@@ -218,6 +226,7 @@ def behaviour(split: Split, batch_size: int = 128):
     return Behaviour(
         clean=split.tokens, counterfactual=split.abc_tokens, positions=split.site, metric=logit_diff_metric(split),
         name="logit difference (IOI prompt vs its ABC prompt)", batch_size=batch_size,
+        last_token_metric=end_logit_diff(split), lengths=split.positions["END"] + 1,
     )  # fmt: skip
 
 

@@ -242,3 +242,51 @@ def test_the_evaluators_feature_patching_equals_exact_latent_patching(toy):
     off = torch.eye(D)[1:2]
     fs2 = type(fs)(HOOK, off, encoder=lambda x: x[..., 1:2] * 5)
     assert float(feature_patching(subject.model, HOOK, behaviour, fs2).abs().max()) < 1e-5
+
+
+def test_patching_from_the_first_patched_position_gives_the_whole_pass_s_effects():
+    """A behaviour that reads only the last token (``last_token_metric``) is patched on the suffix from the first
+    patched position (a SuffixRun): the same effects and pass counts as whole passes from the hook."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from transformer_lens import HookedTransformerConfig
+
+    from deeprobe_bench.baselines._patching import full_patch_effect
+
+    gen = torch.Generator().manual_seed(1)
+    cfg = HookedTransformerConfig(n_layers=2, d_model=D, n_heads=2, d_head=4, n_ctx=POS, d_vocab=VOCAB, d_mlp=16,
+                                  act_fn="gelu", seed=1)  # fmt: skip
+    from deeprobe_bench.subject import quiet_hooked_transformer
+
+    model = quiet_hooked_transformer(cfg).eval()
+    sae = StandardSAE(StandardSAEConfig(d_in=D, d_sae=D_SAE))
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.randn(D_SAE, D, generator=gen))
+        sae.W_enc.copy_(torch.randn(D, D_SAE, generator=gen))
+    sae.eval()
+    lengths = torch.tensor([6, 5, 6, 4, 6, 5, 4, 6, 6, 5])
+    clean = torch.randint(0, VOCAB, (10, POS), generator=gen)
+    cf = torch.randint(0, VOCAB, (10, POS), generator=gen)
+    end = lengths - 1
+
+    def metric(logits, rows):
+        return last(logits[torch.arange(len(rows)), end[rows]], rows)
+
+    def last(at_end, rows):
+        return at_end[:, A] - at_end[:, B]
+
+    positions = torch.stack([end - 2, end], dim=1)
+    whole = Behaviour(clean, cf, positions, metric, batch_size=4)
+    suffix = Behaviour(clean, cf, positions, metric, batch_size=4, last_token_metric=last, lengths=lengths)
+    a = latent_patching(model, sae, "blocks.0.hook_resid_post", whole, skip_inactive=False, patch_batch=3)
+    b = latent_patching(model, sae, "blocks.0.hook_resid_post", suffix, skip_inactive=False, patch_batch=3)
+    assert float(a.effects.abs().max()) > 1e-3  # the patches move the metric
+    torch.testing.assert_close(b.effects, a.effects, atol=1e-5, rtol=1e-4)
+    assert b.error_effect == pytest.approx(a.error_effect, abs=1e-5) and b.m_clean == pytest.approx(a.m_clean, abs=1e-5)
+    assert b.cost.forward_passes == a.cost.forward_passes
+    assert full_patch_effect(model, "blocks.0.hook_resid_post", suffix)[0] == pytest.approx(
+        full_patch_effect(model, "blocks.0.hook_resid_post", whole)[0], abs=1e-5)
+    fs = latent_features(sae, "blocks.0.hook_resid_post", list(range(D_SAE)))
+    torch.testing.assert_close(feature_patching(model, "blocks.0.hook_resid_post", suffix, fs),
+                               feature_patching(model, "blocks.0.hook_resid_post", whole, fs), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="needs lengths"):
+        Behaviour(clean, cf, positions, metric, last_token_metric=last)
