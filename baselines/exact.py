@@ -10,7 +10,9 @@ prompts).
   positions, ``x' = x_clean + (f_i(x_cf) - f_i(x_clean)) d_i`` with ``d_i`` its effective decoder row;
   every other latent and the SAE error term keep their clean values. The error term is patched the same
   way as one more node (``meta["error_effect"]``). The forward passes start at the hook when it is a
-  residual hook (``start_at_layer``). A latent whose activation is the same in both runs at every task
+  residual hook (``start_at_layer``), and for a behaviour that reads only the last token (IOI's logit
+  difference at END) they push only the positions from the first patched one on (S2), against the clean
+  keys and values of the tokens before it (:class:`deeprobe_bench.metrics.ranking.PatchedBatch`). A latent whose activation is the same in both runs at every task
   position has effect exactly 0 and is not run (``-M skip_inactive=false`` runs it anyway).
   *Candidate pool* (``-M pool=P``, default 512): only the ``P`` latents of largest |attribution patching|
   effect (:func:`baselines._patching.attribution_pool`) are patched, the others get effect 0; ``-M
