@@ -276,9 +276,13 @@ def reconstruction_counts(
             lv[rows, feats] = level
             tags_t = tags_f[:, tagged]  # T f_t c
             for k in range(len(t)):
-                pred = ((lv > k).float() @ tags_t[k]) > 0  # m c
-                tp[k] += (pred & truth).sum(dim=0)
-                pred_pos[k] += pred.sum(dim=0)
+                # only the features tagged at this level and the concepts they carry: the rest predict nothing
+                f_k, c_k = tags_t[k].any(1), tags_t[k].any(0)
+                if not bool(c_k.any()):
+                    continue
+                pred = ((lv[:, f_k] > k).float() @ tags_t[k][f_k][:, c_k]) > 0  # m c_k
+                tp[k, c_k] += (pred & truth[:, c_k]).sum(dim=0).float()
+                pred_pos[k, c_k] += pred.sum(dim=0).float()
             continue
         feats = torch.nonzero(tagged).flatten()[feats]
         for k in range(len(t)):

@@ -73,3 +73,21 @@ def test_chunking_does_not_change_counts():
     acts = torch.rand(300, 7, generator=torch.Generator().manual_seed(5))
     a, b = sweep_counts(acts, labels, chunk=17), sweep_counts(acts, labels, chunk=1000)
     assert torch.equal(a.tp, b.tp) and torch.equal(a.on, b.on)
+
+
+def test_the_level_path_counts_what_the_dense_definition_counts():
+    from deeprobe_bench.metrics.threshold_sweep import reconstruction_counts
+
+    g = torch.Generator().manual_seed(7)
+    lab, test = _labels(n=600, c=6, seed=1), _labels(n=500, c=6, seed=2)
+    # features that track a concept (so that some are tagged, at some levels only) plus noise: every activation
+    # positive (probes, neurons), then two thirds of them 0
+    dense_l = torch.cat([lab.float() * 2 + torch.rand(600, 6, generator=g), torch.rand(600, 4, generator=g)], 1)
+    dense_t = torch.cat([test.float() * 2 + torch.rand(500, 6, generator=g), torch.rand(500, 4, generator=g)], 1)
+    for acts_l, acts_t in ((dense_l, dense_t), (dense_l * (dense_l > 1.5), dense_t * (dense_t > 1.5))):
+        fast = reconstruction_counts(acts_l, lab, acts_t, test, min_true_positives=5)
+        # descending thresholds take the dense definition (one boolean product per threshold)
+        slow = reconstruction_counts(acts_l, lab, acts_t, test, thresholds=tuple(reversed(THRESHOLDS)),
+                                     min_true_positives=5)  # fmt: skip
+        assert fast.tags.any() and torch.equal(fast.tags, slow.tags.flip(0))
+        assert torch.equal(fast.tp, slow.tp.flip(0)) and torch.equal(fast.pred, slow.pred.flip(0))
