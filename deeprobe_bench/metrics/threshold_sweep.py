@@ -286,14 +286,15 @@ def reconstruction_counts(
             continue
         feats = torch.nonzero(tagged).flatten()[feats]
         for k in range(len(t)):
-            on_k = level > k
+            c_k = tags_f[k].any(0)  # as above: only the features tagged at this level, the concepts they carry
+            on_k = (level > k) & tags_f[k].any(1)[feats]
             if not on_k.any():
                 continue
             ind = torch.sparse_coo_tensor(torch.stack([rows[on_k], feats[on_k]]), torch.ones(int(on_k.sum())),
                                           (block.shape[0], n_f), check_invariants=False)  # fmt: skip
-            pred = torch.sparse.mm(ind, tags_f[k]) > 0  # m c
-            tp[k] += (pred & truth).sum(dim=0)
-            pred_pos[k] += pred.sum(dim=0)
+            pred = torch.sparse.mm(ind, tags_f[k][:, c_k]) > 0  # m c_k
+            tp[k, c_k] += (pred & truth[:, c_k]).sum(dim=0).float()
+            pred_pos[k, c_k] += pred.sum(dim=0).float()
     return ReconstructionCounts(t, tags, mx, tp, pred_pos, test_lab.sum(dim=0))
 
 

@@ -81,13 +81,19 @@ def test_the_level_path_counts_what_the_dense_definition_counts():
     g = torch.Generator().manual_seed(7)
     lab, test = _labels(n=600, c=6, seed=1), _labels(n=500, c=6, seed=2)
     # features that track a concept (so that some are tagged, at some levels only) plus noise: every activation
-    # positive (probes, neurons), then two thirds of them 0
+    # positive (probes, neurons), or two thirds of them 0
     dense_l = torch.cat([lab.float() * 2 + torch.rand(600, 6, generator=g), torch.rand(600, 4, generator=g)], 1)
     dense_t = torch.cat([test.float() * 2 + torch.rand(500, 6, generator=g), torch.rand(500, 4, generator=g)], 1)
-    for acts_l, acts_t in ((dense_l, dense_t), (dense_l * (dense_l > 1.5), dense_t * (dense_t > 1.5))):
-        fast = reconstruction_counts(acts_l, lab, acts_t, test, min_true_positives=5)
+    # 60 concepts of about 1.7% each: latents that fire only where one holds are under 2% dense
+    lab60, test60 = _labels(n=1200, c=60, seed=3), _labels(n=1000, c=60, seed=4)
+    sparse_l = lab60[:, :10].float() * (1 + torch.rand(1200, 10, generator=g))
+    sparse_t = test60[:, :10].float() * (1 + torch.rand(1000, 10, generator=g))
+    cases = ((dense_l, lab, dense_t, test), (dense_l * (dense_l > 1.5), lab, dense_t * (dense_t > 1.5), test),
+             (sparse_l, lab60, sparse_t, test60))  # fmt: skip
+    for acts_l, lab_c, acts_t, test_c in cases:
+        fast = reconstruction_counts(acts_l, lab_c, acts_t, test_c, min_true_positives=5)
         # descending thresholds take the dense definition (one boolean product per threshold)
-        slow = reconstruction_counts(acts_l, lab, acts_t, test, thresholds=tuple(reversed(THRESHOLDS)),
+        slow = reconstruction_counts(acts_l, lab_c, acts_t, test_c, thresholds=tuple(reversed(THRESHOLDS)),
                                      min_true_positives=5)  # fmt: skip
         assert fast.tags.any() and torch.equal(fast.tags, slow.tags.flip(0))
         assert torch.equal(fast.tp, slow.tp.flip(0)) and torch.equal(fast.pred, slow.pred.flip(0))
