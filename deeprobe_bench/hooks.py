@@ -13,6 +13,10 @@ TransformerLens keeps its own in ``utils`` and ``patching``:
   residual hook and its clean activation at hand (e.g. from the activation cache), the pass starts at the
   hook (``start_at_layer``) from the edited activation and skips every block below it; otherwise the whole
   model runs from the tokens with the edit applied inside the hook (:func:`run_hooked`).
+- **Forward from a position** (:class:`SuffixRun`): when an edit changes only the positions from some
+  ``first`` on and only the last token's logits are read (IOI's logit difference, persona's steered answer),
+  those positions alone are pushed through the layers after the hook, against the clean keys and values of
+  the tokens before them (TransformerLens's key-value cache).
 - **Positions** (:func:`at_positions`, :func:`add_at_positions`): read or add at per-example token
   positions, the sites tasks intervene at.
 - **Counting** (:class:`Counter`): batched passes and sequences a computation spent, for cost records.
@@ -222,9 +226,8 @@ class SuffixRun:
     Args:
         model: a TransformerLens ``HookedTransformer``.
         hook_name: a residual hook with a block after it (:func:`resume_layer` is not None).
-        tokens: ``Int[Tensor, "n pos"]`` the prompts, right-padded (only their count and width are read).
         lengths: ``Int[Tensor, "n"]`` tokens per prompt; each prompt's last token is ``lengths - 1``.
-        act: ``Float[Tensor, "n pos d_model"]`` the clean activations at the hook.
+        act: ``Float[Tensor, "n pos d_model"]`` the clean activations at the hook of the prompts (right-padded).
         first: ``Int[Tensor, "n"]`` the first position an edit may change (default ``lengths - 1``: the last).
         batch_size: prompts per clean pass.
         counter: charged the clean passes, if given.
@@ -233,8 +236,8 @@ class SuffixRun:
         ValueError: the run does not apply (:meth:`applies`), or ``first`` is outside ``0 .. lengths - 1``.
     """
 
-    def __init__(self, model: Any, hook_name: str, tokens: Int[Tensor, "n pos"], lengths: Int[Tensor, " n"],
-                 act: Float[Tensor, "n pos d_model"], first: Int[Tensor, " n"] | None = None, batch_size: int = 256,
+    def __init__(self, model: Any, hook_name: str, lengths: Int[Tensor, " n"], act: Float[Tensor, "n pos d_model"],
+                 first: Int[Tensor, " n"] | None = None, batch_size: int = 256,
                  counter: Counter | None = None) -> None:  # fmt: skip
         import torch
 
@@ -250,7 +253,7 @@ class SuffixRun:
         names = [f"blocks.{layer}.attn.hook_{kv}" for layer in range(self.start, model.cfg.n_layers) for kv in "kv"]
         parts: dict[str, list[Tensor]] = {n: [] for n in names}
         with torch.no_grad():
-            for i in range(0, len(tokens), batch_size):
+            for i in range(0, len(act), batch_size):
                 if counter is not None:
                     counter.forward_passes += 1
                     counter.sequences += int(act[i : i + batch_size].shape[0])

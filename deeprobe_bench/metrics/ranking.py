@@ -131,7 +131,7 @@ class PatchedBatch:
         self._suffix = None
         with torch.no_grad():
             if behaviour.last_token_metric is not None and SuffixRun.applies(model, hook_name):
-                self._suffix = SuffixRun(model, hook_name, self.clean, behaviour.lengths[rows], self.x,
+                self._suffix = SuffixRun(model, hook_name, behaviour.lengths[rows], self.x,
                                          self.pos.min(1).values, counter=counter)  # fmt: skip
                 self.m0 = behaviour.last_token_metric(self._suffix.clean_logits, rows).double()
             else:

@@ -71,7 +71,7 @@ class Split:
             return None
         if hook_name not in self._suffix_runs:
             end = self.positions["END"]
-            self._suffix_runs[hook_name] = SuffixRun(model, hook_name, self.tokens, end + 1, self.resid,
+            self._suffix_runs[hook_name] = SuffixRun(model, hook_name, end + 1, self.resid,
                                                      self.site.min(1).values)  # fmt: skip
         return self._suffix_runs[hook_name]
 

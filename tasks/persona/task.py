@@ -299,7 +299,7 @@ class PersonaTask(Task):
         runs = data.extra.setdefault("last_token_runs", {})
         key = (split, tuple(rows.tolist()))
         if key not in runs:
-            runs[key] = SuffixRun(model, data.hook_name, q.tokens, q.lengths, q.resid)
+            runs[key] = SuffixRun(model, data.hook_name, q.lengths, q.resid)
         return runs[key]
 
     def _trait_rows(self, statements, trait):

@@ -99,7 +99,7 @@ def test_steering_the_last_token_alone_recomputes_only_it_and_gives_the_whole_pa
     assert len(set(q.lengths.tolist())) > 1  # prompts of several lengths: the run groups them
     vecs = torch.tensor([-2.0, 0.0, 1.0, 3.0])[:, None] * v[None, :]
     p, nll = persona_metrics.steered(subject, q, data.hook_name, vecs, "last")
-    run = SuffixRun(subject.model, data.hook_name, q.tokens, q.lengths, q.resid)
+    run = SuffixRun(subject.model, data.hook_name, q.lengths, q.resid)
     p_last, answer_nll = persona_metrics.steered_last(subject, q, vecs, run)
     torch.testing.assert_close(p_last, p, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(answer_nll, nll[:, torch.arange(len(q)), q.last], rtol=1e-4, atol=1e-5)

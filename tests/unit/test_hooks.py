@@ -77,7 +77,7 @@ def test_a_suffix_run_gives_the_last_token_logits_of_a_whole_pass_with_the_suffi
     tokens[torch.arange(5)[None, :] >= lengths[:, None]] = 0
     act = hooks.capture(model, tokens, [hook])[hook]
     cnt = hooks.Counter()
-    run = hooks.SuffixRun(model, hook, tokens, lengths, act, first, batch_size=4, counter=cnt)
+    run = hooks.SuffixRun(model, hook, lengths, act, first, batch_size=4, counter=cnt)
     assert (cnt.forward_passes, cnt.sequences) == (2, 6)  # the clean pass from the hook, 4 prompts at a time
     on = (torch.arange(5)[None, :] >= first[:, None]) & (torch.arange(5)[None, :] < lengths[:, None])
     rows = torch.tensor([0, 1, 2, 3, 4, 5, 0, 2])  # a prompt may come twice: two edits of it
@@ -92,7 +92,7 @@ def test_a_suffix_run_gives_the_last_token_logits_of_a_whole_pass_with_the_suffi
     torch.testing.assert_close(got, whole[torch.arange(8), last], rtol=1e-4, atol=1e-5)
     assert not torch.allclose(got, clean[torch.arange(8), last], atol=1e-3)  # the edits reached the logits
     # the last token alone (the default first), as a steering vector at the last token
-    last_run = hooks.SuffixRun(model, hook, tokens, lengths, act)
+    last_run = hooks.SuffixRun(model, hook, lengths, act)
     at_last = act.clone()
     at_last[torch.arange(6), lengths - 1] += shifts[:6]
     with torch.no_grad():
@@ -103,9 +103,9 @@ def test_a_suffix_run_gives_the_last_token_logits_of_a_whole_pass_with_the_suffi
     with pytest.raises(ValueError, match="expected"):
         run.logits(edited[:, :4], rows)
     with pytest.raises(ValueError, match="no suffix run"):
-        hooks.SuffixRun(model, "blocks.2.hook_resid_post", tokens, lengths, act)
+        hooks.SuffixRun(model, "blocks.2.hook_resid_post", lengths, act)
     with pytest.raises(ValueError, match="first must lie"):
-        hooks.SuffixRun(model, hook, tokens, lengths, act, lengths)
+        hooks.SuffixRun(model, hook, lengths, act, lengths)
 
 
 def test_the_position_helpers_keep_their_annotated_shapes_when_checked_at_run_time():
