@@ -257,12 +257,12 @@ class SuffixRun:
                 if counter is not None:
                     counter.forward_passes += 1
                     counter.sequences += int(act[i : i + batch_size].shape[0])
-                logits, cache = model.run_with_cache(act[i : i + batch_size].to(model.cfg.dtype),
-                                                     start_at_layer=self.start, names_filter=names)  # fmt: skip
+                chunk = act[i : i + batch_size].to(device=model.cfg.device, dtype=model.cfg.dtype)
+                logits, cache = model.run_with_cache(chunk, start_at_layer=self.start, names_filter=names)
                 for n in names:
                     parts[n].append(cache[n])
-                last = self.lengths[i : i + batch_size] - 1
-                parts.setdefault("logits", []).append(logits[torch.arange(len(last)), last].float())
+                last = (self.lengths[i : i + batch_size] - 1).to(logits.device)
+                parts.setdefault("logits", []).append(logits[torch.arange(len(last), device=logits.device), last].float())
         #: per layer from ``start`` on: clean keys and values, ``"n pos kv_heads d_head"``
         self.kv = [(torch.cat(parts[f"blocks.{layer}.attn.hook_k"]), torch.cat(parts[f"blocks.{layer}.attn.hook_v"]))
                    for layer in range(self.start, model.cfg.n_layers)]  # fmt: skip
@@ -294,23 +294,26 @@ class SuffixRun:
         import torch
         from transformer_lens import TransformerLensKeyValueCache, TransformerLensKeyValueCacheEntry
 
-        rows = rows.long()
+        rows = rows.long().cpu()
         if edited.shape[0] != len(rows) or tuple(edited.shape[1:]) != tuple(self.act.shape[1:]):
             raise ValueError(f"edited has shape {tuple(edited.shape)}; expected ({len(rows)}, "
                              f"{', '.join(map(str, self.act.shape[1:]))})")  # fmt: skip
-        f, n_tok = self.first[rows], self.lengths[rows]
+        # index arithmetic on the CPU; the pass's inputs on the model's device (keys and values are there)
+        f, n_tok = self.first.cpu()[rows], self.lengths.cpu()[rows]
         ar = torch.arange(edited.shape[1])
-        before = ar[None, :] < f[:, None]
-        if not torch.equal(edited[before], self.act[rows][before].to(edited.dtype)):
+        before = (ar[None, :] < f[:, None]).to(edited.device)
+        if not torch.equal(edited[before], self.act[rows.to(self.act.device)].to(edited)[before]):
             raise ValueError("the edit changes positions before `first`: a suffix run cannot see that")
         b, p, s = len(rows), int(f.max()), int((n_tok - f).max())
+        device = self.kv[0][0].device if self.kv else edited.device
         every = torch.arange(b)[:, None]
         suffix = f[:, None] + torch.arange(s)[None, :]  # b s: the positions pushed through, right-padded
         prefix = torch.arange(p)[None, :] - (p - f)[:, None]  # b p: the cached positions, left-padded
-        mask = torch.cat([prefix >= 0, suffix < n_tok[:, None]], 1).int()
-        x = edited[every, suffix.clamp(max=edited.shape[1] - 1)].to(self.model.cfg.dtype)
-        at = prefix.clamp(min=0)
-        entries = [TransformerLensKeyValueCacheEntry(k[rows[:, None], at], v[rows[:, None], at], frozen=True)
+        mask = torch.cat([prefix >= 0, suffix < n_tok[:, None]], 1).int().to(device)
+        x = edited[every.to(edited.device), suffix.clamp(max=edited.shape[1] - 1).to(edited.device)]
+        x = x.to(device=device, dtype=self.model.cfg.dtype)
+        at, kv_rows = prefix.clamp(min=0).to(device), rows[:, None].to(device)
+        entries = [TransformerLensKeyValueCacheEntry(k[kv_rows, at], v[kv_rows, at], frozen=True)
                    for k, v in self.kv]  # fmt: skip
         # layers below the start are never run: their entries are placeholders
         cache = TransformerLensKeyValueCache([None] * self.start + entries,  # type: ignore[list-item]
@@ -320,7 +323,7 @@ class SuffixRun:
             counter.sequences += b
         with torch.no_grad():
             out = self.model(x, start_at_layer=self.start, past_kv_cache=cache, attention_mask=mask)
-        return out[torch.arange(b), n_tok - f - 1].float()
+        return out[torch.arange(b, device=out.device), (n_tok - f - 1).to(out.device)].float()
 
 
 def at_positions(act: Float[Tensor, "b pos d"], pos: Int[Tensor, "b k"]) -> Float[Tensor, "b k d"]:
