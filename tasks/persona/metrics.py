@@ -217,21 +217,22 @@ def steered(
 
 @torch.no_grad()
 def steered_last(
-    subject, prompts: Prompts, vectors: Float[Tensor, "g d"], run: SuffixRun, batch_size: int = 512
+    subject, prompts: Prompts, rows: Int[Tensor, " n"], vectors: Float[Tensor, "g d"], run: SuffixRun,
+    batch_size: int = 512,
 ) -> tuple[Float[Tensor, "g n"], Float[Tensor, "g n"]]:
-    """``(p_yes, answer_nll)`` of :func:`steered` with ``where="last"``: each vector added at each prompt's last
-    token only, computed on that token alone against the cached keys and values of the tokens before it
-    (``run``: a :class:`deeprobe_bench.hooks.SuffixRun` of ``prompts`` from their last token). The earlier
-    tokens do not change, so the :func:`target_nll` at the last token (``answer_nll``, ``-log(p(Yes) +
-    p(No))``) is the only one that does. Equal to :func:`steered` up to floating-point rounding
-    (``tests/integration/test_persona_task.py``).
+    """``(p_yes, answer_nll)`` of :func:`steered` on the prompts ``rows`` of ``prompts`` with ``where="last"``:
+    each vector added at each prompt's last token only, computed on that token alone against the cached keys
+    and values of the tokens before it (``run``: a :class:`deeprobe_bench.hooks.SuffixRun` of ``prompts`` from
+    their last token). The earlier tokens do not change, so the :func:`target_nll` at the last token
+    (``answer_nll``, ``-log(p(Yes) + p(No))``) is the only one that does. Equal to :func:`steered` up to
+    floating-point rounding (``tests/integration/test_persona_task.py``).
     """
     yes, no = answer_ids(subject)
-    g, n = len(vectors), len(prompts)
-    rows = torch.arange(n).repeat(g)
+    g, n = len(vectors), len(rows)
+    rep = rows.repeat(g)
     per_row = vectors.float().repeat_interleave(n, dim=0)[:, None, :]  # "g*n 1 d"
-    mask = prompts.steer_mask("last")[..., None]  # "n pos 1"
-    logits = torch.cat([run.logits(prompts.resid[rows[sl]].float() + per_row[sl] * mask[rows[sl]], rows[sl])
+    mask = prompts.steer_mask("last")[..., None]  # "N pos 1"
+    logits = torch.cat([run.logits(prompts.resid[rep[sl]].float() + per_row[sl] * mask[rep[sl]], rep[sl])
                         for sl in (slice(i, i + batch_size) for i in range(0, g * n, batch_size))])  # fmt: skip
     logp = torch.log_softmax(logits, -1)
     p = torch.sigmoid(logits[:, yes] - logits[:, no])

@@ -277,19 +277,19 @@ class PersonaTask(Task):
         subject = data.extra["subject"]
         base = data.extra["base"][split][rows][None, :]
         clean = data.extra["base_nll"][split][rows, : q.tokens.shape[1]]
-        run = self._last_token_run(data, split, rows, q)
+        run = self._last_token_run(data, split)
         if run is not None:  # the vector acts on the last token alone: only that token is recomputed
-            p, answer_nll = persona_metrics.steered_last(subject, q, vecs, run)
+            p, answer_nll = persona_metrics.steered_last(subject, h.questions, rows, vecs, run)
             cost = (answer_nll - clean[torch.arange(len(rows)), q.last][None, :]).mean(1)
         else:
             p, nll = persona_metrics.steered(subject, q, data.hook_name, vecs, self.config.positions)
             cost = persona_metrics.fluency_cost(nll, clean, q.steer_mask(self.config.positions))
         return persona_metrics.p_match(p, stm) - persona_metrics.p_match(base, stm), cost
 
-    def _last_token_run(self, data: TaskData, split: str, rows, q) -> Any:
-        """The :class:`~deeprobe_bench.hooks.SuffixRun` from the last token of the questions ``rows`` of ``split``
-        (kept in ``data.extra``: the objective steers the same rows at every call), or None where it does not
-        apply: the vector acts on every token (``positions="all"``), or no run can start at the hook
+    def _last_token_run(self, data: TaskData, split: str) -> Any:
+        """The :class:`~deeprobe_bench.hooks.SuffixRun` from the last token of the questions of ``split`` (built
+        once and kept in ``data.extra``; every curve steers some of its rows), or None where it does not apply:
+        the vector acts on every token (``positions="all"``), or no run can start at the hook
         (:meth:`SuffixRun.applies`)."""
         from deeprobe_bench.hooks import SuffixRun
 
@@ -297,10 +297,10 @@ class PersonaTask(Task):
         if self.config.positions != "last" or not SuffixRun.applies(model, data.hook_name):
             return None
         runs = data.extra.setdefault("last_token_runs", {})
-        key = (split, tuple(rows.tolist()))
-        if key not in runs:
-            runs[key] = SuffixRun(model, data.hook_name, q.lengths, q.resid)
-        return runs[key]
+        if split not in runs:
+            q = data.extra["halves"][split].questions
+            runs[split] = SuffixRun(model, data.hook_name, q.lengths, q.resid)
+        return runs[split]
 
     def _trait_rows(self, statements, trait):
         import torch

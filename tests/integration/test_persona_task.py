@@ -100,7 +100,7 @@ def test_steering_the_last_token_alone_recomputes_only_it_and_gives_the_whole_pa
     vecs = torch.tensor([-2.0, 0.0, 1.0, 3.0])[:, None] * v[None, :]
     p, nll = persona_metrics.steered(subject, q, data.hook_name, vecs, "last")
     run = SuffixRun(subject.model, data.hook_name, q.lengths, q.resid)
-    p_last, answer_nll = persona_metrics.steered_last(subject, q, vecs, run)
+    p_last, answer_nll = persona_metrics.steered_last(subject, q, torch.arange(len(q)), vecs, run)
     torch.testing.assert_close(p_last, p, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(answer_nll, nll[:, torch.arange(len(q)), q.last], rtol=1e-4, atol=1e-5)
     assert float((p[3] - p[1]).abs().max()) > 0.1  # the vector moved the answer
