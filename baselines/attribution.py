@@ -52,7 +52,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method
+from deeprobe_bench.api import DiscoveryContext, FeatureSet
+from deeprobe_bench.baselines.exact import PatchingMethod
 
 
 @dataclass
@@ -85,14 +86,20 @@ class AttributionConfig:
             raise ValueError("agreement_sample must be >= 0")
 
 
-class Attribution(Method):
+class Attribution(PatchingMethod):
+    """Attribution patching (Nanda 2023; Syed et al. 2023): every node's first-order patching effect from
+    one clean pass with gradient, one counterfactual pass and one backward pass per batch.
+
+    Returns the nodes (SAE latents and the error term, or attention heads) ordered by absolute effect:
+    directions ``Float[Tensor, "n d_model"]`` (decoder rows), scores = the signed effects in the task
+    metric's units (IOI: logit difference). Needs the task's :class:`~deeprobe_bench.api.Behaviour`.
+    """
+
     name = "attribution"
     description = (
         "attribution patching (or IG) over SAE latents + error term, or attention heads, ranked by absolute effect"
     )
-    supervision = "objective"
     Config = AttributionConfig
-    needs = ("behaviour",)
 
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
         import torch

@@ -168,6 +168,14 @@ class ContrastiveConfig:
 
 
 class Contrastive(Method):
+    """Contrastive steering with clustered SAE latents (seed 004; close to FGAA): per concept, the latents
+    consistently active in contrast-pair deltas, clustered, and a least-squares steering vector over them.
+
+    Returns, per concept, the vector over all its selected latents (score 1 + R^2 of the deltas it
+    explains) and one per cluster when there are several (score R^2): ``Float[Tensor, "n d_model"]``; the
+    encoder is the SAE activations of those latents with the vector's weights. Needs ``ctx.pairs``.
+    """
+
     name = "contrastive"
     description = "contrastive clustering of SAE latents in activation deltas; least-squares steering vector"
     supervision = "labels"

@@ -41,6 +41,13 @@ def contrast_rows(labels, concepts: list[str], j: int, poles: dict[str, str] | N
 
 
 class DiffMean(Method):
+    """DiffMean / CAA (Panickssery et al. 2023; Wu et al. 2025): per concept, mean(rows labelled c) minus
+    mean(rows of its opposite pole, else the rest), with the projection ``x . v`` as encoder.
+
+    Returns one direction per concept with two or more rows on each side (``Float[Tensor, "concepts
+    d_model"]``), scores = the standardised separation of the projection on the train rows.
+    """
+
     name = "diffmean"
     description = "mean difference of activations per concept (CAA, AxBench DiffMean); projection encoder"
     supervision = "labels"

@@ -45,6 +45,16 @@ from typing import Literal
 from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method
 
 
+class PatchingMethod(Method):
+    """Base of the methods that rank nodes by their patching effect on the task's behaviour metric
+    (``attribution``, ``exact``; here because this module is light to import): both need the task's
+    :class:`api.Behaviour` (clean and counterfactual prompts, the metric), so the objective supervises
+    them, and both take ``-M target=latents|heads``."""
+
+    supervision = "objective"
+    needs = ("behaviour",)
+
+
 @dataclass
 class ExactConfig:
     """Options of ``exact``.
@@ -75,14 +85,19 @@ class ExactConfig:
             raise ValueError("pool must be >= 0 and patch_batch >= 1")
 
 
-class ExactPatching(Method):
+class ExactPatching(PatchingMethod):
+    """Exact activation patching (Wang et al. 2022; Marks et al. 2024), one node at a time: the reference
+    that attribution patching approximates, and the ranking agreement is measured against.
+
+    Returns the pool's nodes ordered by absolute effect, scores = the mean change of the task metric when
+    that node alone takes its counterfactual value (IOI: logit difference). Needs the task's behaviour.
+    """
+
     name = "exact"
     description = (
         "exact activation patching, one SAE latent (or head) at a time, ranked by absolute effect (the reference)"
     )
-    supervision = "objective"
     Config = ExactConfig
-    needs = ("behaviour",)
 
     def discover(self, ctx: DiscoveryContext) -> FeatureSet:
         from deeprobe_bench.baselines._patching import attribution_pool, check_target, effects_result, run_exact

@@ -38,6 +38,13 @@ class NeuronsConfig:
 
 
 class Neurons(Method):
+    """The MLP neurons of the hook's block (Karvonen et al. 2024's neuron row): feature ``i`` reads neuron
+    ``i`` at ``blocks.L.mlp.hook_post`` and writes along ``W_out[i]``.
+
+    Returns ``d_mlp`` features (or the ``n`` most often active) at that hook, ``coordinates`` = their
+    indices, scores = the fraction of train rows where the neuron is > 0 (when the task gives train tokens).
+    """
+
     name = "neurons"
     description = "MLP neurons of the hook's layer (activation at mlp.hook_post, direction W_out row)"
     supervision = "none"

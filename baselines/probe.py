@@ -150,6 +150,14 @@ def fit_probes(
 
 
 class Probe(Method):
+    """One logistic-regression probe per concept, the supervised upper bound (balanced class weights, the
+    prior correction of King & Zeng 2001 on the activation).
+
+    Returns one direction per concept with two or more positive and negative train rows (the weight
+    vector), the calibrated probability ``sigmoid(w . x + b + log(pi / (1 - pi)))`` as encoder (range
+    [0, 1]) and the probe's F1 on its train rows (at the balanced fit's 0.5) as score.
+    """
+
     name = "probe"
     version = "3"  # 2: calibrated activation (prior correction); 3: same objective, Newton on preconditioned input
     description = "logistic-regression probe per concept (scikit-learn); the supervised upper bound"

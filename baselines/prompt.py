@@ -18,6 +18,13 @@ from deeprobe_bench.api import DiscoveryContext, FeatureSet, Method, UserError
 
 
 class Prompt(Method):
+    """Steering by prompting (AxBench's prompting baseline, Wu et al. 2025): the concept's instruction from
+    the task (``ctx.steering_prompts``) instead of a vector.
+
+    Returns a FeatureSet of kind ``prompts`` (instructions in ``meta``, one zero direction per concept);
+    only tasks that accept that kind score it.
+    """
+
     name = "prompt"
     description = "prompting with the concept's instruction (AxBench's prompting baseline); no direction"
     supervision = "none"

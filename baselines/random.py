@@ -28,6 +28,10 @@ class RandomConfig:
 
 
 class RandomDirections(Method):
+    """The floor: ``n`` i.i.d. standard Gaussian directions in the residual space (seeded by the cell's
+    seed), projection encoder ``x . d``, no scores (any ranking is the draw order).
+    """
+
     name = "random"
     description = "random Gaussian directions at the hook (the floor)"
     supervision = "none"

@@ -152,6 +152,13 @@ def feature_rewards(features: FeatureSet, scorer: Any, objective: Any, weights: 
 
 
 class RLAIF(Method):
+    """RLAIF-SAE (seed 001): the ``n`` most active latents of a copy of the subject's SAE fine-tuned by
+    evolution strategies on ``w_judge * detection + w_simple * simplicity + w_causal * causal effect``.
+
+    Returns the fine-tuned latents (decoder rows as directions, their SAE encoder), scores = the final
+    reward per latent. Needs a judge (the local one offline; see ``deeprobe_bench.judge``).
+    """
+
     name = "rlaif"
     description = "SAE latents fine-tuned by ES on a judge (interpretability, simplicity) + causal reward (RLAIF-SAE)"
     supervision = "judge"

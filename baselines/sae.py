@@ -104,6 +104,13 @@ class SAEConfig:
 
 
 class SAELatents(Method):
+    """The unsupervised baseline: the subject's SAE latents at the task hook, ordered by how often they fire
+    (activation > 0) on the train split at the task's positions.
+
+    Returns all latents (or the ``n`` most frequent): decoder rows as directions, SAE activations as
+    encoder, scores = firing frequency in [0, 1].
+    """
+
     name = "sae"
     description = "SAE latents ranked by activation frequency at the task positions (no supervision)"
     supervision = "none"

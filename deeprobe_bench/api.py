@@ -102,14 +102,25 @@ def check_task_config(cfg: Any, sizes: tuple[str, ...]) -> None:
         raise ValueError("min_positives must be >= 1")
 
 
-def parse_config(cls: type, options: dict[str, str] | None, what: str = "option") -> Any:
+def check_subset(field: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+    """For a task config's ``__post_init__``: ``values`` (the field ``field``) is a non-empty subset of ``allowed``.
+
+    Raises:
+        ValueError: naming the field, the allowed values and what was given.
+    """
+    if not values or any(v not in allowed for v in values):
+        raise ValueError(f"{field} must be a non-empty subset of {', '.join(allowed)}, got {', '.join(values) or 'none'}")
+
+
+def parse_config(cls: type, options: dict[str, str] | None, what: str = "option", base: Any = None) -> Any:
     """Build the config dataclass ``cls`` from ``key=value`` strings, type-checked.
 
     Args:
-        cls: a dataclass whose fields all have defaults.
+        cls: a dataclass whose fields all have defaults (or any dataclass, with ``base``).
         options: ``{"budget": "200", ...}`` as given by ``-M`` / ``-T``; values already of the
             right Python type (from a JSON config) are accepted as they are.
         what: how to name the options in errors (``"-M option of mcts"``).
+        base: an instance of ``cls`` whose other fields the result keeps (``dataclasses.replace``).
 
     Returns:
         An instance of ``cls``; its ``__post_init__`` validation runs.
@@ -127,7 +138,7 @@ def parse_config(cls: type, options: dict[str, str] | None, what: str = "option"
             raise ConfigError(f"unknown {what} {key!r}; valid keys: {valid}")
         kwargs[key] = _convert(raw, hints[key], key) if isinstance(raw, str) else raw
     try:
-        return cls(**kwargs)
+        return cls(**kwargs) if base is None else dataclasses.replace(base, **kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{what}: {e}") from None
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from deeprobe_bench.tasks.chess import data
+from deeprobe_bench.zoo.recipe import ZooRecipe, recipe_args
 
 logger = logging.getLogger(__name__)
 
@@ -38,41 +39,26 @@ VERSION = 2
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """Everything that fixes a chess-mini run besides the seed."""
+class Recipe(ZooRecipe):
+    """Everything that fixes a chess-mini run besides the seed (model, run and SAE stage: :class:`ZooRecipe`)."""
 
-    n_layers: int = 4
-    d_model: int = 128
-    n_heads: int = 4
-    d_head: int = 32
-    d_mlp: int = 512
-    n_ctx: int = 128  # = the cut of a game's text (about 11 full moves; the paper's window is 256)
-    steps: int = 3600
-    batch: int = 64  # games per step (batch * n_ctx characters)
-    lr: float = 2e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 100
-    decay_frac: float = 0.25
-    weight_decay: float = 0.1
+    n_ctx: int  # = the cut of a game's text (about 11 full moves; the paper's window is 256)
     checkpoint_every_s: float = 180.0
     eval_every: int = 250
     n_eval_games: int = 128  # learning-curve games (eval stream)
     n_quality_games: int = 800  # probes: the first n_probe_train_games train them, the rest test them
     n_probe_train_games: int = 600
     n_legal_games: int = 20  # legal-move rate of greedy continuations at their '.' positions
-    d_sae: int = 512
-    k: int = 32
-    l1: float = 5.0
-    sae_steps: int = 1000
-    sae_batch: int = 1024
-    sae_lr: float = 3e-4
-    n_sae_games: int = 1000
-    threads: int = 2
+    n_sae_games: int = 1000  # the SAE stage's activations: every character of this many games
 
 
-FULL = Recipe()
+FULL = Recipe(
+    n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, n_ctx=128, steps=3600, batch=64, lr=2e-3, min_lr=1e-4,
+    warmup_steps=100, decay_steps=900, weight_decay=0.1, threads=2, d_sae=512, k=32, l1=5.0, sae_steps=1000,
+    sae_batch=1024, sae_lr=3e-4,
+)  # fmt: skip
 TINY = dataclasses.replace(
-    FULL, n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=64, steps=12, batch=4, warmup_steps=2,
+    FULL, n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=64, steps=12, batch=4, warmup_steps=2, decay_steps=3,
     checkpoint_every_s=0.0, eval_every=0, n_eval_games=8, n_quality_games=24, n_probe_train_games=16,
     n_legal_games=2, d_sae=64, k=4, sae_steps=10, sae_batch=64, n_sae_games=8,
 )  # fmt: skip
@@ -82,12 +68,9 @@ BAR_POINTS = 0.15
 
 def model_config(recipe: Recipe, name: str = NAME) -> dict[str, Any]:
     """``HookedTransformerConfig`` keyword arguments (plain JSON types)."""
-    from deeprobe_bench.zoo.lm import transformer_config
-
-    return transformer_config(name, n_layers=recipe.n_layers, d_model=recipe.d_model, n_heads=recipe.n_heads,
-                              d_head=recipe.d_head, d_mlp=recipe.d_mlp, n_ctx=recipe.n_ctx, d_vocab=len(data.VOCAB),
-                              default_prepend_bos=False,  # texts start with ';' themselves
-                              tokenizer_prepends_bos=False, original_architecture="chess-mini", init_weights=True)  # fmt: skip
+    return recipe.transformer_config(name, n_ctx=recipe.n_ctx, d_vocab=len(data.VOCAB),
+                                     default_prepend_bos=False,  # texts start with ';' themselves
+                                     tokenizer_prepends_bos=False, original_architecture="chess-mini", init_weights=True)  # fmt: skip
 
 
 def build_hooked(config: dict[str, Any]) -> Any:
@@ -104,14 +87,6 @@ def build_hooked(config: dict[str, Any]) -> Any:
         model = quiet_hooked_transformer(HookedTransformerConfig(**config), load_tokenizer(Path(tmp)))
     model.eval()
     return model
-
-
-def schedule(recipe: Recipe) -> Any:
-    from deeprobe_bench.zoo.lm import Schedule
-
-    return Schedule(steps=recipe.steps, lr=recipe.lr, warmup_steps=recipe.warmup_steps,
-                    decay_steps=int(recipe.steps * recipe.decay_frac), min_lr=recipe.min_lr,
-                    weight_decay=recipe.weight_decay)  # fmt: skip
 
 
 def targets_of(tokens: Any, lengths: Any) -> Any:
@@ -165,13 +140,13 @@ def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None) -> tu
     torch.set_num_threads(recipe.threads)
     config = model_config(recipe, NAME)
     key = {"version": VERSION, "config": config, "seed": seed, "batch": recipe.batch, "data": data.DATA_VERSION,
-           "schedule": schedule(recipe).key(), "init": "zoo.gpt.fast_gpt"}  # fmt: skip
+           "schedule": recipe.schedule().key(), "init": "zoo.gpt.fast_gpt"}  # fmt: skip
     work = lm.work_dir(NAME, key)
     lm.ensure_free(work)
     fast = gpt.fast_gpt(config, seed)
     ev = data.generate_games(recipe.n_eval_games, seed, "eval", recipe.n_ctx, cache=False)
     ev_tokens, ev_lengths = data.encode(list(ev["text"]), recipe.n_ctx)
-    stats = lm.train_lm(fast, batch_stream(recipe, seed), schedule(recipe), work,
+    stats = lm.train_lm(fast, batch_stream(recipe, seed), recipe.schedule(), work,
                         eval_fn=lambda m: {"eval_loss": eval_loss(m, ev_tokens, ev_lengths)},
                         eval_every=recipe.eval_every, checkpoint_every_s=recipe.checkpoint_every_s,
                         stop_after_s=stop_after_s)  # fmt: skip
@@ -403,12 +378,10 @@ def sae_rows(model: Any, hook: str, n_games: int, n_ctx: int, seed: int) -> tupl
 
 def saes_at(model: Any, recipe: Recipe, hook: str, archs: tuple[str, ...], seed: int, work: Any) -> tuple[dict, dict]:
     """The kit's SAE stage at ``hook`` on :func:`sae_rows` of ``n_sae_games`` games."""
-    from deeprobe_bench.zoo.sae import SAESpec, sae_stage
+    from deeprobe_bench.zoo.sae import sae_stage
 
-    spec = SAESpec(d_sae=recipe.d_sae, steps=recipe.sae_steps, batch=recipe.sae_batch, lr=recipe.sae_lr, k=recipe.k,
-                   l1=recipe.l1, archs=archs)  # fmt: skip
     acts, held_acts = sae_rows(model, hook, recipe.n_sae_games, recipe.n_ctx, seed)
-    return sae_stage(acts, held_acts, hook, spec, seed, work, model.cfg.model_name)
+    return sae_stage(acts, held_acts, hook, recipe.sae_spec(archs), seed, work, model.cfg.model_name)
 
 
 def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
@@ -494,7 +467,7 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
     card = cards.make_card(
         NAME, VERSION, seed, tiny, model_config(recipe, NAME),
         recipe={**asdict(recipe), **{k: v for k, v in stats.items() if k != "work_dir"},
-                "schedule": asdict(schedule(recipe)), "wall_time_s": round(time.time() - t0, 1),
+                "schedule": asdict(recipe.schedule()), "wall_time_s": round(time.time() - t0, 1),
                 "trainer": "deeprobe_bench.zoo.lm.train_lm on zoo.gpt.FastGPT, copied into a HookedTransformer"},
         data=_data_card(recipe, stats), quality=quality, task={"hook_name": hook}, saes=sae_q,
         default_sae_variant="topk", sae_hook={"hook_name": hook, "chosen_by": f"best {BAR_METRIC} probe layer"},
@@ -547,22 +520,19 @@ def train_random(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train the zoo models chess-mini and chess-mini-random.")
-    parser.add_argument("--out", type=Path, default=None, help="output directory")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tiny", action="store_true", help="tiny configuration (for tests)")
-    parser.add_argument("--lm-only", action="store_true", help="only train (resume) the language model")
-    parser.add_argument("--stop-after-s", type=float, default=None)
-    parser.add_argument("--random", action="store_true", help="write chess-mini-random instead of chess-mini")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    recipe = TINY if args.tiny else FULL
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--lm-only", action="store_true", help="only train (resume) the language model")
+        parser.add_argument("--stop-after-s", type=float, default=None)
+        parser.add_argument("--random", action="store_true", help="write chess-mini-random instead of chess-mini")
+
+    args, recipe, parser = recipe_args("Train the zoo models chess-mini and chess-mini-random.", FULL, TINY, argv,
+                                       out_required=False, options=options)  # fmt: skip
     if args.lm_only:
         train_lm(recipe, args.seed, args.stop_after_s)
         return
     if args.out is None:
         parser.error("--out is required unless --lm-only")
-    card = train_random(args.out, args.seed, args.tiny) if args.random else train(args.out, args.seed, args.tiny)
+    card = train_random(args.out, args.seed, args.tiny) if args.random else train_recipe(args.out, args.seed, recipe, args.tiny)
     logger.info("quality: %s", {k: v for k, v in card["quality"].items() if k != "probes"})
 
 

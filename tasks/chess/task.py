@@ -56,6 +56,14 @@ def _piece_name(s: int, c: int) -> str:
 
 
 class ChessTask(BoardGameTask):
+    """Chess board state at the '.' positions of Chess-GPT's PGN text: which piece stands on each square
+    and the other board-state properties (BSPs) of Karvonen et al. 2024.
+
+    Scores board ``reconstruction`` and ``coverage`` (range [0, 1]; the paper's variants beside them) of a
+    feature set against the BSP labels of held-out games (``deeprobe_bench.kits.boardgame``). The
+    definitions and the zoo model are in this folder's README.
+    """
+
     name = "chess"
     description = "chess board state (Karvonen et al. 2024): board reconstruction and coverage at the '.' positions"
     version = "1"
@@ -63,6 +71,8 @@ class ChessTask(BoardGameTask):
     default_model = "chess-mini"
 
     n_chars: int = 256
+    """Characters of each game's text: :meth:`prepare` sets it (``-T n_chars``, else the model's context up to
+    ``data.BSP_WINDOW``)."""
 
     # ------------------------------------------------------------------ game
 

@@ -32,7 +32,6 @@ Run as ``python -m deeprobe_bench.tasks.ioi.recipe --out DIR --seed 0 [--tiny]``
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import random
@@ -45,6 +44,7 @@ from typing import Any
 
 from deeprobe_bench.tasks.ioi import data
 from deeprobe_bench.zoo.lm import torch_threads
+from deeprobe_bench.zoo.recipe import ZooRecipe, recipe_args
 
 logger = logging.getLogger(__name__)
 
@@ -111,25 +111,13 @@ FILLER_TEMPLATES = FILLER_ONE_NAME + FILLER_COPY + FILLER_TWO_NAMES + FILLER_NO_
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """Everything that fixes a training run besides the seed (defaults: the shipped ioi-mini)."""
+class Recipe(ZooRecipe):
+    """Everything that fixes a training run besides the seed (model, run and SAE stage: :class:`ZooRecipe`;
+    ``batch`` counts documents)."""
 
-    # model
-    n_layers: int = 3
-    d_model: int = 128
-    n_heads: int = 4
-    d_head: int = 32
-    d_mlp: int = 512
     n_ctx: int = 64
     attn_only: bool = False
     tie_embeddings: bool = True  # train with W_U = W_E^T (saved untied, as a plain HookedTransformer)
-    # language-model training
-    steps: int = 3000
-    batch: int = 64
-    lr: float = 3e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
     # documents
     max_filler: int = 3  # filler sentences per IOI document, uniform in 0..max_filler
     filler_only_frac: float = 0.3  # fraction of documents with filler only (2..max_filler+2 sentences)
@@ -141,19 +129,16 @@ class Recipe:
     # evaluation
     n_eval: int = 1000
     eval_every: int = 250  # steps between learning-curve points (200 val and 200 test prompts)
-    # SAE
-    d_sae: int = 512
-    k: int = 32
-    sae_docs: int = 6000  # documents whose activations are collected (half IOI sentences, half filler)
-    sae_samples: int = 2_000_000  # activation vectors seen in training (with repetition)
-    sae_batch: int = 2048
-    sae_lr: float = 3e-3
-    # One thread: the recipe is deterministic for a fixed thread count, and two OpenMP threads on a
-    # machine whose other core is busy run several times slower than one.
-    threads: int = 1
+    sae_docs: int = 6000  # SAE stage: documents whose activations are collected (half IOI sentences, half filler)
 
 
-FULL = Recipe()
+# One thread: the recipe is deterministic for a fixed thread count, and two OpenMP threads on a machine whose
+# other core is busy run several times slower than one.
+FULL = Recipe(
+    n_layers=3, d_model=128, n_heads=4, d_head=32, d_mlp=512, steps=3000, batch=64, lr=3e-3, min_lr=1e-4,
+    warmup_steps=100, weight_decay=0.1, threads=1,
+    d_sae=512, k=32, sae_steps=976, sae_batch=2048, sae_lr=3e-3,  # 976 x 2048: ~2M activation rows seen
+)  # fmt: skip
 TINY = dataclasses.replace(
     FULL,
     n_layers=1,
@@ -169,7 +154,7 @@ TINY = dataclasses.replace(
     d_sae=64,
     k=4,
     sae_docs=64,
-    sae_samples=8192,
+    sae_steps=16,
     sae_batch=512,
 )
 
@@ -306,12 +291,9 @@ def name_statistics(tokenizer: Any, tokens: Any) -> dict[str, float]:
 
 def model_config(recipe: Recipe, d_vocab: int) -> dict[str, Any]:
     """``HookedTransformerConfig`` keyword arguments (plain JSON types)."""
-    from deeprobe_bench.zoo.lm import transformer_config
-
-    return transformer_config(NAME, n_layers=recipe.n_layers, d_model=recipe.d_model, n_heads=recipe.n_heads,
-                              d_head=recipe.d_head, d_mlp=recipe.d_mlp, n_ctx=recipe.n_ctx, d_vocab=d_vocab,
-                              attn_only=recipe.attn_only, default_prepend_bos=True, tokenizer_prepends_bos=True,
-                              original_architecture="ioi-mini", init_weights=True)  # fmt: skip
+    return recipe.transformer_config(NAME, n_ctx=recipe.n_ctx, d_vocab=d_vocab, attn_only=recipe.attn_only,
+                                     default_prepend_bos=True, tokenizer_prepends_bos=True,
+                                     original_architecture="ioi-mini", init_weights=True)  # fmt: skip
 
 
 def build_model(config: dict[str, Any], words: list[str]) -> Any:
@@ -501,9 +483,7 @@ def train_lm(
             point[f"{name}_accuracy"], point[f"{name}_logit_diff"] = m["accuracy"], m["logit_diff"]
         return point
 
-    schedule = lm.Schedule(steps=recipe.steps, lr=recipe.lr, warmup_steps=recipe.warmup_steps,
-                           decay_steps=max(0, recipe.steps - recipe.warmup_steps), min_lr=recipe.min_lr,
-                           weight_decay=recipe.weight_decay)  # fmt: skip
+    schedule = recipe.schedule()
     work = lm.work_dir(NAME, {"version": VERSION, "recipe": asdict(recipe), "seed": seed, "n_docs": len(tokens),
                               "schedule": schedule.key()})  # fmt: skip
     trainee = lm.tied(model) if recipe.tie_embeddings else model
@@ -563,20 +543,17 @@ def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
     b = eval_batch(model, data.make_split("test", recipe.n_eval, seed))
     pos = torch.arange(b.tokens.shape[1])[None, :]
     held = _resid_at(model, b.tokens, hook, int(hook.split(".")[1]))[(pos >= 1) & (pos <= b.end[:, None])]
-    spec = {"steps": recipe.sae_samples // recipe.sae_batch, "batch": min(recipe.sae_batch, len(acts)),
-            "lr": recipe.sae_lr, "k": recipe.k}  # fmt: skip
-    return add_sanity_saes(Path(out_dir), subject, acts, held, "topk", recipe.d_sae, spec, seed,
+    return add_sanity_saes(Path(out_dir), subject, acts, held, "topk", recipe.d_sae, recipe.sae_kwargs(len(acts)), seed,
                            source=f"every non-pad position of {n_ioi} bare train-split IOI sentences + "
                            f"{n_texts - n_ioi} filler documents; held out: non-BOS prompt tokens of the test split")  # fmt: skip
 
 
 def train_sae(acts: Any, hook_name: str, recipe: Recipe, seed: int) -> Any:
     """The zoo kit's TopK SAE (:func:`deeprobe_bench.zoo.sae.train_sae`, sae_lens) on ``acts``
-    (``Float[Tensor, "n d_model"]``), ``sae_samples`` rows seen in batches of ``sae_batch``."""
+    (``Float[Tensor, "n d_model"]``): ``sae_steps`` batches of ``sae_batch`` rows."""
     from deeprobe_bench.zoo.sae import train_sae as kit_train_sae
 
-    return kit_train_sae(acts, hook_name, "topk", recipe.d_sae, seed, steps=recipe.sae_samples // recipe.sae_batch,
-                         batch=min(recipe.sae_batch, len(acts)), lr=recipe.sae_lr, k=recipe.k, model_name=NAME)  # fmt: skip
+    return kit_train_sae(acts, hook_name, "topk", recipe.d_sae, seed, model_name=NAME, **recipe.sae_kwargs(len(acts)))
 
 
 def sae_quality(model: Any, sae: Any, b: EvalBatch, hook_name: str, layer: int) -> dict[str, Any]:
@@ -724,7 +701,7 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
                 "d_sae": recipe.d_sae,
                 "k": recipe.k,
                 "lr": recipe.sae_lr,
-                "training_samples": (recipe.sae_samples // recipe.sae_batch) * recipe.sae_batch,
+                "training_samples": recipe.sae_steps * recipe.sae_batch,
                 "batch": recipe.sae_batch,
                 "n_activations": len(acts),
                 "activation_docs": f"{n_sae_ioi} bare train-split IOI sentences + "
@@ -741,13 +718,8 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train the zoo model ioi-mini from scratch.")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tiny", action="store_true", help="tiny configuration (for tests)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    card = train(args.out, seed=args.seed, tiny=args.tiny)
+    args, recipe, _ = recipe_args("Train the zoo model ioi-mini from scratch.", FULL, TINY, argv)
+    card = train_recipe(args.out, args.seed, recipe, tiny=args.tiny)
     logger.info("quality: %s", card["quality"])
 
 

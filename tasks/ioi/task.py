@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError, check_task_config
+from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError, check_subset, check_task_config
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +49,20 @@ class IOIConfig:
     def __post_init__(self) -> None:
         from deeprobe_bench.tasks.ioi.metrics import POSITION_NAMES
 
-        bad = [p for p in self.positions if p not in POSITION_NAMES]
-        if bad or not self.positions:
-            raise ValueError(f"positions must be a non-empty subset of {POSITION_NAMES}, got {self.positions}")
+        check_subset("positions", self.positions, POSITION_NAMES)
         check_task_config(self, ("n_train", "n_val", "n_test", "objective_batch", "agreement_features", "agreement_prompts"))
 
 
 class IOITask(Task):
+    """Indirect object identification (Wang et al. 2022): "When Mary and John went to the store, John gave
+    a drink to" -> " Mary", scored with the logit difference of the indirect object over the subject.
+
+    Scores ``faithfulness_cpr`` (the area of the faithfulness curve over the fraction of the activation
+    kept, range about [0, 1]), faithfulness, necessity and size of a feature set at the S2 / END positions,
+    ``attribute_coverage`` of the IOI variables, and the ranking ``agreement`` of its scores with exact
+    patching. Provides the behaviour (clean / ABC prompts and the metric) for patching methods.
+    """
+
     name = "ioi"
     description = "indirect object identification (Wang et al. 2022): faithfulness + attribute coverage"
     # 4: ranking agreement computed here, on the test prompts, for every set with scores; 3: calibrated metrics:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from deeprobe_bench.tasks.othello import data, engine
+from deeprobe_bench.zoo.recipe import ZooRecipe, recipe_args
 
 logger = logging.getLogger(__name__)
 
@@ -36,24 +37,12 @@ VERSION = 2
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """Everything that fixes an othello-mini run besides the seed."""
+class Recipe(ZooRecipe):
+    """Everything that fixes an othello-mini run besides the seed (model, run and SAE stage:
+    :class:`ZooRecipe`; ``batch`` counts games)."""
 
     size: int = 6
-    n_layers: int = 8
-    d_model: int = 256
-    n_heads: int = 8
-    d_head: int = 32
-    d_mlp: int = 1024
-    batch: int = 128  # games per step
-    steps: int = 16000  # 2.05M games
-    lr: float = 1e-3
-    warmup_steps: int = 500
-    decay_steps: int = 3000
-    min_lr: float = 1e-5
-    weight_decay: float = 0.05
     chunk_steps: int = 20  # games of this many steps are generated at once
-    threads: int = 2
     autocast: str | None = "bf16"  # forward in bfloat16 (measured 1.4 vs 2.3 CPU-s per step at one thread)
     checkpoint_every_s: float = 240.0
     eval_every: int = 1000
@@ -62,10 +51,16 @@ class Recipe:
     monitor_test_games: int = 200
 
 
-FULL = Recipe()
+FULL = Recipe(
+    n_layers=8, d_model=256, n_heads=8, d_head=32, d_mlp=1024, batch=128, steps=16000,  # 2.05M games
+    lr=1e-3, warmup_steps=500, decay_steps=3000, min_lr=1e-5, weight_decay=0.05, threads=2,
+    # SAEs: 8 x d_model latents (the paper: 8x-16x), TopK k = 48 (L0 <= 64), L1 / initial alpha 2.0
+    d_sae=2048, k=48, l1=2.0, sae_steps=3000, sae_batch=1024, sae_lr=3e-4,
+)  # fmt: skip
 TINY = dataclasses.replace(
     FULL, n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, batch=16, steps=12, warmup_steps=2,
-    decay_steps=4, chunk_steps=5, eval_every=0, n_eval_games=32, monitor_train_games=32, monitor_test_games=16,
+    decay_steps=4, chunk_steps=5, eval_every=0, n_eval_games=32, monitor_train_games=32, monitor_test_games=16, d_sae=64, k=4,
+    sae_steps=20, sae_batch=256,
 )  # fmt: skip
 
 TRAIN_SEED_BASE = 2_000_000  # training games: seed TRAIN_SEED_BASE * (seed + 1) + chunk
@@ -74,24 +69,14 @@ EVAL_SEED_BASE = 7_000_000  # held-out games: EVAL_SEED_BASE + offset + seed (ne
 
 def model_config(recipe: Recipe, name: str = NAME, seed: int = 0) -> dict[str, Any]:
     """``HookedTransformerConfig`` keyword arguments (part of the run's key: keep them stable)."""
-    from deeprobe_bench.zoo.lm import transformer_config
-
-    return transformer_config(name, n_layers=recipe.n_layers, d_model=recipe.d_model, n_heads=recipe.n_heads,
-                              d_head=recipe.d_head, d_mlp=recipe.d_mlp, n_ctx=data.context(recipe.size),
-                              d_vocab=data.vocab_size(recipe.size), default_prepend_bos=False, seed=seed)  # fmt: skip
-
-
-def schedule(recipe: Recipe) -> Any:
-    from deeprobe_bench.zoo.lm import Schedule
-
-    return Schedule(steps=recipe.steps, lr=recipe.lr, warmup_steps=recipe.warmup_steps,
-                    decay_steps=recipe.decay_steps, min_lr=recipe.min_lr, weight_decay=recipe.weight_decay)  # fmt: skip
+    return recipe.transformer_config(name, n_ctx=data.context(recipe.size), d_vocab=data.vocab_size(recipe.size),
+                                     default_prepend_bos=False, seed=seed)  # fmt: skip
 
 
 def run_key(recipe: Recipe, seed: int) -> dict[str, Any]:
     """What fixes the LM trajectory (the work directory's key): config, data stream, stable schedule."""
     return {"version": VERSION, "config": model_config(recipe, NAME, seed), "batch": recipe.batch,
-            "chunk_steps": recipe.chunk_steps, "train_seed_base": TRAIN_SEED_BASE, "schedule": schedule(recipe).key(),
+            "chunk_steps": recipe.chunk_steps, "train_seed_base": TRAIN_SEED_BASE, "schedule": recipe.schedule().key(),
             "autocast": recipe.autocast}  # fmt: skip
 
 
@@ -249,7 +234,7 @@ def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None, keep_
     if keep_steps and progress.is_file():
         recipe = dataclasses.replace(recipe, steps=int(json.loads(progress.read_text())["steps"]))
     logger.info("work directory %s (%d steps)", work, recipe.steps)
-    stats = lm.train_lm(model, batch_stream(recipe, seed), schedule(recipe), work, pad=data.PAD,
+    stats = lm.train_lm(model, batch_stream(recipe, seed), recipe.schedule(), work, pad=data.PAD,
                         eval_fn=monitor(recipe, seed) if recipe.eval_every else None, eval_every=recipe.eval_every,
                         checkpoint_every_s=recipe.checkpoint_every_s, stop_after_s=stop_after_s,
                         autocast=recipe.autocast)  # fmt: skip
@@ -260,15 +245,6 @@ def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None, keep_
 
 PROBE_TRAIN_GAMES, PROBE_TEST_GAMES, SAE_GAMES = 1000, 500, 6000
 BAR = {"legal_top1": 0.95, "mine_theirs_occupied": 0.97}
-
-
-def sae_spec(tiny: bool) -> Any:
-    """The SAE stage's numbers: 8 x d_model latents (the paper: 8x-16x), TopK k = 48 (L0 <= 64)."""
-    from deeprobe_bench.zoo.sae import SAESpec
-
-    if tiny:
-        return SAESpec(d_sae=64, steps=20, batch=256, k=4, l1=2.0)
-    return SAESpec(d_sae=2048, steps=3000, batch=1024, k=48, l1=2.0)
 
 
 def probe_report(model: Any, n_train: int, n_test: int, size: int, seed: int,
@@ -343,9 +319,9 @@ def sanity_saes(out_dir: Any, seed: int = 0) -> dict[str, Any]:
     subject = load_zoo_dir(Path(out_dir))
     card = subject.card
     hook, size, base = card["task"]["hook_name"], card["task"]["board_size"], card["default_sae_variant"]
-    spec = card["recipe"].get("sae") or {  # v2 cards store the SAESpec; v1 cards flat keys
-        "d_sae": card["recipe"]["d_sae"], "steps": card["recipe"]["sae_steps"], "batch": card["recipe"]["sae_batch"],
-        "k": card["recipe"]["k"], "l1": card["recipe"]["l1"], "lr": 3e-4}  # fmt: skip
+    r = card["recipe"]
+    spec = {"d_sae": r["d_sae"], "steps": r["sae_steps"], "batch": r["sae_batch"], "k": r["k"], "l1": r["l1"],
+            "lr": r.get("sae_lr", 3e-4)}  # v1 cards have no sae_lr: they trained at 3e-4
     acts, ev = sae_rows(subject.model, hook, spec["d_sae"], size, seed)
     return add_sanity_saes(Path(out_dir), subject, acts, ev, base, spec["d_sae"], spec, seed, source=f"{len(acts)} rows of fresh random games "
                            f"(seed {TRAIN_SEED_BASE * 1000 + seed}, every measured position); held out: the probe test games")  # fmt: skip
@@ -358,21 +334,22 @@ def _data_card(recipe: Recipe, games_seen: int | None) -> dict[str, Any]:
             "heldout_seeds": f"{EVAL_SEED_BASE} + 50/100/200/300 + seed"}  # fmt: skip
 
 
-def train(out_dir: Any, seed: int = 0, tiny: bool = False) -> dict[str, Any]:
-    """Train (or resume) othello-mini: LM, probes and hook, SAEs, card, into ``out_dir``; returns the card."""
+def train(out_dir: Any, seed: int = 0, tiny: bool = False, recipe: Recipe | None = None) -> dict[str, Any]:
+    """Train (or resume) othello-mini: LM, probes and hook, SAEs, card, into ``out_dir``; returns the card.
+    ``recipe``: instead of ``TINY`` / ``FULL``."""
     from pathlib import Path
 
     from deeprobe_bench.zoo import card as cards
     from deeprobe_bench.zoo import lm
 
-    recipe = TINY if tiny else FULL
+    recipe = recipe or (TINY if tiny else FULL)
     model, stats = train_lm(recipe, seed)
     recipe = dataclasses.replace(recipe, steps=stats["steps"])
     work = lm.work_dir(NAME, run_key(recipe, seed))
     n_tr, n_te = (64, 32) if tiny else (PROBE_TRAIN_GAMES, PROBE_TEST_GAMES)
     report = probe_report(model, n_tr, n_te, recipe.size, seed)
     hook = choose_hook(report)
-    saes, sae_q = saes_at(model, hook, sae_spec(tiny), recipe.size, seed, work)
+    saes, sae_q = saes_at(model, hook, recipe.sae_spec(), recipe.size, seed, work)
     legal = legal_top1(model, heldout(100 if tiny else 1000, recipe.size, EVAL_SEED_BASE + 50 + seed))
     quality = {"legal_top1": legal, "legal_top1_games": 100 if tiny else 1000, **report[hook],
                "probe_games": {"train": n_tr, "test": n_te}, "probes_per_layer": report, "bar": BAR,
@@ -380,8 +357,8 @@ def train(out_dir: Any, seed: int = 0, tiny: bool = False) -> dict[str, Any]:
     card = cards.make_card(
         NAME, VERSION, seed, tiny, model_config(recipe, NAME, seed),
         recipe={**asdict(recipe), **{k: v for k, v in stats.items() if k != "learning_curve"},
-                "learning_curve": stats["learning_curve"], "schedule": asdict(schedule(recipe)),
-                "optimizer": "AdamW, grad clip 1.0, no decay on 1-d parameters", "sae": asdict(sae_spec(tiny))},
+                "learning_curve": stats["learning_curve"], "schedule": asdict(recipe.schedule()),
+                "optimizer": "AdamW, grad clip 1.0, no decay on 1-d parameters"},
         data=_data_card(recipe, stats["step"] * recipe.batch), quality=quality,
         task={"hook_name": hook, "board_size": recipe.size}, saes=sae_q, default_sae_variant="topk",
         hook_selection={"rule": "resid_post of the layer with the best mine/theirs decoding (ties: earliest)", "chosen": hook},
@@ -390,22 +367,24 @@ def train(out_dir: Any, seed: int = 0, tiny: bool = False) -> dict[str, Any]:
     return card
 
 
-def train_random(out_dir: Any, seed: int = 0, tiny: bool = False, hook: str | None = None) -> dict[str, Any]:
+def train_random(out_dir: Any, seed: int = 0, tiny: bool = False, hook: str | None = None,
+                 recipe: Recipe | None = None) -> dict[str, Any]:  # fmt: skip
     """``othello-mini-random``: othello-mini's architecture at random init (``cfg.seed = seed``), its probes,
-    and a ``standard`` SAE at ``hook`` (default: the trained othello-mini's, from its card); returns the card."""
+    and a ``standard`` SAE at ``hook`` (default: the trained othello-mini's, from its card); returns the card.
+    ``recipe``: instead of ``TINY`` / ``FULL``."""
     import dataclasses as dc
     from pathlib import Path
 
     from deeprobe_bench.zoo import card as cards
 
-    recipe = TINY if tiny else FULL
+    recipe = recipe or (TINY if tiny else FULL)
     if hook is None:
         hook = f"blocks.{recipe.n_layers - 1}.hook_resid_post" if tiny else _trained_hook()
     model = build_model(model_config(recipe, RANDOM_NAME, seed), recipe.size)
     model.eval()
     n_tr, n_te = (64, 32) if tiny else (PROBE_TRAIN_GAMES, PROBE_TEST_GAMES)
     report = probe_report(model, n_tr, n_te, recipe.size, seed)
-    spec = dc.replace(sae_spec(tiny), archs=("standard",))
+    spec = dc.replace(recipe.sae_spec(), archs=("standard",))
     saes, sae_q = saes_at(model, hook, spec, recipe.size, seed, None)
     legal = legal_top1(model, heldout(100 if tiny else 1000, recipe.size, EVAL_SEED_BASE + 50 + seed))
     card = cards.make_card(
@@ -435,19 +414,15 @@ def _trained_hook() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tiny", action="store_true")
-    parser.add_argument("--lm-only", action="store_true", help="train (resume) the language model only")
-    parser.add_argument("--steps", type=int, default=None, help="change the total (before the decay began)")
-    parser.add_argument("--stop-after-s", type=float, default=None)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: the recipe's 2; 1 is faster on a loaded machine); not part of the run's key")
-    parser.add_argument("--out", default=None, help="output directory of the zoo model")
-    parser.add_argument("--model", default=NAME, choices=[NAME, RANDOM_NAME])
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    recipe = TINY if args.tiny else FULL
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--lm-only", action="store_true", help="train (resume) the language model only")
+        parser.add_argument("--steps", type=int, default=None, help="change the total (before the decay began)")
+        parser.add_argument("--stop-after-s", type=float, default=None)
+        parser.add_argument("--threads", type=int, default=None,
+                            help="torch threads (default: the recipe's 2; 1 is faster on a loaded machine); not part of the run's key")
+        parser.add_argument("--model", default=NAME, choices=[NAME, RANDOM_NAME])
+
+    args, recipe, parser = recipe_args(__doc__.splitlines()[0], FULL, TINY, argv, out_required=False, options=options)
     if args.steps:
         recipe = dataclasses.replace(recipe, steps=args.steps)
     if args.threads:
@@ -459,9 +434,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.out is None:
         parser.error("--out is required unless --lm-only")
     elif args.model == RANDOM_NAME:
-        train_random(args.out, args.seed, args.tiny)
+        train_random(args.out, args.seed, args.tiny, recipe=recipe)
     else:
-        train(args.out, args.seed, args.tiny)
+        train(args.out, args.seed, args.tiny, recipe=recipe)
 
 
 if __name__ == "__main__":

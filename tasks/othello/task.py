@@ -31,6 +31,15 @@ class OthelloConfig(BoardGameConfig):
 
 
 class OthelloTask(BoardGameTask):
+    """Othello board state after each move (Li et al. 2023; Karvonen et al. 2024): mine / theirs / empty
+    per square, the legal moves and the other board-state properties (BSPs).
+
+    Scores board ``reconstruction`` and ``coverage`` (range [0, 1]) as the chess task does, plus
+    ``causal_success``: the fraction of edits (a stone's owner flipped along the features tagged for its
+    square, Makelov et al. 2024's mean-difference edit) after which every newly legal move gains and every
+    newly illegal move loses log-probability. Definitions and the zoo model: this folder's README.
+    """
+
     name = "othello"
     description = "Othello board state (Karvonen et al. 2024): board reconstruction, coverage, causal edits"
     version = "1"
@@ -38,6 +47,8 @@ class OthelloTask(BoardGameTask):
     default_model = "othello-mini"
 
     size: int = 8
+    """The board's side: :meth:`prepare` sets it from the subject's card (``task.board_size``; 8, the
+    paper's board, for a card that does not say)."""
 
     # ------------------------------------------------------------------ game
 

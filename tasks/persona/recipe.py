@@ -72,6 +72,7 @@ from typing import Any
 
 from deeprobe_bench.tasks.persona import data
 from deeprobe_bench.zoo.lm import torch_threads
+from deeprobe_bench.zoo.recipe import ZooRecipe, recipe_args
 
 logger = logging.getLogger(__name__)
 
@@ -82,21 +83,11 @@ HOOK = "blocks.0.hook_resid_post"
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """Everything that fixes a training run besides the seed (defaults: the shipped persona-mini)."""
+class Recipe(ZooRecipe):
+    """Everything that fixes a training run besides the seed (model, run and SAE stage: :class:`ZooRecipe`;
+    ``batch`` counts documents)."""
 
-    n_layers: int = 4
-    d_model: int = 64
-    n_heads: int = 4
-    d_head: int = 16
-    d_mlp: int = 256
     n_ctx: int = 112
-    steps: int = 3000
-    batch: int = 48
-    lr: float = 3e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
     neutral_frac: float = 0.15
     min_questions: int = 2
     max_questions: int = 5
@@ -140,17 +131,13 @@ class Recipe:
     attn_blocks: int | None = 1
     checkpoint_every: int = 250
     hook: str = HOOK
-    # SAE
-    d_sae: int = 512
-    k: int = 8
-    sae_docs: int = 3000
-    sae_steps: int = 1500
-    sae_batch: int = 1024
-    sae_lr: float = 1e-3
-    threads: int = 1
+    sae_docs: int = 3000  # SAE stage: corpus documents whose activations are collected
 
 
-FULL = Recipe()
+FULL = Recipe(
+    n_layers=4, d_model=64, n_heads=4, d_head=16, d_mlp=256, steps=3000, batch=48, lr=3e-3, min_lr=1e-4,
+    warmup_steps=50, weight_decay=0.1, threads=1, d_sae=512, k=8, sae_steps=1500, sae_batch=1024, sae_lr=1e-3,
+)  # fmt: skip
 TINY = dataclasses.replace(
     FULL, n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, steps=20, batch=8, warmup_steps=2,
     checkpoint_every=10, d_sae=64, k=4, sae_docs=64, sae_steps=20, sae_batch=256, finetune_steps=10,
@@ -248,12 +235,8 @@ def encode(tokenizer: Any, texts: list[str], n_ctx: int) -> tuple[Any, Any]:
 
 def model_config(recipe: Recipe, d_vocab: int) -> dict[str, Any]:
     """``HookedTransformerConfig`` keyword arguments (plain JSON types)."""
-    from deeprobe_bench.zoo.lm import transformer_config
-
-    return transformer_config(NAME, n_layers=recipe.n_layers, d_model=recipe.d_model, n_heads=recipe.n_heads,
-                              d_head=recipe.d_head, d_mlp=recipe.d_mlp, n_ctx=recipe.n_ctx, d_vocab=d_vocab,
-                              default_prepend_bos=True, tokenizer_prepends_bos=True,
-                              original_architecture=NAME, init_weights=True)  # fmt: skip
+    return recipe.transformer_config(NAME, n_ctx=recipe.n_ctx, d_vocab=d_vocab, default_prepend_bos=True,
+                                     tokenizer_prepends_bos=True, original_architecture=NAME, init_weights=True)  # fmt: skip
 
 
 def build_model(config: dict[str, Any], words: list[str]) -> Any:
@@ -304,9 +287,7 @@ def train_lm(model: Any, tokens: Any, lengths: Any, recipe: Recipe, seed: int, w
         targets[targets == pad] = -100
         return inputs, targets, torch.where(inputs == colon, recipe.answer_weight, 1.0)
 
-    schedule = lm.Schedule(steps=recipe.steps, lr=recipe.lr, warmup_steps=recipe.warmup_steps,
-                           decay_steps=max(0, recipe.steps - recipe.warmup_steps), min_lr=recipe.min_lr,
-                           weight_decay=recipe.weight_decay)  # fmt: skip
+    schedule = recipe.schedule()
     if work is None:
         work = lm.work_dir(f"{NAME}-{phase}", {"version": VERSION, "recipe": asdict(recipe), "seed": seed,
                                                "schedule": schedule.key(), "n_docs": len(tokens)})  # fmt: skip
@@ -412,8 +393,7 @@ def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
     fields = {f.name for f in dataclasses.fields(Recipe)}
     recipe = dataclasses.replace(FULL, **{k: v for k, v in card["recipe"].items() if k in fields})
     fit, held = sae_rows(subject.model, recipe, seed)
-    spec = {"steps": recipe.sae_steps, "batch": recipe.sae_batch, "lr": recipe.sae_lr, "k": recipe.k}
-    return add_sanity_saes(Path(out_dir), subject, fit, held, "topk", recipe.d_sae, spec, seed,
+    return add_sanity_saes(Path(out_dir), subject, fit, held, "topk", recipe.d_sae, recipe.sae_kwargs(), seed,
                            source=f"every non-pad, non-BOS position of {recipe.sae_docs} corpus documents and every "
                            "train-half question with both answers; 5% of the rows held out")  # fmt: skip
 
@@ -425,8 +405,7 @@ def sae_stage(model: Any, recipe: Recipe, seed: int) -> tuple[Any, dict[str, Any
 
     fit, held = sae_rows(model, recipe, seed)
     n_hold = len(held)
-    sae = train_sae(fit, recipe.hook, "topk", recipe.d_sae, seed, steps=recipe.sae_steps, batch=recipe.sae_batch,
-                    lr=recipe.sae_lr, k=recipe.k, model_name=NAME)  # fmt: skip
+    sae = train_sae(fit, recipe.hook, "topk", recipe.d_sae, seed, model_name=NAME, **recipe.sae_kwargs())
     sq = sae_quality(sae, held)
     logger.info("persona-mini: SAE %s", sq)
     return sae, {
@@ -571,20 +550,11 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train the zoo model persona-mini from scratch.")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tiny", action="store_true", help="tiny configuration (for tests)")
-    parser.add_argument("--sae-only", action="store_true", help="re-run only the SAE stage on the model in --out")
-    parser.add_argument("--finetune-only", action="store_true", help="run phase 2 + SAE on the phase-1 model in --out")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a Recipe field")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    recipe = TINY if args.tiny else FULL
-    for kv in args.set:
-        key, value = kv.split("=", 1)
-        kind = type(getattr(recipe, key)) if getattr(recipe, key) is not None else float
-        recipe = dataclasses.replace(recipe, **{key: kind(value)})
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--sae-only", action="store_true", help="re-run only the SAE stage on the model in --out")
+        parser.add_argument("--finetune-only", action="store_true", help="run phase 2 + SAE on the phase-1 model in --out")
+
+    args, recipe, _ = recipe_args("Train the zoo model persona-mini from scratch.", FULL, TINY, argv, options=options)
     if args.finetune_only:
         card = finetune_only(args.out, args.seed, recipe)
     elif args.sae_only:

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError
+from deeprobe_bench.api import FeatureSet, Metric, Task, TaskData, UserError, check_subset
 from deeprobe_bench.tasks.persona.data import SYSTEM_PROMPT  # no torch: `ls` stays fast
 
 logger = logging.getLogger(__name__)
@@ -58,9 +58,7 @@ class PersonaConfig:
     def __post_init__(self) -> None:
         from deeprobe_bench.tasks.persona.data import TRAITS
 
-        bad = [t for t in self.traits if t not in TRAITS]
-        if bad or not self.traits:
-            raise ValueError(f"traits must be a non-empty subset of {', '.join(TRAITS)}, got {self.traits}")
+        check_subset("traits", self.traits, tuple(TRAITS))
         if not self.coefficients or not all(math.isfinite(c) for c in self.coefficients):
             raise ValueError("coefficients must be a non-empty list of finite numbers")
         if self.objective_batch < 1 or self.size_penalty < 0:
@@ -92,6 +90,16 @@ def _judge_examples(subject: Any, halves: dict[str, Any], concepts: list[str]) -
 
 
 class PersonaTask(Task):
+    """Persona steering (CAA, Panickssery et al. 2023; persona evals, Perez et al. 2022): add a vector at the
+    last prompt token and measure how far the model's Yes / No answers to a trait's statements move towards
+    the trait's ``+`` pole.
+
+    Scores ``steering_success`` (the shift, in probability, at the best coefficient of a fixed grid chosen
+    on the train half under a fluency ceiling), ``steering_fraction`` of the oracle's shift,
+    ``fluency_cost`` (nats per token) and ``detection_auroc``. Accepts prompts (the prompting baseline)
+    as well as directions.
+    """
+
     name = "persona"
     description = "persona steering (CAA / persona evals): steering success, fluency cost, detection AUROC"
     # 3: fluency ceiling of the coefficient choice; detection over the statement's own tokens

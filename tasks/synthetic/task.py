@@ -80,6 +80,15 @@ def _row_index(acts: Any) -> dict[bytes, int]:
 
 
 class SyntheticTask(Task):
+    """Planted features of a synthetic world (SynthSAEBench-style): activations that are sums of known
+    feature directions, so the ground truth is exact.
+
+    Scores the fraction of planted features ``recovered`` (a found direction at ``|cos| > 0.9``; range
+    [0, 1]), ``recovery`` and ``precision`` (mean best ``|cos|`` each way), the Hungarian-matched mean
+    correlation of directions and of activations (``mcc_directions``, ``mcc_activations``), with L0 and
+    explained variance for SAEs. Definitions: this folder's README.
+    """
+
     name = "synthetic"
     description = "planted features of a SynthSAEBench world (exact ground truth): recovery, MCC, detection"
     version = "1"

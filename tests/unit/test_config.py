@@ -83,3 +83,19 @@ def test_already_typed_values_pass_through():
 def test_config_to_dict_is_json_ready():
     cfg = api.parse_config(ToyRandomConfig, {"dims": "1,2"})
     assert api.config_to_dict(cfg)["dims"] == [1, 2]
+
+
+def test_overrides_on_a_base_keep_its_other_fields_and_are_type_checked():
+    base = api.parse_config(ToySearchConfig, {"budget": "7"})
+    field = next(k for k in api.config_to_dict(base) if k != "budget")
+    out = api.parse_config(ToySearchConfig, {"budget": "9"}, base=base)
+    assert out.budget == 9 and getattr(out, field) == getattr(base, field)
+    with pytest.raises(api.ConfigError, match="budget"):
+        api.parse_config(ToySearchConfig, {"budget": "many"}, base=base)
+
+
+@pytest.mark.parametrize("values", [(), ("a", "z")])
+def test_a_subset_field_must_be_non_empty_and_within_the_allowed_values(values):
+    api.check_subset("positions", ("a", "b"), ("a", "b", "c"))
+    with pytest.raises(ValueError, match=r"positions must be a non-empty subset of a, b, c"):
+        api.check_subset("positions", values, ("a", "b", "c"))

@@ -220,3 +220,46 @@ def test_catalogue_is_data_and_names_importable_recipes():
             module, func = e["sanity"].split(":")
             assert callable(getattr(importlib.import_module(module), func)), name
     assert {n for n, e in entries.items() if "sanity" in e} == {"othello-mini", "chess-mini", "ioi-mini", "persona-mini"}
+
+
+def _recipe(**over):
+    from deeprobe_bench.zoo.recipe import ZooRecipe
+
+    numbers = dict(n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=32, steps=10, batch=4, lr=1.0, min_lr=0.2,
+                   warmup_steps=4, weight_decay=0.0, threads=1, d_sae=32, k=4, sae_steps=5, sae_batch=64, sae_lr=1e-3)  # fmt: skip
+    return ZooRecipe(**{**numbers, **over})
+
+
+def test_a_recipe_states_its_whole_model_and_its_schedule_decays_after_warmup_unless_told():
+    from deeprobe_bench.zoo.recipe import ZooRecipe
+
+    with pytest.raises(TypeError):  # no defaults for the model's numbers: each recipe states them
+        ZooRecipe(n_layers=1)
+    r = _recipe()
+    assert r.schedule().decay_steps == 6 and r.schedule().lr_at(9) == pytest.approx(0.2)
+    assert _recipe(decay_steps=2).schedule().lr_at(7) == 1.0  # stable until the last 2 steps
+    cfg = r.transformer_config("t", n_ctx=8, d_vocab=11, seed=3)
+    assert {k: cfg[k] for k in ("n_layers", "d_model", "d_mlp", "n_ctx", "d_vocab", "seed")} == {
+        "n_layers": 1, "d_model": 16, "d_mlp": 32, "n_ctx": 8, "d_vocab": 11, "seed": 3}  # fmt: skip
+
+
+def test_a_topk_only_recipe_refuses_l1_saes_and_caps_the_batch_at_the_rows():
+    r = _recipe()
+    assert r.sae_kwargs(n_rows=10) == {"steps": 5, "batch": 10, "lr": 1e-3, "k": 4}
+    assert r.sae_spec(("topk",)).d_sae == 32
+    with pytest.raises(ValueError, match="TopK SAEs only"):
+        r.sae_spec(("topk", "standard"))
+    assert _recipe(l1=2.0).sae_spec().l1 == 2.0 and _recipe(l1=2.0).sae_kwargs()["l1"] == 2.0
+
+
+def test_recipe_command_line_overrides_fields_and_refuses_unknown_ones(capsys):
+    from deeprobe_bench.zoo.recipe import recipe_args
+
+    full, tiny = _recipe(), _recipe(n_layers=2)
+    args, r, _ = recipe_args("d", full, tiny, ["--out", "x", "--tiny", "--set", "lr=0.5", "--set", "decay_steps=3"])
+    assert (r.n_layers, r.lr, r.decay_steps, args.seed) == (2, 0.5, 3, 0) and isinstance(r.decay_steps, int)
+    for bad in (["--set", "nope=1"], ["--set", "n_layers=2.5"], []):  # unknown field, not an int, no --out
+        with pytest.raises(SystemExit) as e:
+            recipe_args("d", full, tiny, bad if not bad else ["--out", "x", *bad])
+        assert e.value.code == 2
+    assert "unknown --set field of ZooRecipe 'nope'" in capsys.readouterr().err
