@@ -97,6 +97,24 @@ class Schedule:
         return d
 
 
+def hooked_transformer(config: dict[str, Any], tokenizer: Any) -> Any:
+    """A fresh ``HookedTransformer`` of ``config`` (:func:`transformer_config`) with ``tokenizer`` (a transformers
+    tokenizer), initialised by TransformerLens (``config["seed"]`` or torch's global generator).
+
+    TransformerLens rebuilds the tokenizer from its ``name_or_path``, so it is saved to a temporary directory
+    and loaded from there (``deeprobe_bench.subject.load_tokenizer``): no network, no cache.
+    """
+    import tempfile
+
+    from transformer_lens import HookedTransformerConfig
+
+    from deeprobe_bench.subject import load_tokenizer, quiet_hooked_transformer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return quiet_hooked_transformer(HookedTransformerConfig(**config), load_tokenizer(Path(tmp)))
+
+
 def private_dir(path: Path) -> Path:
     """Create ``path`` (mode 0700) if needed and check that it is ours and not writable by others.
 

@@ -13,7 +13,15 @@ do. Games are cut short because random-game chess needs far more data than Othel
 spending them on the first 20 moves, the same window where the board-state properties are measured
 (first 256 characters), is what lets a small model learn the board there.
 
-Tokens. One token per character over Chess-GPT's 32-character vocabulary (``VOCAB``; the ids of its
+Formats. A model reads games in one of two formats (:data:`FORMATS`; a zoo model's card says which in
+``task.format``, else its vocabulary does): ``pgn-chars`` (Chess-GPT's, below) or ``uci-moves``, one token
+per move (:data:`MOVE_VOCAB`: the 1,968 UCI strings a move of any piece can have, after ``<pad>``, ``<bos>``,
+``<unk>``), which the zoo's ``chess-mini`` v3 reads: ``<bos> e2e4 e7e5 g1f3 ...``, token ``i`` the ``i``-th
+ply. In that format the BSPs are measured at the token of Black's ``k``-th move (the board after ``2k``
+plies, White to move) for ``k = 1 .. 20``: the same 20 White-to-move positions per game as the ``.``
+positions of moves 2 .. 21.
+
+Tokens (``pgn-chars``). One token per character over Chess-GPT's 32-character vocabulary (``VOCAB``; the ids of its
 ``meta.pkl``: ``' '`` 0, ``'#'`` 1, ``'+'`` 2, ``'-'`` 3, ``'.'`` 4, ``'0'``-``'9'`` 5-14, ``';'`` 15,
 ``'='`` 16, ``'B' 'K' 'N' 'O' 'Q' 'R'`` 17-22, ``'a'``-``'h'`` 23-30, ``'x'`` 31). Token ``i`` of a game is
 character ``i`` of its text, ``;`` (id 15) acting as the beginning-of-sequence token. Texts shorter than
@@ -54,6 +62,7 @@ N_CHARS = 256  # default cut of a game's text (characters, ';' included)
 BSP_WINDOW = 256  # BSPs are measured at '.' characters among the first 256 (Karvonen et al.)
 MAX_POSITIONS = 20  # at most 20 '.' positions per game (Karvonen et al.)
 STREAMS = {"train": 0, "eval": 1, "task": 2, "test": 3}
+FORMATS = ("pgn-chars", "uci-moves")
 
 # Piece classes of the piece-on-square BSP: 0 empty, 1-6 White P N B R Q K, 7-12 Black p n b r q k.
 PIECE_SYMBOLS: tuple[str, ...] = (".", "P", "N", "B", "R", "Q", "K", "p", "n", "b", "r", "q", "k")
@@ -74,6 +83,35 @@ def _initial_board() -> np.ndarray:
 INITIAL_BOARD: np.ndarray = _initial_board()  # Int8[64], the start position in piece classes
 
 
+def _uci_moves() -> tuple[str, ...]:
+    """Every UCI string a chess move can have: a queen-line or knight jump between two squares (1,792), and
+    the promotions (a pawn's step or capture onto the last rank, to ``q r b n``: 176); python-chess order."""
+    import chess
+
+    out = []
+    for a in chess.SQUARES:
+        for b in chess.SQUARES:
+            df, dr = abs(chess.square_file(a) - chess.square_file(b)), abs(chess.square_rank(a) - chess.square_rank(b))
+            if a != b and (df == 0 or dr == 0 or df == dr or {df, dr} == {1, 2}):
+                out.append(chess.square_name(a) + chess.square_name(b))
+    for a in chess.SQUARES:
+        for last, prev in ((7, 6), (0, 1)):
+            if chess.square_rank(a) != prev:
+                continue
+            for df in (-1, 0, 1):
+                f = chess.square_file(a) + df
+                if 0 <= f < 8:
+                    out.extend(chess.square_name(a) + chess.square_name(chess.square(f, last)) + p for p in "qrbn")
+    return tuple(out)
+
+
+UCI_MOVES: tuple[str, ...] = _uci_moves()
+MOVE_SPECIALS: tuple[str, ...] = ("<pad>", "<bos>", "<unk>")  # ids 0, 1, 2 (subject.word_level_tokenizer's)
+MOVE_VOCAB: tuple[str, ...] = MOVE_SPECIALS + UCI_MOVES
+MOVE_ID: dict[str, int] = {m: i for i, m in enumerate(MOVE_VOCAB)}
+MOVE_PAD_ID, MOVE_BOS_ID = 0, 1
+
+
 # --------------------------------------------------------------------------- games
 
 
@@ -85,44 +123,56 @@ def cache_root() -> Path | None:
     return Path(root) / "chess"
 
 
-def random_game(seed: int, index: int, stream: str = "train", n_chars: int = N_CHARS) -> tuple[str, list[str]]:
-    """Game ``index`` of ``(stream, seed)``: uniformly random legal moves until the text reaches ``n_chars``.
+def random_game(
+    seed: int, index: int, stream: str = "train", n_chars: int = N_CHARS, n_plies: int | None = None, text: bool = True
+) -> tuple[str, list[str]]:
+    """Game ``index`` of ``(stream, seed)``: uniformly random legal moves until the text reaches ``n_chars``
+    (or, with ``n_plies``, until that many moves are played). The same game for either stop: its first moves
+    do not depend on where it stops.
+
+    Args:
+        text: build the PGN text (python-chess SAN, most of the time spent); False gives ``""`` for it.
 
     Returns:
-        ``(text, moves)``: the text cut to at most ``n_chars`` characters (``";1.e4 e5 2.Nf3 ..."``) and the
-        UCI moves played (one more than the text shows in full when the cut falls inside a move).
+        ``(text, moves)``: the text cut to at most ``n_chars`` characters (``";1.e4 e5 2.Nf3 ..."``; with
+        ``n_plies`` not cut) and the UCI moves played (with ``n_chars``, one more than the text shows in full
+        when the cut falls inside a move).
 
     Raises:
-        ValueError: unknown stream or ``n_chars < 2``.
+        ValueError: unknown stream, ``n_chars < 2`` or ``n_plies < 1``.
     """
     import chess
 
     if stream not in STREAMS:
         raise ValueError(f"unknown stream {stream!r} (one of {', '.join(STREAMS)})")
-    if n_chars < 2:
-        raise ValueError(f"n_chars must be >= 2, got {n_chars}")
+    if n_chars < 2 or (n_plies is not None and n_plies < 1):
+        raise ValueError(f"need n_chars >= 2 and n_plies >= 1, got {n_chars}, {n_plies}")
     rng = np.random.default_rng([STREAMS[stream], seed, index])
     board = chess.Board()
     parts, moves, length = [], [], 1  # length counts ';' and the separating spaces
-    while length < n_chars:
+    while (length < n_chars) if n_plies is None else (len(moves) < n_plies):
         legal = list(board.legal_moves)
         if not legal:
             break
         move = legal[int(rng.integers(len(legal)))]
-        san = board.san(move)
-        if board.turn == chess.WHITE:
-            san = f"{board.fullmove_number}.{san}"
-        parts.append(san)
+        if text or n_plies is None:
+            san = board.san(move)
+            if board.turn == chess.WHITE:
+                san = f"{board.fullmove_number}.{san}"
+            parts.append(san)
+            length += len(san) + (1 if len(parts) > 1 else 0)
         moves.append(move.uci())
         board.push(move)
-        length += len(san) + (1 if len(parts) > 1 else 0)
-    return (";" + " ".join(parts))[:n_chars], moves
+    out = ";" + " ".join(parts) if text or n_plies is None else ""
+    return (out if n_plies is not None else out[:n_chars]), moves
 
 
 def generate_games(
-    n: int, seed: int, stream: str = "train", n_chars: int = N_CHARS, start: int = 0, cache: bool = True
+    n: int, seed: int, stream: str = "train", n_chars: int = N_CHARS, start: int = 0, cache: bool = True,
+    n_plies: int | None = None,
 ) -> Any:
-    """Games ``start .. start + n - 1`` of ``(stream, seed)`` as a ``datasets.Dataset``, cached on disk.
+    """Games ``start .. start + n - 1`` of ``(stream, seed)`` as a ``datasets.Dataset``, cached on disk;
+    each cut at ``n_chars`` characters or, with ``n_plies``, at that many moves (:func:`random_game`).
 
     Columns: ``text`` (str), ``moves`` (list of UCI str), ``index`` (int). About 4 ms per game of 256
     characters on one core.
@@ -137,12 +187,13 @@ def generate_games(
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     root = cache_root() if cache else None
-    path = root / f"games-v{DATA_VERSION}-{stream}-s{seed}-c{n_chars}-{start}-{n}" if root else None
+    cut = f"c{n_chars}" if n_plies is None else f"p{n_plies}"
+    path = root / f"games-v{DATA_VERSION}-{stream}-s{seed}-{cut}-{start}-{n}" if root else None
     if path is not None and (path / "dataset_info.json").exists():
         return datasets.load_from_disk(str(path))
     rows: dict[str, list] = {"text": [], "moves": [], "index": []}
     for i in progress(range(start, start + n), desc=f"chess games ({stream}, seed {seed})", total=n):
-        text, moves = random_game(seed, i, stream, n_chars)
+        text, moves = random_game(seed, i, stream, n_chars, n_plies)
         rows["text"].append(text)
         rows["moves"].append(moves)
         rows["index"].append(i)
@@ -223,7 +274,73 @@ def char_tokenizer() -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=";", eos_token=";", pad_token=" ")
 
 
+def encode_moves(moves: list[list[str]], n_ctx: int | None = None) -> tuple[Any, Any]:
+    """``uci-moves`` ids of games: ``<bos>`` then one id per move (:data:`MOVE_VOCAB`), right-padded with
+    ``<pad>`` (id 0).
+
+    Args:
+        moves: each game's UCI moves.
+        n_ctx: width of the output (longer games are cut); default the longest game + 1.
+
+    Returns:
+        ``(tokens Int[Tensor, "batch pos"], lengths Int[Tensor, "batch"])`` (int64), ``<bos>`` counted.
+
+    Raises:
+        ValueError: a string that is no UCI move (names it).
+    """
+    import torch
+
+    width = n_ctx if n_ctx is not None else 1 + max((len(m) for m in moves), default=0)
+    out = np.full((len(moves), width), MOVE_PAD_ID, dtype=np.int64)
+    lengths = np.zeros(len(moves), dtype=np.int64)
+    for row, game in enumerate(moves):
+        ids = [MOVE_BOS_ID]
+        for m in game[: width - 1]:
+            if m not in MOVE_ID or m in MOVE_SPECIALS:
+                raise ValueError(f"{m!r} is not a UCI move (game {row})")
+            ids.append(MOVE_ID[m])
+        out[row, : len(ids)] = ids
+        lengths[row] = len(ids)
+    return torch.from_numpy(out), torch.from_numpy(lengths)
+
+
+def move_tokenizer() -> Any:
+    """The ``uci-moves`` Hugging Face tokenizer: word-level over :data:`UCI_MOVES` with the ids of
+    :func:`encode_moves` (``deeprobe_bench.subject.word_level_tokenizer``), so ``"e2e4 e7e5"`` gives
+    ``<bos>`` and two moves."""
+    from deeprobe_bench.subject import word_level_tokenizer
+
+    return word_level_tokenizer(list(UCI_MOVES))
+
+
+def encode_games(games: Any, fmt: str, n_ctx: int | None = None) -> tuple[Any, Any]:
+    """Token ids of ``games`` (columns ``text``, ``moves``) in format ``fmt`` (:data:`FORMATS`): :func:`encode`
+    or :func:`encode_moves`. Raises ValueError for an unknown format."""
+    if fmt == "pgn-chars":
+        return encode(list(games["text"]), n_ctx)
+    if fmt == "uci-moves":
+        return encode_moves(list(games["moves"]), n_ctx)
+    raise ValueError(f"unknown chess format {fmt!r} (one of {', '.join(FORMATS)})")
+
+
 # --------------------------------------------------------------------------- board states
+
+
+def measured_positions(
+    fmt: str, text: str, n_moves: int, window: int | None = None, max_positions: int = MAX_POSITIONS
+) -> list[tuple[int, int]]:
+    """Where the BSPs of one game are measured: ``(token index, plies played before the board there)``.
+
+    ``pgn-chars``: the ``.`` of move ``k`` (:func:`dot_positions`, ``window`` default :data:`BSP_WINDOW`
+    characters), after ``2 (k - 1)`` plies. ``uci-moves``: the token of Black's ``k``-th move, index ``2k``,
+    after ``2k`` plies (tokens below ``window``, default all). At most ``max_positions``; White to move in both.
+    """
+    if fmt == "pgn-chars":
+        return [(pos, 2 * (k - 1)) for k, pos in enumerate(dot_positions(text, window or BSP_WINDOW, max_positions), 1)]
+    if fmt == "uci-moves":
+        last = min(n_moves, (window - 1) if window else n_moves)
+        return [(2 * k, 2 * k) for k in range(1, max_positions + 1) if 2 * k <= last]
+    raise ValueError(f"unknown chess format {fmt!r} (one of {', '.join(FORMATS)})")
 
 
 def dot_positions(text: str, window: int = BSP_WINDOW, max_positions: int = MAX_POSITIONS) -> list[int]:
@@ -261,34 +378,32 @@ class BoardStates:
 
 
 def board_states(
-    texts: list[str], moves: list[list[str]], window: int = BSP_WINDOW, max_positions: int = MAX_POSITIONS
+    texts: list[str], moves: list[list[str]], window: int | None = None, max_positions: int = MAX_POSITIONS,
+    fmt: str = "pgn-chars",
 ) -> BoardStates:
-    """Replay each game and record its board at each ``.`` position (see :func:`dot_positions`).
+    """Replay each game and record its board at each measured position (:func:`measured_positions`).
 
     Each position is converted once to arrays (python-chess ``piece_map``, ``is_check``, castling
     rights, legal moves); every BSP is then computed on the whole batch with numpy (:func:`piece_bsp`).
     The ``.`` of move ``k`` is followed by White's ``k``-th move, so the board there is the position after
-    ``2 (k - 1)`` plies.
+    ``2 (k - 1)`` plies; in ``uci-moves`` the board at Black's ``k``-th move is the one after ``2k`` plies.
 
     Raises:
-        ValueError: a game's moves do not reach one of its ``.`` positions (text and moves disagree).
+        ValueError: a game's moves do not reach one of its positions (text and moves disagree).
     """
     import chess
 
     rows: dict[str, list] = {k: [] for k in ("game", "pos", "move_number", "pieces", "check", "castling", "legal_to")}
     for g, (text, game_moves) in enumerate(zip(texts, moves, strict=True)):
-        dots = dot_positions(text, window, max_positions)
-        if not dots:
-            continue
         board = chess.Board()
         played = 0
-        for k, pos in enumerate(dots, start=1):
-            target = 2 * (k - 1)
+        for pos, target in measured_positions(fmt, text, len(game_moves), window, max_positions):
             if target > len(game_moves):
-                raise ValueError(f"game {g}: {len(game_moves)} moves do not reach the '.' of move {k}")
+                raise ValueError(f"game {g}: its {len(game_moves)} moves do not reach ply {target}, a measured position")
             while played < target:
                 board.push_uci(game_moves[played])
                 played += 1
+            k = target // 2 + 1  # the full-move number of White's next move
             pieces = np.zeros(64, dtype=np.int8)
             for sq, piece in board.piece_map().items():
                 pieces[sq] = PIECE_SYMBOLS.index(piece.symbol())

@@ -1,17 +1,27 @@
-"""Recipe of ``chess-mini`` (trained) and ``chess-mini-random`` (random init) on the zoo kit.
+"""Recipe of ``chess-mini`` v3 (trained) and ``chess-mini-random`` (random init) on the zoo kit.
 
-The language model is a character-level GPT in the format of Chess-GPT (adamkarvonen/
-chess_llm_interpretability: vocab 32, ``";1.e4 e5 2.Nf3 ..."``), trained from scratch with next-character
-loss on uniformly random legal games cut to ``n_ctx`` characters (:mod:`deeprobe_bench.tasks.chess.data`).
-Training game ``i`` of the run is game ``i`` of the ``train`` stream of the seed; step ``s`` reads games
-``s * batch .. (s + 1) * batch - 1``, generated on the fly: no game is seen twice and a resumed run reads
-exactly what an uninterrupted one would.
+**Format: one token per move (``uci-moves``), a deviation from Chess-GPT.** Chess-GPT (adamkarvonen/
+chess_llm_interpretability) reads PGN characters, ``";1.e4 e5 2.Nf3 ..."``. ``chess-mini`` v2 did too (4
+layers, d_model 128, 3,600 steps on 128-character cuts) and its linear piece-on-square probe stayed near the
+per-square prior (0.818 against 0.742 on all squares; moved pieces 0.251); its probe reconstruction was 0.216.
+A character model spends its compute on spelling moves (about six characters each) before it can track a
+board; on two CPU cores that budget runs out first. v3 reads ``<bos> e2e4 e7e5 g1f3 ...`` (:data:`data.MOVE_VOCAB`,
+1,968 UCI moves), so each token is a move and the same compute sees six times as many moves, as Othello-GPT
+reads one token per move (Li et al. 2023). The board-state properties are those of the paper, measured at the
+same 20 White-to-move positions per game (:func:`data.measured_positions`).
 
-What the kit does (:mod:`deeprobe_bench.zoo`): the training loop (``zoo.lm.train_lm``: AdamW,
-warmup-stable-decay, resumable safetensors checkpoints), the fast CPU model (``zoo.gpt.FastGPT``, copied
-into a ``HookedTransformer`` after training, logits checked equal), the SAE stage (``zoo.sae.sae_stage``)
-and the card (``zoo.card``). What this recipe supplies: the data stream, the numbers, and the chess
-quality figures (Chess-GPT's linear piece-on-square probe, legal-move rate of greedy continuations).
+The model has Othello-mini's shape (8 layers, d_model 256, 8 heads of 32, d_mlp 1024): next-move
+cross-entropy on uniformly random legal games of ``n_plies`` moves, fresh games at every step (game ``i`` of
+the ``train`` stream of the seed; step ``s`` reads games ``s * batch ..``: no game is seen twice, and a resumed
+run reads what an uninterrupted one would), warmup-stable-decay, forward in bfloat16. On the 2-core machine
+it runs for hours in the background and resumes from its checkpoint (``--lm-only``).
+
+Monitoring (every ``eval_every`` steps, held-out games of the eval stream): ``legal_top1`` (the top-1 move is
+legal, every position) and ``ridge_moved_piece`` per layer (a least-squares piece-on-square readout fitted
+on ``n_eval_games // 2`` games, its accuracy on squares holding a piece that is not the start position's, on
+the others; a cheap stand-in for the card's probe). The card's figures (:func:`quality_report`): held-out
+loss, ``legal_top1``, Chess-GPT's linear probe at every layer for the trained and the random-init model; the
+SAEs are trained at the best layer on the rows the task measures.
 
 Run as ``python -m deeprobe_bench.tasks.chess.recipe --out DIR --seed 0 [--tiny] [--lm-only] [--random]``
 or ``deeprobe-bench zoo train chess-mini``.
@@ -21,172 +31,220 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deeprobe_bench.tasks.chess import data
 from deeprobe_bench.zoo.recipe import ZooRecipe, recipe_args
 
 logger = logging.getLogger(__name__)
 
-NAME = "chess-mini"
-RANDOM_NAME = "chess-mini-random"
-VERSION = 2
+NAME, RANDOM_NAME = "chess-mini", "chess-mini-random"
+VERSION = 3  # 3: one token per move (uci-moves), Othello-mini's shape; 2: Chess-GPT characters, 4 layers
+FORMAT = "uci-moves"
 
 
 @dataclass(frozen=True)
 class Recipe(ZooRecipe):
-    """Everything that fixes a chess-mini run besides the seed (model, run and SAE stage: :class:`ZooRecipe`)."""
+    """Everything that fixes a chess-mini run besides the seed (model, run and SAE stage:
+    :class:`ZooRecipe`; ``batch`` counts games, each of ``n_plies`` moves and ``<bos>``)."""
 
-    n_ctx: int  # = the cut of a game's text (about 11 full moves; the paper's window is 256)
-    checkpoint_every_s: float = 180.0
-    eval_every: int = 250
-    n_eval_games: int = 128  # learning-curve games (eval stream)
-    n_quality_games: int = 800  # probes: the first n_probe_train_games train them, the rest test them
-    n_probe_train_games: int = 600
-    n_legal_games: int = 20  # legal-move rate of greedy continuations at their '.' positions
-    n_sae_games: int = 1000  # the SAE stage's activations: every character of this many games
+    n_plies: int = 2 * data.MAX_POSITIONS  # the context: <bos> and 40 moves hold the 20 measured positions
+    autocast: str | None = "bf16"
+    checkpoint_every_s: float = 240.0
+    eval_every: int = 1000
+    n_eval_games: int = 400
+    n_quality_games: int = 1000  # card probes: the first n_probe_train_games train them, the rest test them
+    n_probe_train_games: int = 750
+    n_sae_games: int = 5000  # the SAE stage's rows: the measured positions of this many games
 
 
 FULL = Recipe(
-    n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, n_ctx=128, steps=3600, batch=64, lr=2e-3, min_lr=1e-4,
-    warmup_steps=100, decay_steps=900, weight_decay=0.1, threads=2, d_sae=512, k=32, l1=5.0, sae_steps=1000,
-    sae_batch=1024, sae_lr=3e-4,
+    n_layers=8, d_model=256, n_heads=8, d_head=32, d_mlp=1024, batch=128, steps=24000,  # 3.1M games
+    lr=1e-3, warmup_steps=500, decay_steps=3000, min_lr=1e-5, weight_decay=0.05, threads=2,
+    d_sae=2048, k=48, l1=2.0, sae_steps=3000, sae_batch=1024, sae_lr=3e-4,  # as othello-mini's SAEs
 )  # fmt: skip
 TINY = dataclasses.replace(
-    FULL, n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=64, steps=12, batch=4, warmup_steps=2, decay_steps=3,
-    checkpoint_every_s=0.0, eval_every=0, n_eval_games=8, n_quality_games=24, n_probe_train_games=16,
-    n_legal_games=2, d_sae=64, k=4, sae_steps=10, sae_batch=64, n_sae_games=8,
+    FULL, n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, batch=8, steps=12, warmup_steps=2, decay_steps=4,
+    eval_every=0, n_eval_games=8, n_quality_games=24, n_probe_train_games=16, n_sae_games=16, d_sae=64, k=4,
+    sae_steps=10, sae_batch=64,
 )  # fmt: skip
 BAR_METRIC = "moved_piece_accuracy"
 BAR_POINTS = 0.15
 
 
-def model_config(recipe: Recipe, name: str = NAME) -> dict[str, Any]:
-    """``HookedTransformerConfig`` keyword arguments (plain JSON types)."""
-    return recipe.transformer_config(name, n_ctx=recipe.n_ctx, d_vocab=len(data.VOCAB),
-                                     default_prepend_bos=False,  # texts start with ';' themselves
-                                     tokenizer_prepends_bos=False, original_architecture="chess-mini", init_weights=True)  # fmt: skip
+def model_config(recipe: Recipe, name: str = NAME, seed: int = 0) -> dict[str, Any]:
+    """``HookedTransformerConfig`` keyword arguments (part of the run's key: keep them stable)."""
+    return recipe.transformer_config(name, n_ctx=recipe.n_plies + 1, d_vocab=len(data.MOVE_VOCAB),
+                                     default_prepend_bos=True, original_architecture="chess-mini", seed=seed)  # fmt: skip
 
 
-def build_hooked(config: dict[str, Any]) -> Any:
-    """A ``HookedTransformer`` of ``config`` with the character tokenizer (TransformerLens' init from torch's
-    global generator)."""
-    import tempfile
+def build_model(config: dict[str, Any]) -> Any:
+    """A fresh HookedTransformer (initialised from ``config["seed"]``) with the UCI-move tokenizer."""
+    from deeprobe_bench.zoo.lm import hooked_transformer
 
-    from transformer_lens import HookedTransformerConfig
-
-    from deeprobe_bench.subject import load_tokenizer, quiet_hooked_transformer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        data.char_tokenizer().save_pretrained(tmp)
-        model = quiet_hooked_transformer(HookedTransformerConfig(**config), load_tokenizer(Path(tmp)))
-    model.eval()
-    return model
+    return hooked_transformer(config, data.move_tokenizer())
 
 
-def targets_of(tokens: Any, lengths: Any) -> Any:
-    """Next-character targets of ``tokens`` (``Int[Tensor, "b n_ctx"]``): -100 past each game's text."""
-    import torch
-
-    target = tokens[:, 1:].clone()
-    target[torch.arange(tokens.shape[1] - 1)[None, :] >= (lengths[:, None] - 1)] = -100
-    return target
-
-
-def lm_loss(logits: Any, tokens: Any, lengths: Any) -> Any:
-    """Mean next-character cross-entropy over the real characters (nats); padding is ignored."""
-    import torch.nn.functional as F
-
-    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets_of(tokens, lengths).reshape(-1),
-                           ignore_index=-100)  # fmt: skip
+def run_key(recipe: Recipe, seed: int) -> dict[str, Any]:
+    """What fixes the LM trajectory (the work directory's key): config, data stream, stable schedule."""
+    return {"version": VERSION, "format": FORMAT, "config": model_config(recipe, NAME, seed), "batch": recipe.batch,
+            "n_plies": recipe.n_plies, "data": data.DATA_VERSION, "schedule": recipe.schedule().key(),
+            "autocast": recipe.autocast}  # fmt: skip
 
 
 def batch_stream(recipe: Recipe, seed: int) -> Any:
-    """``step -> (inputs, targets)``: games ``step * batch ..`` of the seed's train stream (pure in ``step``)."""
+    """``step -> Int[Tensor, "batch n_plies+1"]``: games ``step * batch ..`` of the seed's train stream."""
 
-    def batch_at(step: int) -> tuple[Any, Any]:
-        games = [data.random_game(seed, i, "train", recipe.n_ctx)[0] for i in range(step * recipe.batch, (step + 1) * recipe.batch)]
-        tokens, lengths = data.encode(games, recipe.n_ctx)
-        return tokens[:, :-1], targets_of(tokens, lengths)
+    def batch_at(step: int) -> Any:
+        games = [data.random_game(seed, i, "train", n_plies=recipe.n_plies, text=False)[1]
+                 for i in range(step * recipe.batch, (step + 1) * recipe.batch)]  # fmt: skip
+        return data.encode_moves(games, recipe.n_plies + 1)[0]
 
     return batch_at
 
 
-def eval_loss(model: Any, tokens: Any, lengths: Any, chunk: int = 64) -> float:
-    """Mean next-character loss of ``model`` (FastGPT or HookedTransformer) over the real characters."""
+# --------------------------------------------------------------------------- held-out games and figures
+
+
+def heldout(n: int, seed: int, n_plies: int) -> dict[str, Any]:
+    """``n`` games of the eval stream of ``seed``: ``tokens``, their :class:`data.BoardStates` at the measured
+    positions, and ``legal`` (``Bool[Tensor, "n n_plies vocab"]``, the legal next moves at each token) with
+    ``has_move`` (the side to move has one)."""
+    import chess
     import torch
 
-    total, count = 0.0, 0
+    games = data.generate_games(n, seed, "eval", n_plies=n_plies)
+    moves = list(games["moves"])
+    legal = torch.zeros(n, n_plies, len(data.MOVE_VOCAB), dtype=torch.bool)
+    for g, game in enumerate(moves):
+        board = chess.Board()
+        for t in range(min(len(game) + 1, n_plies)):
+            legal[g, t, [data.MOVE_ID[m.uci()] for m in board.legal_moves]] = True
+            if t < len(game):
+                board.push_uci(game[t])
+    states = data.board_states(list(games["text"]), moves, n_plies + 1, fmt=FORMAT)
+    return {"tokens": data.encode_moves(moves, n_plies + 1)[0], "states": states, "legal": legal,
+            "has_move": legal.any(-1)}  # fmt: skip
+
+
+def legal_top1(model: Any, ev: dict[str, Any], batch: int = 200) -> float:
+    """Fraction of positions (the side to move has a legal move) whose top-1 predicted move is legal."""
+    import torch
+
+    hits = total = 0
     with torch.no_grad():
-        for i in range(0, len(tokens), chunk):
-            t, n = tokens[i : i + chunk], lengths[i : i + chunk]
-            k = int((n - 1).clamp(min=0).sum())
-            total += float(lm_loss(model(t), t, n)) * k
-            count += k
-    return total / max(1, count)
+        for i in range(0, len(ev["tokens"]), batch):
+            top = model(ev["tokens"][i : i + batch, :-1]).argmax(-1)
+            ok = ev["legal"][i : i + batch].gather(-1, top[..., None])[..., 0]
+            m = ev["has_move"][i : i + batch]
+            hits, total = hits + int((ok & m).sum()), total + int(m.sum())
+    return hits / max(1, total)
 
 
-def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None) -> tuple[Any, dict[str, Any]]:
-    """Train (or resume) the language model on the kit; returns ``(HookedTransformer, stats)``."""
+def measured_rows(model: Any, ev: dict[str, Any], hooks: list[str], batch: int = 200) -> tuple[dict[str, Any], float]:
+    """Activations at the measured positions of ``ev`` (rows in the order of its states) and the mean
+    next-move loss (nats) over its real tokens, in one pass: ``({hook: Float[Tensor, "rows d_model"]}, loss)``."""
     import torch
+    import torch.nn.functional as F
 
-    from deeprobe_bench.zoo import gpt, lm
-
-    torch.set_num_threads(recipe.threads)
-    config = model_config(recipe, NAME)
-    key = {"version": VERSION, "config": config, "seed": seed, "batch": recipe.batch, "data": data.DATA_VERSION,
-           "schedule": recipe.schedule().key(), "init": "zoo.gpt.fast_gpt"}  # fmt: skip
-    work = lm.work_dir(NAME, key)
-    lm.ensure_free(work)
-    fast = gpt.fast_gpt(config, seed)
-    ev = data.generate_games(recipe.n_eval_games, seed, "eval", recipe.n_ctx, cache=False)
-    ev_tokens, ev_lengths = data.encode(list(ev["text"]), recipe.n_ctx)
-    stats = lm.train_lm(fast, batch_stream(recipe, seed), recipe.schedule(), work,
-                        eval_fn=lambda m: {"eval_loss": eval_loss(m, ev_tokens, ev_lengths)},
-                        eval_every=recipe.eval_every, checkpoint_every_s=recipe.checkpoint_every_s,
-                        stop_after_s=stop_after_s)  # fmt: skip
-    return gpt.to_hooked(fast, build_hooked(config)), {**stats, "work_dir": str(work)}
-
-
-# --------------------------------------------------------------------------- quality
-
-
-def resid_hooks(n_layers: int) -> list[str]:
-    """``blocks.{i}.hook_resid_post`` for every layer."""
-    return [f"blocks.{i}.hook_resid_post" for i in range(n_layers)]
-
-
-def dot_activations(
-    model: Any, tokens: Any, lengths: Any, states: data.BoardStates, hooks: list[str], chunk: int = 64
-) -> tuple[dict[str, Any], float]:
-    """Activations at the ``.`` positions of ``states`` and the next-character loss, in one pass.
-
-    Returns:
-        ``({hook: Float[Tensor, "rows d_model"]}, loss)``: rows in the order of ``states``; ``loss`` the mean
-        next-character cross-entropy (nats) over the real characters of ``tokens``.
-    """
-    import torch
-
+    states = ev["states"]
+    game, pos = torch.as_tensor(states.game), torch.as_tensor(states.pos)
     out: dict[str, list] = {h: [] for h in hooks}
-    game = torch.as_tensor(states.game)
-    pos = torch.as_tensor(states.pos)
     total, count = 0.0, 0
     with torch.no_grad():
-        for i in range(0, len(tokens), chunk):
-            t, n = tokens[i : i + chunk], lengths[i : i + chunk]
-            logits, cache = model.run_with_cache(t, names_filter=lambda name: name in hooks)
-            k = int((n - 1).clamp(min=0).sum())
-            total += float(lm_loss(logits, t, n)) * k
-            count += k
-            sel = (game >= i) & (game < i + chunk)
+        for i in range(0, len(ev["tokens"]), batch):
+            t = ev["tokens"][i : i + batch]
+            logits, cache = model.run_with_cache(t, names_filter=lambda name: name in out)
+            target = t[:, 1:].reshape(-1)
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), target, reduction="sum",
+                                   ignore_index=data.MOVE_PAD_ID)  # fmt: skip
+            total, count = total + float(loss), count + int((target != data.MOVE_PAD_ID).sum())
+            sel = (game >= i) & (game < i + batch)
             for h in hooks:
                 out[h].append(cache[h][game[sel] - i, pos[sel]].float())
     return {h: torch.cat(v) for h, v in out.items()}, total / max(1, count)
+
+
+def moved_piece_mask(pieces: np.ndarray) -> np.ndarray:
+    """``Bool[ndarray, "rows 64"]``: squares holding a piece that is not the start position's there (the
+    squares where the paper's masked piece BSP has a positive that the move number cannot tell)."""
+    return (pieces != data.INITIAL_BOARD[None, :]) & (pieces != 0)
+
+
+def ridge_moved_piece(x_tr: Any, p_tr: np.ndarray, x_te: Any, p_te: np.ndarray, ridge: float = 1e-2) -> float:
+    """Accuracy on moved-piece squares of a least-squares one-hot readout of the 13 piece classes per square.
+
+    Args:
+        x_tr, x_te: ``Float[Tensor, "rows d"]``; p_tr, p_te: ``Int8[ndarray, "rows 64"]`` piece classes.
+    """
+    import torch
+
+    mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
+    xt = torch.cat([(x_tr - mu) / sd, torch.ones(len(x_tr), 1)], 1).double()
+    xe = torch.cat([(x_te - mu) / sd, torch.ones(len(x_te), 1)], 1).double()
+    y = torch.nn.functional.one_hot(torch.as_tensor(p_tr, dtype=torch.int64), data.N_PIECE_CLASSES).reshape(len(p_tr), -1)
+    w = torch.linalg.solve(xt.T @ xt + ridge * len(xt) * torch.eye(xt.shape[1], dtype=xt.dtype), xt.T @ y.double())
+    pred = (xe @ w).reshape(len(x_te), 64, data.N_PIECE_CLASSES).argmax(-1).numpy()
+    moved = moved_piece_mask(p_te)
+    return float((pred == p_te)[moved].mean()) if moved.any() else float("nan")
+
+
+def monitor(recipe: Recipe, seed: int) -> Any:
+    """The trainer's ``eval_fn``: ``legal_top1`` and ``ridge_moved_piece`` at every layer's resid_post."""
+    games: dict[str, Any] = {}
+
+    def eval_fn(model: Any) -> dict[str, Any]:
+        if not games:  # generated at the first evaluation, not before training starts
+            games["ev"] = heldout(recipe.n_eval_games, seed + 10, recipe.n_plies)
+        ev = games["ev"]
+        hooks = [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
+        rows, loss = measured_rows(model, ev, hooks)
+        tr = ev["states"].game < recipe.n_eval_games // 2
+        p = ev["states"].pieces
+        per_layer = {h.split(".")[1]: round(ridge_moved_piece(rows[h][tr], p[tr], rows[h][~tr], p[~tr]), 4) for h in hooks}
+        return {"legal_top1": round(legal_top1(model, ev), 5), "heldout_loss": round(loss, 5), "ridge_moved_piece": per_layer}
+
+    return eval_fn
+
+
+def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None) -> tuple[Any, dict[str, Any]]:
+    """Build and train (or resume) chess-mini's LM in its work directory; returns ``(model, stats)``."""
+    import torch
+
+    from deeprobe_bench.zoo import lm
+
+    torch.set_num_threads(recipe.threads)
+    work = lm.work_dir(NAME, run_key(recipe, seed))
+    lm.ensure_free(work)
+    model = build_model(model_config(recipe, NAME, seed))
+    stats = lm.train_lm(model, batch_stream(recipe, seed), recipe.schedule(), work, pad=data.MOVE_PAD_ID,
+                        eval_fn=monitor(recipe, seed) if recipe.eval_every else None, eval_every=recipe.eval_every,
+                        checkpoint_every_s=recipe.checkpoint_every_s, stop_after_s=stop_after_s,
+                        autocast=recipe.autocast)  # fmt: skip
+    model.eval()
+    return model, {**stats, "work_dir": str(work)}
+
+
+def quality_report(model: Any, recipe: Recipe, seed: int) -> dict[str, Any]:
+    """The card's figures on ``n_quality_games`` held-out games: next-move loss, ``legal_top1`` and
+    :func:`probe_accuracy` at every layer's resid_post (trained on the first ``n_probe_train_games``)."""
+    ev = heldout(recipe.n_quality_games, seed, recipe.n_plies)
+    hooks = [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
+    rows, loss = measured_rows(model, ev, hooks)
+    states = ev["states"]
+    tr = states.game < recipe.n_probe_train_games
+    probes = {}
+    for h in hooks:
+        probes[h] = probe_accuracy(rows[h][tr], states.pieces[tr], rows[h][~tr], states.pieces[~tr], seed)
+        logger.info("chess probe %s: %s", h, {k: round(v, 4) for k, v in probes[h].items()})
+    return {"heldout_loss": loss, "legal_top1": legal_top1(model, ev), "probes": probes,
+            "n_probe_rows": {"train": int(tr.sum()), "test": int((~tr).sum())}}  # fmt: skip
 
 
 def probe_accuracy(
@@ -270,82 +328,12 @@ def probe_accuracy(
     }
 
 
-def quality_report(model: Any, games: Any, n_train: int, seed: int, n_ctx: int) -> dict[str, Any]:
-    """Held-out next-character loss and :func:`probe_accuracy` at every layer's resid_post (probes trained
-    on the first ``n_train`` games, tested on the rest)."""
-    texts, moves = list(games["text"]), list(games["moves"])
-    tokens, lengths = data.encode(texts, n_ctx)
-    states = data.board_states(texts, moves)
-    hooks = resid_hooks(model.cfg.n_layers)
-    acts, loss = dot_activations(model, tokens, lengths, states, hooks)
-    tr = states.game < n_train
-    probes = {}
-    for h in hooks:
-        probes[h] = probe_accuracy(acts[h][tr], states.pieces[tr], acts[h][~tr], states.pieces[~tr], seed)
-        logger.info("chess probe %s: %s", h, {k: round(v, 4) for k, v in probes[h].items()})
-    return {
-        "heldout_loss": loss,
-        "probes": probes,
-        "n_probe_rows": {"train": int(tr.sum()), "test": int((~tr).sum())},
-    }
-
-
-def legal_move_rate(model: Any, games: Any, n_ctx: int, max_new: int = 8, chunk: int = 128) -> dict[str, float]:
-    """Share of the model's greedy continuations at the ``.`` positions that are legal White moves.
-
-    At each ``.`` (at most 20 per game, first 256 characters), the model continues the text greedily
-    (argmax) for up to ``max_new`` characters; the characters up to the first space are parsed as SAN in
-    the game's position with python-chess (``Board.parse_san``; check marks ``+``/``#`` are accepted
-    either way; null moves are not legal moves). Continuations that run past ``n_ctx`` are cut there.
-    """
-    import chess
-    import torch
-
-    texts, moves = list(games["text"]), list(games["moves"])
-    prefixes, boards = [], []
-    for text, game_moves in zip(texts, moves, strict=True):
-        board = chess.Board()
-        played = 0
-        for k, pos in enumerate(data.dot_positions(text), start=1):
-            while played < 2 * (k - 1):
-                board.push_uci(game_moves[played])
-                played += 1
-            if pos + 1 + max_new > n_ctx:
-                break
-            prefixes.append(text[: pos + 1])
-            boards.append(board.copy(stack=False))
-    legal = 0
-    with torch.no_grad():
-        for i in range(0, len(prefixes), chunk):
-            batch = prefixes[i : i + chunk]
-            tokens, lengths = data.encode(batch, max(len(p) for p in batch) + max_new)
-            cur = lengths.clone()
-            rows = torch.arange(len(batch))
-            for _ in range(max_new):
-                logits = model(tokens[:, : int(cur.max())])
-                nxt = logits[rows, cur - 1].argmax(-1)
-                tokens[rows, cur] = nxt
-                cur = cur + 1
-            for j, board in enumerate(boards[i : i + chunk]):
-                new = data.decode(tokens[j, lengths[j] : cur[j]]).split(" ")[0]
-                try:
-                    move = board.parse_san(new)
-                except ValueError:
-                    continue
-                legal += bool(move) and board.is_legal(move)  # python-chess reads "--", "0000", "Z0" as null moves
-    return {"legal_move_rate": legal / max(1, len(prefixes)), "n_positions": len(prefixes)}
-
-
 # --------------------------------------------------------------------------- zoo
 
 
 def random_model(recipe: Recipe, seed: int) -> Any:
-    """``chess-mini-random``: the HookedTransformer of the recipe at TransformerLens' random init after
-    ``torch.manual_seed(seed)``."""
-    import torch
-
-    torch.manual_seed(seed)
-    return build_hooked(model_config(recipe, RANDOM_NAME))
+    """``chess-mini-random``: the recipe's HookedTransformer at TransformerLens' random init (``cfg.seed = seed``)."""
+    return build_model(model_config(recipe, RANDOM_NAME, seed))
 
 
 def best_layer(probes: dict[str, dict[str, float]], metric: str = BAR_METRIC) -> str:
@@ -353,66 +341,51 @@ def best_layer(probes: dict[str, dict[str, float]], metric: str = BAR_METRIC) ->
     return max(probes, key=lambda h: (probes[h][metric], -list(probes).index(h)))
 
 
-def sae_activations(model: Any, games: Any, hook: str, n_ctx: int, chunk: int = 64) -> Any:
-    """``Float[Tensor, "rows d_model"]`` activations at ``hook`` at every real character of ``games``."""
-    import torch
-
-    tokens, lengths = data.encode(list(games["text"]), n_ctx)
-    layer = int(hook.split(".")[1])
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(tokens), chunk):
-            t, n = tokens[i : i + chunk], lengths[i : i + chunk]
-            _, cache = model.run_with_cache(t, names_filter=hook, stop_at_layer=layer + 1, return_type=None)
-            out.append(cache[hook][torch.arange(t.shape[1])[None, :] < n[:, None]].float())
-    return torch.cat(out)
-
-
-def sae_rows(model: Any, hook: str, n_games: int, n_ctx: int, seed: int) -> tuple[Any, Any]:
-    """The SAE stage's rows at ``hook``: every character of ``n_games`` games (eval stream, seed + 1) and,
-    held out, of ``n_games // 10`` others (eval stream, seed + 2)."""
-    games = data.generate_games(n_games, seed + 1, "eval", n_ctx)
-    held = data.generate_games(max(4, n_games // 10), seed + 2, "eval", n_ctx)
-    return sae_activations(model, games, hook, n_ctx), sae_activations(model, held, hook, n_ctx)
+def sae_rows(model: Any, hook: str, n_games: int, n_plies: int, seed: int) -> tuple[Any, Any]:
+    """The SAE stage's rows at ``hook``, the positions the task measures: those of ``n_games`` games (eval
+    stream, seed + 1) and, held out, of ``max(4, n_games // 10)`` others (seed + 2)."""
+    train = measured_rows(model, heldout(n_games, seed + 1, n_plies), [hook])[0][hook]
+    held = measured_rows(model, heldout(max(4, n_games // 10), seed + 2, n_plies), [hook])[0][hook]
+    return train, held
 
 
 def saes_at(model: Any, recipe: Recipe, hook: str, archs: tuple[str, ...], seed: int, work: Any) -> tuple[dict, dict]:
     """The kit's SAE stage at ``hook`` on :func:`sae_rows` of ``n_sae_games`` games."""
     from deeprobe_bench.zoo.sae import sae_stage
 
-    acts, held_acts = sae_rows(model, hook, recipe.n_sae_games, recipe.n_ctx, seed)
-    return sae_stage(acts, held_acts, hook, recipe.sae_spec(archs), seed, work, model.cfg.model_name)
+    acts, held_acts = sae_rows(model, hook, recipe.n_sae_games, recipe.n_plies, seed)
+    return sae_stage(acts, held_acts, hook, recipe.sae_spec(archs, len(acts)), seed, work, model.cfg.model_name)
 
 
 def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
     """Add the random-SAE sanity baselines (:mod:`deeprobe_bench.zoo.sanity`) to the chess model in
     ``out_dir``, with the recipe of its default SAE (from the card), on :func:`sae_rows`; returns the
-    card's entry."""
+    card's entry. Raises ValueError for a card of another format (v2's characters: retrain it first)."""
     from deeprobe_bench.subject import load_zoo_dir
     from deeprobe_bench.zoo.sanity import add_sanity_saes
 
     subject = load_zoo_dir(Path(out_dir))
     card, r = subject.card, subject.card["recipe"]
+    if card["task"].get("format") != FORMAT:
+        raise ValueError(f"{out_dir} holds a chess-mini of another format ({card['version']}); retrain it: zoo train chess-mini")
     hook, base = card["task"]["hook_name"], card["default_sae_variant"]
-    spec = {"d_sae": r["d_sae"], "steps": r["sae_steps"], "batch": r["sae_batch"], "lr": r["sae_lr"], "k": r["k"], "l1": r["l1"]}
-    n_games = r.get("n_sae_games", FULL.n_sae_games)
-    acts, held = sae_rows(subject.model, hook, n_games, card["config"]["n_ctx"], seed)
-    return add_sanity_saes(Path(out_dir), subject, acts, held, base, spec["d_sae"], spec, seed,
-                           source=f"every character of {n_games} games (eval stream, seed {seed + 1}); held out: "
-                           f"{max(4, n_games // 10)} games (seed {seed + 2})")  # fmt: skip
+    spec = {"steps": r["sae_steps"], "batch": r["sae_batch"], "lr": r["sae_lr"], "k": r["k"], "l1": r["l1"]}
+    acts, held = sae_rows(subject.model, hook, r["n_sae_games"], r["n_plies"], seed)
+    return add_sanity_saes(Path(out_dir), subject, acts, held, base, r["d_sae"], spec, seed,
+                           source=f"the measured positions of {r['n_sae_games']} games (eval stream, seed {seed + 1}); "
+                           f"held out: {max(4, r['n_sae_games'] // 10)} games (seed {seed + 2})")  # fmt: skip
 
 
 def _data_card(recipe: Recipe, stats: dict[str, Any] | None) -> dict[str, Any]:
     return {
-        "format": "Chess-GPT character PGN ';1.e4 e5 2.Nf3 ...' (adamkarvonen/chess_llm_interpretability)",
-        "vocab": "".join(data.VOCAB),
+        "format": "uci-moves: <bos> then one token per move, 1,968 UCI moves (a deviation from Chess-GPT's PGN "
+        "characters; README, 'Zoo models')",
         "games": "uniformly random legal moves (python-chess), game i of stream 'train' from "
-        "numpy.random.default_rng([0, seed, i])",
-        "cut_chars": recipe.n_ctx,
-        "why_cut": "random-game chess needs far more data than Othello for legal play (REFERENCE.md section 2); on "
-        "2 shared CPU cores the budget is ~10M characters, spent on the first ~20 moves, the window where "
-        "the BSPs are measured (first 256 characters, at most 20 '.' positions)",
-        **({"train_games": stats["step"] * recipe.batch, "train_characters": stats["step"] * recipe.batch * recipe.n_ctx}
+        "numpy.random.default_rng([0, seed, i]), the first n_plies moves",
+        "n_plies": recipe.n_plies,
+        "positions": f"the token of Black's k-th move (the board after 2k plies, White to move), k = 1 .. "
+        f"{data.MAX_POSITIONS}",
+        **({"train_games": stats["step"] * recipe.batch, "train_moves": stats["step"] * recipe.batch * recipe.n_plies}
            if stats else {}),  # fmt: skip
     }
 
@@ -424,40 +397,32 @@ def _probe_summary(trained: dict[str, Any], random: dict[str, Any]) -> dict[str,
         "bar_metric": BAR_METRIC,
         "bar": f"{BAR_METRIC} of chess-mini at its best layer - that of chess-mini-random at its best layer "
         f">= {BAR_POINTS}",
-        "trained_best_layer": tb,
-        "random_best_layer": rb,
-        "trained": t_val,
-        "random": r_val,
-        "difference": t_val - r_val,
-        "bar_met": bool(t_val - r_val >= BAR_POINTS),
+        "trained_best_layer": tb, "random_best_layer": rb, "trained": t_val, "random": r_val,
+        "difference": t_val - r_val, "bar_met": bool(t_val - r_val >= BAR_POINTS),
         "accuracy_trained_at_best": trained["probes"][tb]["accuracy"],
+        "prior_accuracy_at_best": trained["probes"][tb]["prior_accuracy"],
         "accuracy_random_at_best": random["probes"][rb]["accuracy"],
-    }
+    }  # fmt: skip
 
 
-def train(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
-    """Train (or resume) ``chess-mini`` (LM, probes for the card, SAEs) into ``out_dir``; returns the card."""
-    return train_recipe(Path(out_dir), seed, TINY if tiny else FULL, tiny=tiny)
-
-
-def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -> dict:
-    """:func:`train` with an explicit :class:`Recipe`."""
+def train(out_dir: Path, seed: int = 0, tiny: bool = False, recipe: Recipe | None = None) -> dict:
+    """Train (or resume) ``chess-mini`` (LM, probes for the card, SAEs) into ``out_dir``; returns the card.
+    ``recipe``: instead of ``TINY`` / ``FULL``."""
     from deeprobe_bench.zoo import card as cards
 
+    recipe = recipe or (TINY if tiny else FULL)
     t0 = time.time()
     model, stats = train_lm(recipe, seed)
-    games = data.generate_games(recipe.n_quality_games, seed, "eval", recipe.n_ctx)
-    trained_q = quality_report(model, games, recipe.n_probe_train_games, seed, recipe.n_ctx)
-    legal = legal_move_rate(model, games.select(range(recipe.n_legal_games)), recipe.n_ctx)
-    random_q = quality_report(random_model(recipe, seed), games, recipe.n_probe_train_games, seed, recipe.n_ctx)
+    trained_q = quality_report(model, recipe, seed)
+    random_q = quality_report(random_model(recipe, seed), recipe, seed)
     summary = _probe_summary(trained_q, random_q)
     hook = summary["trained_best_layer"]
     saes, sae_q = saes_at(model, recipe, hook, ("standard", "topk", "panneal"), seed, stats["work_dir"])
     quality = {
         "heldout_games": f"{recipe.n_quality_games} games of the eval stream (seed {seed}); probes trained on the "
-        f"first {recipe.n_probe_train_games}, tested on the rest, at their '.' positions",
-        "heldout_loss": trained_q["heldout_loss"], "random_init_heldout_loss": random_q["heldout_loss"], **legal,
-        "legal_move_games": recipe.n_legal_games, "probe": summary,
+        f"first {recipe.n_probe_train_games}, tested on the rest, at the measured positions",
+        "heldout_loss": trained_q["heldout_loss"], "random_init_heldout_loss": random_q["heldout_loss"],
+        "legal_top1": trained_q["legal_top1"], "random_init_legal_top1": random_q["legal_top1"], "probe": summary,
         "probes": {NAME: trained_q["probes"], RANDOM_NAME: random_q["probes"]}, "n_probe_rows": trained_q["n_probe_rows"],
         "probe_definition": "13-way softmax per square (Chess-GPT's linear probe) on standardised resid_post, "
         "unmasked board; accuracy over all squares, over squares that differ from the start position (changed), "
@@ -465,57 +430,59 @@ def train_recipe(out_dir: Path, seed: int, recipe: Recipe, tiny: bool = False) -
         "bar_met": summary["bar_met"],
     }  # fmt: skip
     card = cards.make_card(
-        NAME, VERSION, seed, tiny, model_config(recipe, NAME),
+        NAME, VERSION, seed, tiny, model_config(recipe, NAME, seed),
         recipe={**asdict(recipe), **{k: v for k, v in stats.items() if k != "work_dir"},
                 "schedule": asdict(recipe.schedule()), "wall_time_s": round(time.time() - t0, 1),
-                "trainer": "deeprobe_bench.zoo.lm.train_lm on zoo.gpt.FastGPT, copied into a HookedTransformer"},
-        data=_data_card(recipe, stats), quality=quality, task={"hook_name": hook}, saes=sae_q,
+                "optimizer": "AdamW, grad clip 1.0, no decay on 1-d parameters"},
+        data=_data_card(recipe, stats), quality=quality, task={"hook_name": hook, "format": FORMAT}, saes=sae_q,
         default_sae_variant="topk", sae_hook={"hook_name": hook, "chosen_by": f"best {BAR_METRIC} probe layer"},
     )  # fmt: skip
-    cards.write(out_dir, model, card, saes)
+    cards.write(Path(out_dir), model, card, saes)
     logger.info("chess-mini: wrote %s in %.0fs", out_dir, time.time() - t0)
     return card
 
 
 def _trained_hook(out_dir: Path, recipe: Recipe) -> str:
-    """chess-mini's hook: from its card beside ``out_dir``, the user's zoo, or the shipped one (else the
-    last layer's resid_post)."""
+    """chess-mini's hook: from its card beside ``out_dir``, the user's zoo, or the shipped one, if it reads
+    this recipe's format (else the last layer's resid_post)."""
+    import json
     from importlib.resources import files
 
     from deeprobe_bench.zoo.card import user_zoo_dir
 
     for d in (Path(out_dir).parent / NAME, user_zoo_dir() / NAME, Path(str(files("deeprobe_bench.tasks.chess"))) / "zoo" / NAME):
-        if (d / "card.json").exists():
-            return json.loads((d / "card.json").read_text())["task"]["hook_name"]
-    return resid_hooks(recipe.n_layers)[-1]
+        card = json.loads((d / "card.json").read_text()) if (d / "card.json").exists() else {}
+        if card.get("task", {}).get("format") == FORMAT:
+            return card["task"]["hook_name"]
+    return f"blocks.{recipe.n_layers - 1}.hook_resid_post"
 
 
-def train_random(out_dir: Path, seed: int = 0, tiny: bool = False) -> dict:
+def train_random(out_dir: Path, seed: int = 0, tiny: bool = False, recipe: Recipe | None = None) -> dict:
     """Write ``chess-mini-random`` (random init, seeded; a standard SAE at chess-mini's hook) into
-    ``out_dir``; returns the card."""
+    ``out_dir``; returns the card. ``recipe``: instead of ``TINY`` / ``FULL``."""
     import torch
 
     from deeprobe_bench.zoo import card as cards
 
-    recipe = TINY if tiny else FULL
+    recipe = recipe or (TINY if tiny else FULL)
     torch.set_num_threads(recipe.threads)
-    out_dir = Path(out_dir)
-    hook = _trained_hook(out_dir, recipe) if not tiny else resid_hooks(recipe.n_layers)[-1]
+    hook = _trained_hook(Path(out_dir), recipe)
     model = random_model(recipe, seed)
-    games = data.generate_games(recipe.n_quality_games, seed, "eval", recipe.n_ctx)
-    q = quality_report(model, games, recipe.n_probe_train_games, seed, recipe.n_ctx)
+    q = quality_report(model, recipe, seed)
     saes, sae_q = saes_at(model, recipe, hook, ("standard",), seed, None)
     card = cards.make_card(
-        RANDOM_NAME, VERSION, seed, tiny, model_config(recipe, RANDOM_NAME),
-        recipe={"init": f"TransformerLens HookedTransformer init after torch.manual_seed({seed}); never trained",
-                **{k: v for k, v in asdict(recipe).items() if k.startswith(("n_layers", "d_", "n_", "k", "l1", "sae_"))}},
+        RANDOM_NAME, VERSION, seed, tiny, model_config(recipe, RANDOM_NAME, seed),
+        recipe={"init": "HookedTransformer default initialisation with cfg.seed = seed; never trained",
+                "sae": asdict(recipe.sae_spec(("standard",))), "n_sae_games": recipe.n_sae_games,
+                "n_plies": recipe.n_plies},
         data=_data_card(recipe, None),
-        quality={"heldout_loss": q["heldout_loss"], "probes": q["probes"], "n_probe_rows": q["n_probe_rows"],
+        quality={"heldout_loss": q["heldout_loss"], "legal_top1": q["legal_top1"], "probes": q["probes"],
+                 "n_probe_rows": q["n_probe_rows"],
                  "heldout_games": f"{recipe.n_quality_games} games of the eval stream (seed {seed}), as chess-mini's"},
-        task={"hook_name": hook}, saes=sae_q, default_sae_variant="standard",
+        task={"hook_name": hook, "format": FORMAT}, saes=sae_q, default_sae_variant="standard",
         sae_hook={"hook_name": hook, "chosen_by": "chess-mini's hook (its card)"},
     )  # fmt: skip
-    cards.write(out_dir, model, card, saes)
+    cards.write(Path(out_dir), model, card, saes)
     return card
 
 
@@ -528,11 +495,13 @@ def main(argv: list[str] | None = None) -> None:
     args, recipe, parser = recipe_args("Train the zoo models chess-mini and chess-mini-random.", FULL, TINY, argv,
                                        out_required=False, options=options)  # fmt: skip
     if args.lm_only:
-        train_lm(recipe, args.seed, args.stop_after_s)
+        _, stats = train_lm(recipe, args.seed, args.stop_after_s)
+        logger.info("done: step %s of %s", stats.get("step"), recipe.steps)
         return
     if args.out is None:
         parser.error("--out is required unless --lm-only")
-    card = train_random(args.out, args.seed, args.tiny) if args.random else train_recipe(args.out, args.seed, recipe, args.tiny)
+    train_fn = train_random if args.random else train
+    card = train_fn(args.out, args.seed, args.tiny, recipe=recipe)
     logger.info("quality: %s", {k: v for k, v in card["quality"].items() if k != "probes"})
 
 

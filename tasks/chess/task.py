@@ -21,7 +21,8 @@ class ChessConfig(BoardGameConfig):
             logistic regression per concept (900) on them, so this bounds its run time.
         n_label, n_test: games of the label and test splits; 500 each (10,000 rows each), half the
             paper's 1000 to fit the CPU budget (README).
-        n_chars: characters per game text (the cut); default the model's context (chess-mini: 256).
+        n_chars: characters per game text (the cut) of a ``pgn-chars`` model; default the model's context up
+            to 256. A ``uci-moves`` model reads 40 plies (its 20 positions), or what its context holds.
     """
 
     n_train: int = 250
@@ -71,8 +72,11 @@ class ChessTask(BoardGameTask):
     default_model = "chess-mini"
 
     n_chars: int = 256
-    """Characters of each game's text: :meth:`prepare` sets it (``-T n_chars``, else the model's context up to
-    ``data.BSP_WINDOW``)."""
+    """Tokens of each game the model reads (characters of ``pgn-chars``; ``<bos>`` and the plies of
+    ``uci-moves``): :meth:`prepare` sets it from ``-T n_chars`` or the model's context."""
+    fmt: str = "pgn-chars"
+    """The model's format (``data.FORMATS``): :meth:`prepare` reads it from the card (``task.format``), else
+    from the vocabulary."""
 
     # ------------------------------------------------------------------ game
 
@@ -101,6 +105,8 @@ class ChessTask(BoardGameTask):
     def make_games(self, n: int, seed: int) -> Any:
         from deeprobe_bench.tasks.chess import data
 
+        if self.fmt == "uci-moves":
+            return data.generate_games(n, seed, "task", n_plies=self.n_chars - 1)
         return data.generate_games(n, seed, "task", self.n_chars)
 
     def encode(self, subject: Any, games: Any) -> tuple[Any, Any]:
@@ -108,11 +114,10 @@ class ChessTask(BoardGameTask):
 
         from deeprobe_bench.tasks.chess import data
 
-        texts = list(games["text"])
-        tokens, _ = data.encode(texts, self.n_chars)
+        tokens, _ = data.encode_games(games, self.fmt, self.n_chars)
         measured = torch.zeros(tokens.shape, dtype=torch.bool)
-        for g, text in enumerate(texts):
-            measured[g, data.dot_positions(text)] = True
+        for g, (text, moves) in enumerate(zip(games["text"], games["moves"], strict=True)):
+            measured[g, [pos for pos, _ in data.measured_positions(self.fmt, text, len(moves), self.n_chars)]] = True
         return tokens, measured
 
     def labels(self, games: Any) -> Any:
@@ -121,7 +126,7 @@ class ChessTask(BoardGameTask):
 
         from deeprobe_bench.tasks.chess import data
 
-        states = data.board_states(list(games["text"]), list(games["moves"]))
+        states = data.board_states(list(games["text"]), list(games["moves"]), self.n_chars, fmt=self.fmt)
         onehot = data.piece_bsp(states.pieces, masked=False)  # rows 64 13
         scored, masked = piece_columns()
         s_idx, c_idx = (np.asarray(x) for x in zip(*scored, strict=True))
@@ -134,19 +139,29 @@ class ChessTask(BoardGameTask):
         from deeprobe_bench.tasks.chess import data
 
         cfg = subject.model.cfg
-        if cfg.d_vocab != len(data.VOCAB):
+        vocab = {len(data.VOCAB): "pgn-chars", len(data.MOVE_VOCAB): "uci-moves"}
+        self.fmt = (getattr(subject, "card", None) or {}).get("task", {}).get("format") or vocab.get(cfg.d_vocab, "")
+        if self.fmt not in data.FORMATS or cfg.d_vocab != {v: k for k, v in vocab.items()}[self.fmt]:
             raise UserError(
-                f"model {subject.name} (vocab {cfg.d_vocab}) is not a Chess-GPT character model (vocab {len(data.VOCAB)})"
+                f"model {subject.name} (vocab {cfg.d_vocab}) reads neither Chess-GPT's characters (vocab "
+                f"{len(data.VOCAB)}) nor UCI moves (vocab {len(data.MOVE_VOCAB)})"
             )
-        self.n_chars = self.config.n_chars or min(int(cfg.n_ctx), data.BSP_WINDOW)
+        if self.fmt == "uci-moves":
+            if self.config.n_chars is not None:
+                raise UserError(f"-T n_chars applies to character models; {subject.name} reads UCI moves")
+            self.n_chars = min(int(cfg.n_ctx), 2 * data.MAX_POSITIONS + 1)
+        else:
+            self.n_chars = self.config.n_chars or min(int(cfg.n_ctx), data.BSP_WINDOW)
         if self.n_chars > cfg.n_ctx:
             raise UserError(f"-T n_chars={self.n_chars} exceeds model {subject.name}'s context of {cfg.n_ctx}")
         out = super().prepare(subject, seed, limit)
-        out.info["n_chars"] = self.n_chars
+        out.info["format"] = self.fmt
+        out.info["n_chars" if self.fmt == "pgn-chars" else "n_tokens"] = self.n_chars
         out.info["positions"] = (
             f"the '.' of each move number (White to move), at most {data.MAX_POSITIONS} per game, "
-            f"first {data.BSP_WINDOW} characters"
-        )
+            f"first {data.BSP_WINDOW} characters" if self.fmt == "pgn-chars" else
+            f"the token of Black's k-th move (the board after 2k plies, White to move), k = 1 .. {data.MAX_POSITIONS}"
+        )  # fmt: skip
         out.info["masking"] = (
             "piece-on-square elements of the start position are never positive (SAE_BoardGameEval "
             "mask_initial_board_states); they form the masked BSP family piece_initial"

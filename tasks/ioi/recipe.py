@@ -36,7 +36,6 @@ import dataclasses
 import logging
 import random
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -298,16 +297,10 @@ def model_config(recipe: Recipe, d_vocab: int) -> dict[str, Any]:
 
 def build_model(config: dict[str, Any], words: list[str]) -> Any:
     """A fresh HookedTransformer with the word-level tokenizer over ``words``."""
-    from transformer_lens import HookedTransformerConfig
+    from deeprobe_bench.subject import word_level_tokenizer
+    from deeprobe_bench.zoo.lm import hooked_transformer
 
-    from deeprobe_bench.subject import load_tokenizer, quiet_hooked_transformer, word_level_tokenizer
-
-    # TransformerLens rebuilds the tokenizer from its name_or_path: give it a directory to read.
-    with tempfile.TemporaryDirectory() as tmp:
-        word_level_tokenizer(words).save_pretrained(tmp)
-        tokenizer = load_tokenizer(Path(tmp))
-        model = quiet_hooked_transformer(HookedTransformerConfig(**config), tokenizer)
-    return model
+    return hooked_transformer(config, word_level_tokenizer(words))
 
 
 # --------------------------------------------------------------------------- evaluation

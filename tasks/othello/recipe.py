@@ -203,16 +203,9 @@ def tokenizer_for(size: int) -> Any:
 
 def build_model(config: dict[str, Any], size: int) -> Any:
     """A fresh HookedTransformer (initialised from ``config["seed"]``) with the Othello tokenizer."""
-    import tempfile
-    from pathlib import Path
+    from deeprobe_bench.zoo.lm import hooked_transformer
 
-    from transformer_lens import HookedTransformerConfig
-
-    from deeprobe_bench.subject import load_tokenizer, quiet_hooked_transformer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer_for(size).save_pretrained(tmp)
-        return quiet_hooked_transformer(HookedTransformerConfig(**config), load_tokenizer(Path(tmp)))
+    return hooked_transformer(config, tokenizer_for(size))
 
 
 def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None, keep_steps: bool = True) -> tuple[Any, dict[str, Any]]:

@@ -64,7 +64,6 @@ import dataclasses
 import logging
 import math
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -240,14 +239,11 @@ def model_config(recipe: Recipe, d_vocab: int) -> dict[str, Any]:
 
 
 def build_model(config: dict[str, Any], words: list[str]) -> Any:
-    from transformer_lens import HookedTransformerConfig
+    """A fresh HookedTransformer with the word-level tokenizer over ``words``."""
+    from deeprobe_bench.subject import word_level_tokenizer
+    from deeprobe_bench.zoo.lm import hooked_transformer
 
-    from deeprobe_bench.subject import load_tokenizer, quiet_hooked_transformer, word_level_tokenizer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        word_level_tokenizer(words).save_pretrained(tmp)
-        tokenizer = load_tokenizer(Path(tmp))
-        return quiet_hooked_transformer(HookedTransformerConfig(**config), tokenizer)
+    return hooked_transformer(config, word_level_tokenizer(words))
 
 
 def switch_off(model: Any, recipe: Recipe) -> None:

@@ -88,3 +88,55 @@ def test_cells_run_on_both_models(results):
         r = results[label]
         assert 0 <= _m(r, "reconstruction") <= 1 and 0 <= _m(r, "coverage") <= 1
         assert r.details["features"]["hook_name"] == hook == r.details["task_info"]["hook_name"]
+
+
+def test_a_move_level_model_is_scored_at_its_own_positions(tmp_path):
+    """A ``uci-moves`` model (chess-mini v3's format; random init here, built by the recipe) is measured at
+    Black's moves, and the references bound it: the oracle reads the board, null and random do not."""
+    from deeprobe_bench.subject import Subject
+    from deeprobe_bench.tasks.chess import recipe
+
+    model = recipe.random_model(recipe.TINY, 0)
+    hook = "blocks.0.hook_resid_post"
+    subject = Subject("chess-uci", model, {}, {"task": {"hook_name": hook, "format": "uci-moves"}})
+    by = _run({"chess-uci": subject}, tmp_path, "chess-uci", ["oracle", "null", "random"])
+    info = by["oracle"].details["task_info"]
+    assert info["format"] == "uci-moves" and info["n_tokens"] == recipe.TINY.n_plies + 1 and "Black's" in info["positions"]
+    assert _m(by["oracle"], "reconstruction") > 0.8
+    assert _m(by["null"], "reconstruction") == 0.0 and _m(by["random"], "reconstruction") < 0.05
+
+
+def test_a_model_of_neither_format_is_refused_with_one_line(tmp_path):
+    from deeprobe_bench.api import UserError
+    from deeprobe_bench.subject import Subject
+    from deeprobe_bench.tasks.chess import recipe
+    from deeprobe_bench.tasks.chess.task import ChessConfig, ChessTask
+
+    model = recipe.random_model(recipe.TINY, 0)
+    for card in ({"task": {"format": "pgn-chars"}}, {"task": {"format": "san"}}):
+        with pytest.raises(UserError, match="reads neither"):
+            ChessTask(ChessConfig()).prepare(Subject("x", model, {}, card), 0)
+    with pytest.raises(UserError, match="n_chars applies to character models"):
+        ChessTask(ChessConfig(n_chars=64)).prepare(Subject("x", model, {}, {}), 0)
+
+
+def test_the_tiny_move_level_recipe_writes_zoo_models_the_task_reads(tmp_path, monkeypatch):
+    """chess-mini v3's recipe end to end at its tiny size: LM, card figures, SAEs at the measured rows, the
+    random-init twin at the same hook, the sanity baselines; the task scores the SAE latents it wrote."""
+    from deeprobe_bench.subject import load_zoo_dir
+    from deeprobe_bench.tasks.chess import recipe
+
+    monkeypatch.setenv("DEEPROBE_CACHE", str(tmp_path / "cache"))
+    card = recipe.train(tmp_path / "chess-mini", 0, tiny=True)
+    rnd = recipe.train_random(tmp_path / "chess-mini-random", 0, tiny=True)
+    assert card["task"]["format"] == rnd["task"]["format"] == "uci-moves"
+    assert rnd["task"]["hook_name"] == card["task"]["hook_name"]  # the twin reads the trained card beside it
+    q = card["quality"]
+    assert 0 <= q["legal_top1"] <= 1 and q["probe"]["trained_best_layer"] == card["task"]["hook_name"]
+    assert set(card["saes"]) == {"standard", "topk", "panneal"}
+    assert card["recipe"]["step"] == recipe.TINY.steps
+    entry = recipe.sanity_saes(tmp_path / "chess-mini", 0)
+    assert {"frozen-decoder", "soft-frozen-decoder", "frozen-encoder"} <= set(entry)
+    subjects = {n: load_zoo_dir(tmp_path / n) for n in ("chess-mini", "chess-mini-random")}
+    by = _run(subjects, tmp_path / "results", "chess-mini", ["sae"])
+    assert by["sae"].details["task_info"]["format"] == "uci-moves"

@@ -146,3 +146,53 @@ def test_generate_games_dataset_and_cache(tmp_path, monkeypatch):
     assert again["text"] == ds["text"]
     tail = data.generate_games(2, 1, "task", n_chars=64, start=3, cache=False)
     assert tail["text"] == ds["text"][3:]
+
+
+# --------------------------------------------------------------------------- uci-moves
+
+
+def test_the_move_vocabulary_holds_every_move_of_random_games_and_nothing_twice():
+    assert len(data.UCI_MOVES) == len(set(data.UCI_MOVES)) == 1968  # 1,792 line and knight moves + 176 promotions
+    assert data.MOVE_VOCAB[: 3] == ("<pad>", "<bos>", "<unk>") and data.MOVE_ID["e2e4"] >= 3
+    vocab = set(data.UCI_MOVES)
+    for i in range(60):
+        assert set(data.random_game(5, i, n_plies=40, text=False)[1]) <= vocab
+    board = chess.Board("8/P7/8/8/8/8/8/k6K w - - 0 1")  # promotions to every piece are moves of the vocabulary
+    assert {m.uci() for m in board.legal_moves if m.promotion} == {"a7a8q", "a7a8r", "a7a8b", "a7a8n"} <= vocab
+
+
+def test_a_game_cut_by_plies_is_the_game_cut_by_characters_and_text_is_optional():
+    text, moves = data.random_game(3, 7, n_plies=30)
+    assert len(moves) == 30 and data.random_game(3, 7, n_plies=30, text=False) == ("", moves)
+    _, by_chars = data.random_game(3, 7)
+    n = min(len(moves), len(by_chars))
+    assert moves[:n] == by_chars[:n]
+    _, board_moves = _game(text)  # the text spells the same 30 moves
+    assert board_moves == moves
+
+
+def test_move_tokens_are_bos_then_one_id_per_move_and_the_tokenizer_agrees():
+    tokens, lengths = data.encode_moves([["e2e4", "e7e5"], ["g1f3"]])
+    e4, e5, nf3 = (data.MOVE_ID[m] for m in ("e2e4", "e7e5", "g1f3"))
+    assert tokens.tolist() == [[data.MOVE_BOS_ID, e4, e5], [data.MOVE_BOS_ID, nf3, data.MOVE_PAD_ID]]
+    assert lengths.tolist() == [3, 2]
+    assert data.move_tokenizer()("e2e4 e7e5")["input_ids"] == [e4, e5]
+    with pytest.raises(ValueError, match="not a UCI move"):
+        data.encode_moves([["e2e4", "Nf3"]])
+
+
+def test_uci_positions_are_black_moves_and_their_boards_are_the_boards_after_those_plies():
+    _, moves = data.random_game(2, 1, n_plies=40)
+    assert data.measured_positions("uci-moves", "", 40) == [(2 * k, 2 * k) for k in range(1, 21)]
+    assert data.measured_positions("uci-moves", "", 40, window=9) == [(2, 2), (4, 4), (6, 6), (8, 8)]
+    assert data.measured_positions("uci-moves", "", 5) == [(2, 2), (4, 4)]
+    states = data.board_states([""], [moves], fmt="uci-moves")
+    assert states.pos.tolist() == list(range(2, 41, 2)) and states.move_number.tolist() == list(range(2, 22))
+    board = chess.Board()
+    for m in moves[:14]:
+        board.push_uci(m)
+    row = states.pieces[6]  # after 14 plies: Black's 7th move
+    assert all(row[sq] == _cls(p.symbol()) for sq, p in board.piece_map().items())
+    assert int((row != 0).sum()) == len(board.piece_map()) and board.turn == chess.WHITE
+    with pytest.raises(ValueError, match="unknown chess format"):
+        data.measured_positions("san", "", 4)
