@@ -76,7 +76,7 @@ class IOITask(Task):
     _FAITH = "ceiling unknown: the smallest subspace that carries the behaviour is not known (README)"
     _RANK = ("a ranking's agreement with exact patching, for sets with scores: the exact order scores 1, a random "
              "order about 0 (Spearman) and 10 / n (recall), tests/unit/test_ranking.py")
-    _HEADS = "for sets of attention heads on a model whose card names its IOI circuit (gpt2-small)"
+    _HEADS = "for sets of attention heads, on a model whose card names its IOI circuit heads"
     calibration_notes = {
         "faithfulness_cpr": _FAITH, "faithfulness": _FAITH, "necessity": _FAITH,
         "size": "a rank, not a score", "size_fraction": "a fraction of d_model, not a score",
