@@ -367,7 +367,7 @@ def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
     subject = load_zoo_dir(Path(out_dir))
     card, r = subject.card, subject.card["recipe"]
     if card["task"].get("format") != FORMAT:
-        raise ValueError(f"{out_dir} holds a chess-mini of another format ({card['version']}); retrain it: zoo train chess-mini")
+        raise ValueError(f"{out_dir} holds a chess-mini of another format (version {card['version']}); retrain it: zoo train chess-mini")
     hook, base = card["task"]["hook_name"], card["default_sae_variant"]
     spec = {"steps": r["sae_steps"], "batch": r["sae_batch"], "lr": r["sae_lr"], "k": r["k"], "l1": r["l1"]}
     acts, held = sae_rows(subject.model, hook, r["n_sae_games"], r["n_plies"], seed)
