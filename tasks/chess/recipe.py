@@ -360,14 +360,15 @@ def saes_at(model: Any, recipe: Recipe, hook: str, archs: tuple[str, ...], seed:
 def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
     """Add the random-SAE sanity baselines (:mod:`deeprobe_bench.zoo.sanity`) to the chess model in
     ``out_dir``, with the recipe of its default SAE (from the card), on :func:`sae_rows`; returns the
-    card's entry. Raises ValueError for a card of another format (v2's characters: retrain it first)."""
+    card's entry. Raises UserError (one line, exit 2) for a card of another format (v2's characters: retrain it)."""
+    from deeprobe_bench.api import UserError
     from deeprobe_bench.subject import load_zoo_dir
     from deeprobe_bench.zoo.sanity import add_sanity_saes
 
     subject = load_zoo_dir(Path(out_dir))
     card, r = subject.card, subject.card["recipe"]
     if card["task"].get("format") != FORMAT:
-        raise ValueError(f"{out_dir} holds a chess-mini of another format (version {card['version']}); retrain it: zoo train chess-mini")
+        raise UserError(f"{out_dir} holds a chess-mini of another format (version {card['version']}); retrain it: zoo train chess-mini")
     hook, base = card["task"]["hook_name"], card["default_sae_variant"]
     spec = {"steps": r["sae_steps"], "batch": r["sae_batch"], "lr": r["sae_lr"], "k": r["k"], "l1": r["l1"]}
     acts, held = sae_rows(subject.model, hook, r["n_sae_games"], r["n_plies"], seed)

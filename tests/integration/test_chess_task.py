@@ -150,3 +150,15 @@ def test_the_tiny_move_level_recipe_writes_zoo_models_the_task_reads(tmp_path, m
     subjects = {n: load_zoo_dir(tmp_path / n) for n in ("chess-mini", "chess-mini-random")}
     by = _run(subjects, tmp_path / "results", "chess-mini", ["sae"])
     assert by["sae"].details["task_info"]["format"] == "uci-moves"
+
+
+def test_the_v3_sanity_stage_refuses_the_shipped_character_model_in_one_line(tmp_path, capsys):
+    import shutil
+    from importlib.resources import files
+
+    from deeprobe_bench import cli
+
+    shutil.copytree(str(files("deeprobe_bench.tasks.chess") / "zoo" / "chess-mini"), tmp_path / "chess-mini")
+    assert cli.main(["zoo", "sanity", "chess-mini", "--out", str(tmp_path / "chess-mini")]) == 2
+    err = capsys.readouterr().err
+    assert "another format (version 2)" in err and "Traceback" not in err
