@@ -1,13 +1,14 @@
 """Recipe of ``chess-mini`` v3 (trained) and ``chess-mini-random`` (random init) on the zoo kit.
 
 **Format: one token per move (``uci-moves``), a deviation from Chess-GPT.** Chess-GPT (adamkarvonen/
-chess_llm_interpretability) reads PGN characters, ``";1.e4 e5 2.Nf3 ..."``. ``chess-mini`` v2 did too (4
-layers, d_model 128, 3,600 steps on 128-character cuts) and its linear piece-on-square probe stayed near the
-per-square prior (0.818 against 0.742 on all squares; moved pieces 0.251); its probe reconstruction was 0.216.
-A character model spends its compute on spelling moves (about six characters each) before it can track a
-board; on two CPU cores that budget runs out first. v3 reads ``<bos> e2e4 e7e5 g1f3 ...`` (:data:`data.MOVE_VOCAB`,
-1,968 UCI moves), so each token is a move and the same compute sees six times as many moves, as Othello-GPT
-reads one token per move (Li et al. 2023). The board-state properties are those of the paper, measured at the
+chess_llm_interpretability) reads PGN characters, ``";1.e4 e5 2.Nf3 ..."``. So does the shipped ``chess-mini``
+(card version 1; recipe version 2 was the same recipe on the kit: 4 layers, d_model 128, 3,600 steps on
+128-character cuts), and its linear piece-on-square probe stayed near the per-square prior (0.818 against
+0.742 on all squares; moved pieces 0.251); its probe reconstruction was 0.216. A character model spends its
+compute on spelling moves (about six characters each) before it can track a board; on two CPU cores that
+budget runs out first. v3 reads ``<bos> e2e4 e7e5 g1f3 ...`` (:data:`data.MOVE_VOCAB`, 1,968 UCI moves), so
+each token is a move and the same compute sees six times as many moves, as Othello-GPT reads one token per
+move (Li et al. 2023). The board-state properties are those of the paper, measured at the
 same 20 White-to-move positions per game (:func:`data.measured_positions`).
 
 The model has Othello-mini's shape (8 layers, d_model 256, 8 heads of 32, d_mlp 1024): next-move
@@ -360,7 +361,7 @@ def saes_at(model: Any, recipe: Recipe, hook: str, archs: tuple[str, ...], seed:
 def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
     """Add the random-SAE sanity baselines (:mod:`deeprobe_bench.zoo.sanity`) to the chess model in
     ``out_dir``, with the recipe of its default SAE (from the card), on :func:`sae_rows`; returns the
-    card's entry. Raises UserError (one line, exit 2) for a card of another format (v2's characters: retrain it)."""
+    card's entry. Raises UserError (one line, exit 2) for a card of another format (the character model's: retrain it)."""
     from deeprobe_bench.api import UserError
     from deeprobe_bench.subject import load_zoo_dir
     from deeprobe_bench.zoo.sanity import add_sanity_saes

@@ -74,7 +74,7 @@ def test_trained_model_predicts_text_better_than_random_init(subjects):
             logits = model(tokens)[:, :-1]
         return float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100))
 
-    # the shipped chess-mini (v2) reads characters: uniform over 32 of them is ln 32 = 3.47 nats
+    # the shipped chess-mini (card version 1) reads characters: uniform over 32 of them is ln 32 = 3.47 nats
     assert loss(subjects["chess-mini"].model) < 1.5 < loss(subjects["chess-mini-random"].model)
 
 
@@ -161,4 +161,4 @@ def test_the_v3_sanity_stage_refuses_the_shipped_character_model_in_one_line(tmp
     shutil.copytree(str(files("deeprobe_bench.tasks.chess") / "zoo" / "chess-mini"), tmp_path / "chess-mini")
     assert cli.main(["zoo", "sanity", "chess-mini", "--out", str(tmp_path / "chess-mini")]) == 2
     err = capsys.readouterr().err
-    assert "another format (version 2)" in err and "Traceback" not in err
+    assert "another format (version 1)" in err and "Traceback" not in err  # the shipped card: version 1
