@@ -57,8 +57,9 @@ def _piece_name(s: int, c: int) -> str:
 
 
 class ChessTask(BoardGameTask):
-    """Chess board state at the '.' positions of Chess-GPT's PGN text: which piece stands on each square
-    and the other board-state properties (BSPs) of Karvonen et al. 2024.
+    """Chess board state at 20 White-to-move positions a game: which piece stands on each square and the
+    other board-state properties (BSPs) of Karvonen et al. 2024. A Chess-GPT character model is measured at
+    the '.' of each move number; a model reading one token per move (``uci-moves``) at Black's moves.
 
     Scores board ``reconstruction`` and ``coverage`` (range [0, 1]; the paper's variants beside them) of a
     feature set against the BSP labels of held-out games (``deeprobe_bench.kits.boardgame``). The
