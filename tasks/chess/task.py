@@ -67,7 +67,7 @@ class ChessTask(BoardGameTask):
     """
 
     name = "chess"
-    description = "chess board state (Karvonen et al. 2024): board reconstruction and coverage at the '.' positions"
+    description = "chess board state (Karvonen et al. 2024): board reconstruction and coverage at White-to-move positions"
     version = "1"
     Config = ChessConfig
     default_model = "chess-mini"
