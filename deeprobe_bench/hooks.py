@@ -245,8 +245,9 @@ class SuffixRun:
             raise ValueError(f"no suffix run at {hook_name}: it needs a residual hook with a block after it and a "
                              f"model with a standard positional embedding")  # fmt: skip
         self.model, self.start = model, resume_layer(hook_name, model.cfg.n_layers)
-        self.lengths = lengths.long()
-        self.first = self.lengths - 1 if first is None else first.long()
+        # index arithmetic happens on the CPU (``logits``): keep the indices there once
+        self.lengths = lengths.long().cpu()
+        self.first = self.lengths - 1 if first is None else first.long().cpu()
         if bool((self.first < 0).any()) or bool((self.first >= self.lengths).any()):
             raise ValueError("first must lie in 0 .. lengths - 1 for every prompt")
         self.act = act
@@ -299,7 +300,7 @@ class SuffixRun:
             raise ValueError(f"edited has shape {tuple(edited.shape)}; expected ({len(rows)}, "
                              f"{', '.join(map(str, self.act.shape[1:]))})")  # fmt: skip
         # index arithmetic on the CPU; the pass's inputs on the model's device (keys and values are there)
-        f, n_tok = self.first.cpu()[rows], self.lengths.cpu()[rows]
+        f, n_tok = self.first[rows], self.lengths[rows]
         ar = torch.arange(edited.shape[1])
         before = (ar[None, :] < f[:, None]).to(edited.device)
         if not torch.equal(edited[before], self.act[rows.to(self.act.device)].to(edited)[before]):
