@@ -113,25 +113,28 @@ def batch_stream(recipe: Recipe, seed: int) -> Any:
 # --------------------------------------------------------------------------- held-out games and figures
 
 
-def heldout(n: int, seed: int, n_plies: int) -> dict[str, Any]:
+def heldout(n: int, seed: int, n_plies: int, legal: bool = True) -> dict[str, Any]:
     """``n`` games of the eval stream of ``seed``: ``tokens``, their :class:`data.BoardStates` at the measured
-    positions, and ``legal`` (``Bool[Tensor, "n n_plies vocab"]``, the legal next moves at each token) with
-    ``has_move`` (the side to move has one)."""
+    positions and, with ``legal``, ``legal`` (``Bool[Tensor, "n n_plies vocab"]``, the legal next moves at each
+    token) with ``has_move`` (the side to move has one): what :func:`legal_top1` reads (about 8 MB a hundred
+    games)."""
     import chess
     import torch
 
     games = data.generate_games(n, seed, "eval", n_plies=n_plies)
     moves = list(games["moves"])
-    legal = torch.zeros(n, n_plies, len(data.MOVE_VOCAB), dtype=torch.bool)
-    for g, game in enumerate(moves):
-        board = chess.Board()
-        for t in range(min(len(game) + 1, n_plies)):
-            legal[g, t, [data.MOVE_ID[m.uci()] for m in board.legal_moves]] = True
-            if t < len(game):
-                board.push_uci(game[t])
-    states = data.board_states(list(games["text"]), moves, n_plies + 1, fmt=FORMAT)
-    return {"tokens": data.encode_moves(moves, n_plies + 1)[0], "states": states, "legal": legal,
-            "has_move": legal.any(-1)}  # fmt: skip
+    out = {"tokens": data.encode_moves(moves, n_plies + 1)[0],
+           "states": data.board_states(list(games["text"]), moves, n_plies + 1, fmt=FORMAT)}  # fmt: skip
+    if legal:
+        mask = torch.zeros(n, n_plies, len(data.MOVE_VOCAB), dtype=torch.bool)
+        for g, game in enumerate(moves):
+            board = chess.Board()
+            for t in range(min(len(game) + 1, n_plies)):
+                mask[g, t, [data.MOVE_ID[m.uci()] for m in board.legal_moves]] = True
+                if t < len(game):
+                    board.push_uci(game[t])
+        out.update(legal=mask, has_move=mask.any(-1))
+    return out
 
 
 def legal_top1(model: Any, ev: dict[str, Any], batch: int = 200) -> float:
@@ -232,10 +235,10 @@ def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None) -> tu
     return model, {**stats, "work_dir": str(work)}
 
 
-def quality_report(model: Any, recipe: Recipe, seed: int) -> dict[str, Any]:
-    """The card's figures on ``n_quality_games`` held-out games: next-move loss, ``legal_top1`` and
-    :func:`probe_accuracy` at every layer's resid_post (trained on the first ``n_probe_train_games``)."""
-    ev = heldout(recipe.n_quality_games, seed, recipe.n_plies)
+def quality_report(model: Any, ev: dict[str, Any], recipe: Recipe, seed: int) -> dict[str, Any]:
+    """The card's figures on the held-out games ``ev`` (:func:`heldout` of ``n_quality_games``): next-move loss,
+    ``legal_top1`` and :func:`probe_accuracy` at every layer's resid_post (trained on the first
+    ``n_probe_train_games``)."""
     hooks = [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
     rows, loss = measured_rows(model, ev, hooks)
     states = ev["states"]
@@ -345,8 +348,8 @@ def best_layer(probes: dict[str, dict[str, float]], metric: str = BAR_METRIC) ->
 def sae_rows(model: Any, hook: str, n_games: int, n_plies: int, seed: int) -> tuple[Any, Any]:
     """The SAE stage's rows at ``hook``, the positions the task measures: those of ``n_games`` games (eval
     stream, seed + 1) and, held out, of ``max(4, n_games // 10)`` others (seed + 2)."""
-    train = measured_rows(model, heldout(n_games, seed + 1, n_plies), [hook])[0][hook]
-    held = measured_rows(model, heldout(max(4, n_games // 10), seed + 2, n_plies), [hook])[0][hook]
+    train = measured_rows(model, heldout(n_games, seed + 1, n_plies, legal=False), [hook])[0][hook]
+    held = measured_rows(model, heldout(max(4, n_games // 10), seed + 2, n_plies, legal=False), [hook])[0][hook]
     return train, held
 
 
@@ -415,8 +418,9 @@ def train(out_dir: Path, seed: int = 0, tiny: bool = False, recipe: Recipe | Non
     recipe = recipe or (TINY if tiny else FULL)
     t0 = time.time()
     model, stats = train_lm(recipe, seed)
-    trained_q = quality_report(model, recipe, seed)
-    random_q = quality_report(random_model(recipe, seed), recipe, seed)
+    ev = heldout(recipe.n_quality_games, seed, recipe.n_plies)  # the same games for both models
+    trained_q = quality_report(model, ev, recipe, seed)
+    random_q = quality_report(random_model(recipe, seed), ev, recipe, seed)
     summary = _probe_summary(trained_q, random_q)
     hook = summary["trained_best_layer"]
     saes, sae_q = saes_at(model, recipe, hook, ("standard", "topk", "panneal"), seed, stats["work_dir"])
@@ -470,7 +474,7 @@ def train_random(out_dir: Path, seed: int = 0, tiny: bool = False, recipe: Recip
     torch.set_num_threads(recipe.threads)
     hook = _trained_hook(Path(out_dir), recipe)
     model = random_model(recipe, seed)
-    q = quality_report(model, recipe, seed)
+    q = quality_report(model, heldout(recipe.n_quality_games, seed, recipe.n_plies), recipe, seed)
     saes, sae_q = saes_at(model, recipe, hook, ("standard",), seed, None)
     card = cards.make_card(
         RANDOM_NAME, VERSION, seed, tiny, model_config(recipe, RANDOM_NAME, seed),
