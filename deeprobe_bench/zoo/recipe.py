@@ -8,6 +8,7 @@ evaluation; the shipped recipe is one instance (``FULL``) and its smoke-test twi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +58,13 @@ class ZooRecipe:
     sae_steps: int
     sae_batch: int
     sae_lr: float
+
+    def from_card(self, entry: dict[str, Any]) -> Any:
+        """This recipe with the fields a zoo card's ``recipe`` entry records (what its model was trained with);
+        the entry's other keys (training figures, the schedule) are ignored, and a field it lacks (a card of an
+        older recipe) keeps this recipe's value."""
+        names = {f.name for f in dataclasses.fields(self)}
+        return dataclasses.replace(self, **{k: v for k, v in entry.items() if k in names})
 
     def transformer_config(self, name: str, *, n_ctx: int, d_vocab: int, **extra: Any) -> dict[str, Any]:
         """:func:`deeprobe_bench.zoo.lm.transformer_config` of this shape (``extra`` as there)."""

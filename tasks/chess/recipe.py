@@ -370,15 +370,14 @@ def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
     from deeprobe_bench.zoo.sanity import add_sanity_saes
 
     subject = load_zoo_dir(Path(out_dir))
-    card, r = subject.card, subject.card["recipe"]
+    card = subject.card
     if card["task"].get("format") != FORMAT:
         raise UserError(f"{out_dir} holds a chess-mini of another format (version {card['version']}); retrain it: zoo train chess-mini")
-    hook, base = card["task"]["hook_name"], card["default_sae_variant"]
-    spec = {"steps": r["sae_steps"], "batch": r["sae_batch"], "lr": r["sae_lr"], "k": r["k"], "l1": r["l1"]}
-    acts, held = sae_rows(subject.model, hook, r["n_sae_games"], r["n_plies"], seed)
-    return add_sanity_saes(Path(out_dir), subject, acts, held, base, r["d_sae"], spec, seed,
-                           source=f"the measured positions of {r['n_sae_games']} games (eval stream, seed {seed + 1}); "
-                           f"held out: {max(4, r['n_sae_games'] // 10)} games (seed {seed + 2})")  # fmt: skip
+    hook, base, r = card["task"]["hook_name"], card["default_sae_variant"], FULL.from_card(card["recipe"])
+    acts, held = sae_rows(subject.model, hook, r.n_sae_games, r.n_plies, seed)
+    return add_sanity_saes(Path(out_dir), subject, acts, held, base, r.d_sae, r.sae_kwargs(), seed,
+                           source=f"the measured positions of {r.n_sae_games} games (eval stream, seed {seed + 1}); "
+                           f"held out: {max(4, r.n_sae_games // 10)} games (seed {seed + 2})")  # fmt: skip
 
 
 def _data_card(recipe: Recipe, stats: dict[str, Any] | None) -> dict[str, Any]:

@@ -529,8 +529,7 @@ def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
 
     subject = load_zoo_dir(Path(out_dir))
     card, model = subject.card, subject.model
-    fields = {f.name for f in dataclasses.fields(Recipe)}
-    recipe = dataclasses.replace(FULL, **{k: v for k, v in card["recipe"].items() if k in fields})
+    recipe = FULL.from_card(card["recipe"])
     hook = card["task"]["hook_name"]
     acts, n_ioi, n_texts = sae_rows(model, recipe, seed, hook)
     b = eval_batch(model, data.make_split("test", recipe.n_eval, seed))

@@ -312,11 +312,9 @@ def sanity_saes(out_dir: Any, seed: int = 0) -> dict[str, Any]:
     subject = load_zoo_dir(Path(out_dir))
     card = subject.card
     hook, size, base = card["task"]["hook_name"], card["task"]["board_size"], card["default_sae_variant"]
-    r = card["recipe"]
-    spec = {"d_sae": r["d_sae"], "steps": r["sae_steps"], "batch": r["sae_batch"], "k": r["k"], "l1": r["l1"],
-            "lr": r.get("sae_lr", 3e-4)}  # v1 cards have no sae_lr: they trained at 3e-4
-    acts, ev = sae_rows(subject.model, hook, spec["d_sae"], size, seed)
-    return add_sanity_saes(Path(out_dir), subject, acts, ev, base, spec["d_sae"], spec, seed, source=f"{len(acts)} rows of fresh random games "
+    r = FULL.from_card(card["recipe"])  # v1 cards have no sae_lr: they trained at FULL's 3e-4
+    acts, ev = sae_rows(subject.model, hook, r.d_sae, size, seed)
+    return add_sanity_saes(Path(out_dir), subject, acts, ev, base, r.d_sae, r.sae_kwargs(), seed, source=f"{len(acts)} rows of fresh random games "
                            f"(seed {TRAIN_SEED_BASE * 1000 + seed}, every measured position); held out: the probe test games")  # fmt: skip
 
 

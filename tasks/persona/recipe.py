@@ -386,8 +386,7 @@ def sanity_saes(out_dir: Path, seed: int = 0) -> dict[str, Any]:
 
     subject = load_zoo_dir(Path(out_dir))
     card = subject.card
-    fields = {f.name for f in dataclasses.fields(Recipe)}
-    recipe = dataclasses.replace(FULL, **{k: v for k, v in card["recipe"].items() if k in fields})
+    recipe = FULL.from_card(card["recipe"])
     fit, held = sae_rows(subject.model, recipe, seed)
     return add_sanity_saes(Path(out_dir), subject, fit, held, "topk", recipe.d_sae, recipe.sae_kwargs(), seed,
                            source=f"every non-pad, non-BOS position of {recipe.sae_docs} corpus documents and every "

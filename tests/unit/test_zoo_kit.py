@@ -263,3 +263,8 @@ def test_recipe_command_line_overrides_fields_and_refuses_unknown_ones(capsys):
             recipe_args("d", full, tiny, bad if not bad else ["--out", "x", *bad])
         assert e.value.code == 2
     assert "unknown --set field of ZooRecipe 'nope'" in capsys.readouterr().err
+
+
+def test_a_recipe_read_from_a_card_takes_its_fields_and_keeps_what_the_card_lacks():
+    r = _recipe(l1=2.0).from_card({"d_sae": 512, "sae_steps": 9, "final_loss": 1.5, "schedule": {"lr": 7.0}})
+    assert (r.d_sae, r.sae_steps, r.l1, r.lr) == (512, 9, 2.0, 1.0)  # training figures and the schedule ignored
