@@ -147,6 +147,7 @@ def random_game(
         raise ValueError(f"unknown stream {stream!r} (one of {', '.join(STREAMS)})")
     if n_chars < 2 or (n_plies is not None and n_plies < 1):
         raise ValueError(f"need n_chars >= 2 and n_plies >= 1, got {n_chars}, {n_plies}")
+    spell = text or n_plies is None  # the text is needed (or, cut by characters, is the stop)
     rng = np.random.default_rng([STREAMS[stream], seed, index])
     board = chess.Board()
     parts, moves, length = [], [], 1  # length counts ';' and the separating spaces
@@ -155,7 +156,7 @@ def random_game(
         if not legal:
             break
         move = legal[int(rng.integers(len(legal)))]
-        if text or n_plies is None:
+        if spell:
             san = board.san(move)
             if board.turn == chess.WHITE:
                 san = f"{board.fullmove_number}.{san}"
@@ -163,7 +164,7 @@ def random_game(
             length += len(san) + (1 if len(parts) > 1 else 0)
         moves.append(move.uci())
         board.push(move)
-    out = ";" + " ".join(parts) if text or n_plies is None else ""
+    out = ";" + " ".join(parts) if spell else ""
     return (out if n_plies is not None else out[:n_chars]), moves
 
 
