@@ -311,9 +311,9 @@ def probe_accuracy(
         pred = probe(xte).view(-1, 64, k).argmax(-1)
     initial = torch.as_tensor(data.INITIAL_BOARD.astype(np.int64))
     changed = yte != initial
-    moved = changed & (yte != 0)
+    moved = torch.as_tensor(moved_piece_mask(np.asarray(test_pieces)))
     correct = pred == yte
-    moved_tr = F.one_hot(ytr, k) * ((ytr != initial) & (ytr != 0))[..., None]
+    moved_tr = F.one_hot(ytr, k) * torch.as_tensor(moved_piece_mask(np.asarray(train_pieces)))[..., None]
     majority = moved_tr.sum(0).argmax(-1)  # most common piece per square among moved-piece train squares
 
     def acc(mask: Any) -> float:
