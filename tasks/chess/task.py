@@ -140,9 +140,10 @@ class ChessTask(BoardGameTask):
         from deeprobe_bench.tasks.chess import data
 
         cfg = subject.model.cfg
-        vocab = {len(data.VOCAB): "pgn-chars", len(data.MOVE_VOCAB): "uci-moves"}
-        self.fmt = (getattr(subject, "card", None) or {}).get("task", {}).get("format") or vocab.get(cfg.d_vocab, "")
-        if self.fmt not in data.FORMATS or cfg.d_vocab != {v: k for k, v in vocab.items()}[self.fmt]:
+        vocab = {"pgn-chars": len(data.VOCAB), "uci-moves": len(data.MOVE_VOCAB)}  # each format's d_vocab
+        stated = (getattr(subject, "card", None) or {}).get("task", {}).get("format")
+        self.fmt = stated or next((fmt for fmt, n in vocab.items() if n == cfg.d_vocab), "")
+        if vocab.get(self.fmt) != cfg.d_vocab:
             raise UserError(
                 f"model {subject.name} (vocab {cfg.d_vocab}) reads neither Chess-GPT's characters (vocab "
                 f"{len(data.VOCAB)}) nor UCI moves (vocab {len(data.MOVE_VOCAB)})"
