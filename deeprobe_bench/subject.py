@@ -239,8 +239,10 @@ def verify_zoo_dir(directory: Path, card: dict[str, Any], name: str) -> None:
             )
 
 
-def save_zoo_dir(directory: Path, model: Any, card: dict[str, Any], saes: dict[str, Any] | None = None) -> None:
-    """Write a zoo model directory (see the module docstring). The tokenizer is ``model.tokenizer``.
+def save_zoo_dir(directory: Path, model: Any, card: dict[str, Any], saes: dict[str, Any] | None = None,
+                 weights_dtype: str | None = None) -> None:  # fmt: skip
+    """Write a zoo model directory (see the module docstring). The tokenizer is ``model.tokenizer``;
+    ``weights_dtype`` (``"float16"`` ...): the floating-point weights are stored in it (default: as they are).
 
     SAEs already in ``directory`` are removed first: they were trained on an earlier model's activations.
     The card is written last, with the ``sha256`` of every file written (:func:`zoo_file_digests`), which is
@@ -248,12 +250,15 @@ def save_zoo_dir(directory: Path, model: Any, card: dict[str, Any], saes: dict[s
     """
     import shutil
 
+    import torch
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / SAES).is_dir():
         shutil.rmtree(directory / SAES)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    dtype = getattr(torch, weights_dtype) if weights_dtype else None
+    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous()
+             for k, v in model.state_dict().items()}  # fmt: skip
     save_file(state, str(directory / WEIGHTS))
     model.tokenizer.save_pretrained(str(directory))
     for hook_name, sae in (saes or {}).items():

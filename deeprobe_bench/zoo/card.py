@@ -14,6 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+#: The dtypes a zoo model's weights may be shipped in (:func:`round_weights`, :func:`write`).
+WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
+
 #: Libraries whose versions every card records.
 LIBRARIES = ("torch", "transformer_lens", "sae_lens", "scikit-learn", "numpy")
 
@@ -74,18 +77,53 @@ def make_card(
     return card
 
 
-def write(out_dir: Path, model: Any, card: dict[str, Any], saes: dict[str, Any] | None = None) -> Path:
-    """Write a zoo model directory with ``card`` and its ``sha256`` map; returns ``out_dir``.
+def round_weights(model: Any, dtype: str) -> Any:
+    """Round every floating-point parameter and buffer of ``model`` to ``dtype`` and back, in place; returns
+    ``model``.
+
+    A recipe calls it on the trained model before it measures anything, so that the card's figures are
+    those of the weights :func:`write` ships in ``dtype`` (half the bytes of float32 for float16; loading
+    casts them back to the config's dtype exactly).
 
     Raises:
+        ValueError: ``dtype`` is not one of :data:`WEIGHTS_DTYPES`, or a finite weight overflows it.
+    """
+    import itertools
+
+    import torch
+
+    if dtype not in WEIGHTS_DTYPES:
+        raise ValueError(f"weights dtype {dtype!r} is not one of {', '.join(WEIGHTS_DTYPES)}")
+    with torch.no_grad():
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            if t.is_floating_point():
+                rounded = t.to(getattr(torch, dtype)).to(t.dtype)
+                if (torch.isfinite(t) & ~torch.isfinite(rounded)).any():
+                    raise ValueError(f"a weight of magnitude {t.abs().max().item():.3g} overflows {dtype}")
+                t.copy_(rounded)
+    return model
+
+
+def write(out_dir: Path, model: Any, card: dict[str, Any], saes: dict[str, Any] | None = None,
+          weights_dtype: str = "float32") -> Path:  # fmt: skip
+    """Write a zoo model directory with ``card`` and its ``sha256`` map; returns ``out_dir``.
+
+    ``weights_dtype``: the dtype of ``model.safetensors`` (the card records it as ``weights_dtype``); round
+    the model to it first (:func:`round_weights`) so that what the card measured is what ships.
+
+    Raises:
+        ValueError: ``weights_dtype`` is not one of :data:`WEIGHTS_DTYPES`.
         RuntimeError: the written card lacks a checksum of a written file (never expected).
     """
     import json
 
     from deeprobe_bench.subject import CARD, SHA256, save_zoo_dir, zoo_file_digests
 
+    if weights_dtype not in WEIGHTS_DTYPES:
+        raise ValueError(f"weights dtype {weights_dtype!r} is not one of {', '.join(WEIGHTS_DTYPES)}")
     out_dir = Path(out_dir)
-    save_zoo_dir(out_dir, model, card, saes)
+    card["weights_dtype"] = weights_dtype
+    save_zoo_dir(out_dir, model, card, saes, weights_dtype)
     written = json.loads((out_dir / CARD).read_text())
     if written.get(SHA256) != zoo_file_digests(out_dir):
         raise RuntimeError(f"{out_dir / CARD}: its {SHA256} map does not cover the files written")

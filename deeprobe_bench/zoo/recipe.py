@@ -22,8 +22,9 @@ from deeprobe_bench.zoo.sae import ARCHITECTURES, SAESpec
 
 @dataclass(frozen=True, kw_only=True)
 class ZooRecipe:
-    """The model, its run, its threads and its SAE stage. The fields are keyword-only and have no
-    defaults (but ``decay_steps`` and ``l1``), so each instance states the whole model it trains.
+    """The model, its run, its threads, its SAE stage and the dtype it ships in. The fields are keyword-only
+    and have no defaults (but ``decay_steps``, ``l1`` and ``weights_dtype``), so each instance states the
+    whole model it trains.
 
     Attributes:
         n_layers, d_model, n_heads, d_head, d_mlp: the model's shape (``HookedTransformerConfig`` names).
@@ -37,6 +38,8 @@ class ZooRecipe:
             latents, TopK's active latents, the L1 coefficient of ``standard`` and p-anneal's initial alpha
             (``None``: the recipe trains TopK SAEs only), optimizer steps, activation rows per step, Adam's
             learning rate).
+        weights_dtype: the dtype the model's weights ship in (:func:`deeprobe_bench.zoo.card.round_weights`:
+            the card measures the rounded model); float16 keeps an 8-layer d_model-256 model under 16 MiB.
     """
 
     n_layers: int
@@ -58,6 +61,7 @@ class ZooRecipe:
     sae_steps: int
     sae_batch: int
     sae_lr: float
+    weights_dtype: str = "float32"
 
     def from_card(self, entry: dict[str, Any]) -> Any:
         """This recipe with the fields a zoo card's ``recipe`` entry records (what its model was trained with);

@@ -68,7 +68,7 @@ class Recipe(ZooRecipe):
 FULL = Recipe(
     n_layers=8, d_model=256, n_heads=8, d_head=32, d_mlp=1024, batch=128, steps=24000,  # 3.1M games
     lr=1e-3, warmup_steps=500, decay_steps=3000, min_lr=1e-5, weight_decay=0.05, threads=2,
-    d_sae=2048, k=48, l1=2.0, sae_steps=3000, sae_batch=1024, sae_lr=3e-4,  # as othello-mini's SAEs
+    d_sae=2048, k=48, l1=2.0, sae_steps=3000, sae_batch=1024, sae_lr=3e-4, weights_dtype="float16",  # as othello-mini's SAEs
 )  # fmt: skip
 TINY = dataclasses.replace(
     FULL, n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, batch=8, steps=12, warmup_steps=2, decay_steps=4,
@@ -417,9 +417,10 @@ def train(out_dir: Path, seed: int = 0, tiny: bool = False, recipe: Recipe | Non
     recipe = recipe or (TINY if tiny else FULL)
     t0 = time.time()
     model, stats = train_lm(recipe, seed)
+    cards.round_weights(model, recipe.weights_dtype)  # every figure below is the shipped model's
     ev = heldout(recipe.n_quality_games, seed, recipe.n_plies)  # the same games for both models
     trained_q = quality_report(model, ev, recipe, seed)
-    random_q = quality_report(random_model(recipe, seed), ev, recipe, seed)
+    random_q = quality_report(cards.round_weights(random_model(recipe, seed), recipe.weights_dtype), ev, recipe, seed)
     summary = _probe_summary(trained_q, random_q)
     hook = summary["trained_best_layer"]
     saes, sae_q = saes_at(model, recipe, hook, ("standard", "topk", "panneal"), seed, stats["work_dir"])
@@ -442,7 +443,7 @@ def train(out_dir: Path, seed: int = 0, tiny: bool = False, recipe: Recipe | Non
         data=_data_card(recipe, stats), quality=quality, task={"hook_name": hook, "format": FORMAT}, saes=sae_q,
         default_sae_variant="topk", sae_hook={"hook_name": hook, "chosen_by": f"best {BAR_METRIC} probe layer"},
     )  # fmt: skip
-    cards.write(Path(out_dir), model, card, saes)
+    cards.write(Path(out_dir), model, card, saes, recipe.weights_dtype)
     logger.info("chess-mini: wrote %s in %.0fs", out_dir, time.time() - t0)
     return card
 
@@ -472,7 +473,7 @@ def train_random(out_dir: Path, seed: int = 0, tiny: bool = False, recipe: Recip
     recipe = recipe or (TINY if tiny else FULL)
     torch.set_num_threads(recipe.threads)
     hook = _trained_hook(Path(out_dir), recipe)
-    model = random_model(recipe, seed)
+    model = cards.round_weights(random_model(recipe, seed), recipe.weights_dtype)
     q = quality_report(model, heldout(recipe.n_quality_games, seed, recipe.n_plies), recipe, seed)
     saes, sae_q = saes_at(model, recipe, hook, ("standard",), seed, None)
     card = cards.make_card(
@@ -487,7 +488,7 @@ def train_random(out_dir: Path, seed: int = 0, tiny: bool = False, recipe: Recip
         task={"hook_name": hook, "format": FORMAT}, saes=sae_q, default_sae_variant="standard",
         sae_hook={"hook_name": hook, "chosen_by": "chess-mini's hook (its card)"},
     )  # fmt: skip
-    cards.write(Path(out_dir), model, card, saes)
+    cards.write(Path(out_dir), model, card, saes, recipe.weights_dtype)
     return card
 
 

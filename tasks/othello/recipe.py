@@ -55,7 +55,7 @@ FULL = Recipe(
     n_layers=8, d_model=256, n_heads=8, d_head=32, d_mlp=1024, batch=128, steps=24000,  # 3.07M games
     lr=1e-3, warmup_steps=500, decay_steps=3000, min_lr=1e-5, weight_decay=0.05, threads=2,
     # SAEs: 8 x d_model latents (the paper: 8x-16x), TopK k = 48 (L0 <= 64), L1 / initial alpha 2.0
-    d_sae=2048, k=48, l1=2.0, sae_steps=3000, sae_batch=1024, sae_lr=3e-4,
+    d_sae=2048, k=48, l1=2.0, sae_steps=3000, sae_batch=1024, sae_lr=3e-4, weights_dtype="float16",
 )  # fmt: skip
 TINY = dataclasses.replace(
     FULL, n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, batch=16, steps=12, warmup_steps=2,
@@ -343,6 +343,7 @@ def train(out_dir: Any, seed: int = 0, tiny: bool = False, recipe: Recipe | None
 
     recipe = recipe or (TINY if tiny else FULL)
     model, stats = train_lm(recipe, seed)
+    cards.round_weights(model, recipe.weights_dtype)  # every figure below is the shipped model's
     recipe = dataclasses.replace(recipe, steps=stats["steps"])
     work = lm.work_dir(NAME, run_key(recipe, seed))
     n_tr, n_te = (64, 32) if tiny else (PROBE_TRAIN_GAMES, PROBE_TEST_GAMES)
@@ -362,7 +363,7 @@ def train(out_dir: Any, seed: int = 0, tiny: bool = False, recipe: Recipe | None
         task={"hook_name": hook, "board_size": recipe.size}, saes=sae_q, default_sae_variant="topk",
         hook_selection={"rule": "resid_post of the layer with the best mine/theirs decoding (ties: earliest)", "chosen": hook},
     )  # fmt: skip
-    cards.write(Path(out_dir), model, card, saes)
+    cards.write(Path(out_dir), model, card, saes, recipe.weights_dtype)
     return card
 
 
@@ -379,7 +380,7 @@ def train_random(out_dir: Any, seed: int = 0, tiny: bool = False, hook: str | No
     recipe = recipe or (TINY if tiny else FULL)
     if hook is None:
         hook = f"blocks.{recipe.n_layers - 1}.hook_resid_post" if tiny else _trained_hook()
-    model = build_model(model_config(recipe, RANDOM_NAME, seed), recipe.size)
+    model = cards.round_weights(build_model(model_config(recipe, RANDOM_NAME, seed), recipe.size), recipe.weights_dtype)
     model.eval()
     n_tr, n_te = (64, 32) if tiny else (PROBE_TRAIN_GAMES, PROBE_TEST_GAMES)
     report = probe_report(model, n_tr, n_te, recipe.size, seed)
@@ -392,7 +393,7 @@ def train_random(out_dir: Any, seed: int = 0, tiny: bool = False, hook: str | No
         data=_data_card(recipe, 0), quality={"legal_top1": legal, **report[hook], "probes_per_layer": report},
         task={"hook_name": hook, "board_size": recipe.size}, saes=sae_q, default_sae_variant="standard",
     )  # fmt: skip
-    cards.write(Path(out_dir), model, card, saes)
+    cards.write(Path(out_dir), model, card, saes, recipe.weights_dtype)
     return card
 
 

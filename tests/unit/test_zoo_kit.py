@@ -197,6 +197,42 @@ def test_card_lists_every_file_with_its_checksum(tmp_path):
         cards.make_card("t", 1, 0, True, CFG, recipe={}, data={}, quality={}, task={}, saes={}, default_sae_variant="topk")
 
 
+def test_a_model_shipped_in_half_precision_loads_as_the_rounded_model_the_card_measured(tmp_path):
+    from safetensors import safe_open
+
+    from deeprobe_bench.subject import load_zoo_dir
+    from deeprobe_bench.tasks.othello import recipe
+
+    config = recipe.model_config(recipe.TINY)
+    model = recipe.build_model(config, recipe.TINY.size)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert cards.round_weights(model, "float16") is model
+    after = model.state_dict()
+    changed = [k for k, v in before.items() if v.is_floating_point() and not torch.equal(v, after[k])]
+    assert changed, "float32 initial weights are not all representable in float16"
+    floats = {k: v for k, v in after.items() if v.is_floating_point()}  # float32 tensors of float16 values
+    assert all(v.dtype == before[k].dtype and torch.equal(v, v.half().to(v.dtype)) for k, v in floats.items())
+    card = cards.make_card("t", 1, 0, True, config, recipe={}, data={}, quality={}, task={})
+    out = cards.write(tmp_path / "t", model, card, weights_dtype="float16")
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        stored = {f.get_slice(k).get_dtype() for k in f.keys()}
+    assert "F16" in stored and "F32" not in stored
+    loaded = load_zoo_dir(out, name="t")
+    assert loaded.card["weights_dtype"] == "float16"
+    x = torch.randint(1, config["d_vocab"], (2, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), model(x))
+    with pytest.raises(ValueError, match="not one of"):
+        cards.round_weights(model, "float8")
+    with pytest.raises(ValueError, match="not one of"):
+        cards.write(tmp_path / "u", model, card, weights_dtype="int8")
+    big = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        big.weight.fill_(1e6)
+    with pytest.raises(ValueError, match="overflows float16"):
+        cards.round_weights(big, "float16")
+
+
 def test_user_zoo_dir_is_never_the_package(tmp_path, monkeypatch):
     monkeypatch.delenv("DEEPROBE_ZOO", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
