@@ -295,6 +295,7 @@ def train_lm(
     eval_every: int = 0,
     checkpoint_every_s: float = 180.0,
     stop_after_s: float | None = None,
+    stop_at_step: int | None = None,
     autocast: str | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place with next-token cross-entropy, resuming from ``work/lm.safetensors``.
@@ -313,6 +314,10 @@ def train_lm(
         checkpoint_every_s: seconds between checkpoints (and one at the end).
         stop_after_s: return (after a checkpoint) once this many seconds have passed in this call, with
             ``done`` False; ``None``: run to ``schedule.steps``.
+        stop_at_step: return (after a checkpoint) at this step, with ``done`` False. At the end of the stable
+            phase (``schedule.decay_start``) this is the warmup-stable-decay branch point (Hu et al. 2024,
+            MiniCPM, arXiv 2404.06395): a copy of the work directory taken there can be decayed and measured,
+            and the run still extended from the copy with a larger ``schedule.steps``.
         autocast: ``"bf16"``: forward pass under ``torch.autocast("cpu", bfloat16)`` (weights, optimizer and
             loss stay float32; about 1.6x faster per step on CPUs with AVX512-BF16); ``None``: float32.
 
@@ -332,7 +337,7 @@ def train_lm(
         stale.unlink(missing_ok=True)
     try:
         return _train(model, batch_at, schedule, Path(work), pad, eval_fn, eval_every, checkpoint_every_s, stop_after_s,
-                      autocast)  # fmt: skip
+                      stop_at_step, autocast)  # fmt: skip
     finally:
         lock.close()
 
@@ -363,7 +368,7 @@ def torch_threads(n: int, seed: int | None = None) -> Iterator[None]:
 
 def _train(model: Any, batch_at: Callable[[int], Any], schedule: Schedule, work: Path, pad: int | None,
            eval_fn: Any, eval_every: int, checkpoint_every_s: float, stop_after_s: float | None,
-           autocast: str | None = None) -> dict[str, Any]:  # fmt: skip
+           stop_at_step: int | None = None, autocast: str | None = None) -> dict[str, Any]:  # fmt: skip
     import contextlib
 
     import numpy as np
@@ -413,7 +418,8 @@ def _train(model: Any, batch_at: Callable[[int], Any], schedule: Schedule, work:
         logger.info("%s eval %s", name, json.dumps(point))
 
     model.train()
-    while step < schedule.steps:
+    end = schedule.steps if stop_at_step is None else min(schedule.steps, stop_at_step)
+    while step < end:
         batch = batch_at(step)
         if isinstance(batch, tuple):
             inputs, targets, weight = (*batch, None) if len(batch) == 2 else batch

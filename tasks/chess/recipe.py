@@ -217,8 +217,10 @@ def monitor(recipe: Recipe, seed: int) -> Any:
     return eval_fn
 
 
-def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None) -> tuple[Any, dict[str, Any]]:
-    """Build and train (or resume) chess-mini's LM in its work directory; returns ``(model, stats)``."""
+def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None,
+             stop_at_step: int | None = None) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """Build and train (or resume) chess-mini's LM in its work directory; returns ``(model, stats)``.
+    ``stop_after_s``, ``stop_at_step``: as :func:`deeprobe_bench.zoo.lm.train_lm`'s."""
     import torch
 
     from deeprobe_bench.zoo import lm
@@ -230,7 +232,7 @@ def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None) -> tu
     stats = lm.train_lm(model, batch_stream(recipe, seed), recipe.schedule(), work, pad=data.MOVE_PAD_ID,
                         eval_fn=monitor(recipe, seed) if recipe.eval_every else None, eval_every=recipe.eval_every,
                         checkpoint_every_s=recipe.checkpoint_every_s, stop_after_s=stop_after_s,
-                        autocast=recipe.autocast)  # fmt: skip
+                        stop_at_step=stop_at_step, autocast=recipe.autocast)  # fmt: skip
     model.eval()
     return model, {**stats, "work_dir": str(work)}
 
@@ -496,12 +498,13 @@ def main(argv: list[str] | None = None) -> None:
     def options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--lm-only", action="store_true", help="only train (resume) the language model")
         parser.add_argument("--stop-after-s", type=float, default=None)
+        parser.add_argument("--stop-at-step", type=int, default=None, help="stop (after a checkpoint) at this step")
         parser.add_argument("--random", action="store_true", help="write chess-mini-random instead of chess-mini")
 
     args, recipe, parser = recipe_args("Train the zoo models chess-mini and chess-mini-random.", FULL, TINY, argv,
                                        out_required=False, options=options)  # fmt: skip
     if args.lm_only:
-        _, stats = train_lm(recipe, args.seed, args.stop_after_s)
+        _, stats = train_lm(recipe, args.seed, args.stop_after_s, args.stop_at_step)
         logger.info("done: step %s of %s", stats.get("step"), recipe.steps)
         return
     if args.out is None:

@@ -208,8 +208,10 @@ def build_model(config: dict[str, Any], size: int) -> Any:
     return hooked_transformer(config, tokenizer_for(size))
 
 
-def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None, keep_steps: bool = True) -> tuple[Any, dict[str, Any]]:
+def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None, keep_steps: bool = True,
+             stop_at_step: int | None = None) -> tuple[Any, dict[str, Any]]:  # fmt: skip
     """Build and train (or resume) othello-mini's LM in its work directory; returns ``(model, stats)``.
+    ``stop_after_s``, ``stop_at_step``: as :func:`deeprobe_bench.zoo.lm.train_lm`'s.
 
     With ``keep_steps``, a run already started keeps the total number of steps it was last given (``--steps``
     of an earlier call, recorded in the work directory), so ``zoo train`` finishes what the background run
@@ -230,7 +232,7 @@ def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None, keep_
     stats = lm.train_lm(model, batch_stream(recipe, seed), recipe.schedule(), work, pad=data.PAD,
                         eval_fn=monitor(recipe, seed) if recipe.eval_every else None, eval_every=recipe.eval_every,
                         checkpoint_every_s=recipe.checkpoint_every_s, stop_after_s=stop_after_s,
-                        autocast=recipe.autocast)  # fmt: skip
+                        stop_at_step=stop_at_step, autocast=recipe.autocast)  # fmt: skip
     return model, {**stats, "steps": recipe.steps}
 
 
@@ -418,6 +420,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument("--lm-only", action="store_true", help="train (resume) the language model only")
         parser.add_argument("--steps", type=int, default=None, help="change the total (before the decay began)")
         parser.add_argument("--stop-after-s", type=float, default=None)
+        parser.add_argument("--stop-at-step", type=int, default=None,
+                            help="stop (after a checkpoint) at this step: the decay's branch point is the total - 3000")
         parser.add_argument("--threads", type=int, default=None,
                             help="torch threads (default: the recipe's 2; 1 is faster on a loaded machine); not part of the run's key")
         parser.add_argument("--model", default=NAME, choices=[NAME, RANDOM_NAME])
@@ -428,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         recipe = dataclasses.replace(recipe, threads=args.threads)
     if args.lm_only:
-        _, stats = train_lm(recipe, args.seed, args.stop_after_s, keep_steps=not args.steps)
+        _, stats = train_lm(recipe, args.seed, args.stop_after_s, keep_steps=not args.steps, stop_at_step=args.stop_at_step)
         logger.info("done: %s", json.dumps({k: v for k, v in stats.items() if k != "learning_curve"}))
         logger.info("recipe %s", json.dumps(asdict(recipe)))
     elif args.out is None:

@@ -128,6 +128,27 @@ def test_changed_schedule_after_decay_began_is_refused(tmp_path):
     assert lm.train_lm(fresh(), stream, sched(6), tmp_path / "b")["step"] == 6
 
 
+def test_a_run_stopped_at_its_decay_start_branches_into_its_own_decay_or_a_longer_run(tmp_path):
+    import shutil
+
+    torch.set_num_threads(1)
+    ref = fresh()
+    lm.train_lm(ref, stream, sched(), tmp_path / "ref")
+    longer = fresh()
+    lm.train_lm(longer, stream, sched(STEPS + 5), tmp_path / "longer")
+    branch_point = sched().decay_start
+    stable = lm.train_lm(fresh(), stream, sched(), tmp_path / "a", stop_at_step=branch_point)
+    assert (stable["step"], stable["done"]) == (branch_point, False)
+    assert json.loads((tmp_path / "a" / lm.PROGRESS).read_text())["step"] == branch_point
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    decayed, extended = fresh(), fresh()
+    assert lm.train_lm(decayed, stream, sched(), tmp_path / "a")["done"]  # the branch: this run's own decay
+    assert lm.train_lm(extended, stream, sched(STEPS + 5), tmp_path / "copy")["step"] == STEPS + 5  # or a longer run
+    for model, same in ((decayed, ref), (extended, longer)):
+        for (name, a), b in zip(same.state_dict().items(), model.state_dict().values(), strict=True):
+            assert torch.equal(a, b), name
+
+
 def test_work_dir_is_private_and_checked(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPROBE_CACHE", str(tmp_path))
     a = lm.work_dir("m", {"x": 1})
