@@ -243,16 +243,17 @@ BAR = {"legal_top1": 0.95, "mine_theirs_occupied": 0.97}
 
 
 def probe_report(model: Any, n_train: int, n_test: int, size: int, seed: int,
-                 hooks: list[str] | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
+                 hooks: list[str] | None = None, n_jobs: int = 1) -> dict[str, dict[str, float]]:  # fmt: skip
     """Per layer (``resid_post``), two linear probes fitted on ``n_train`` games, scored on ``n_test`` others.
 
     ``mine_theirs_occupied``: per square, a binary logistic regression (scikit-learn, lbfgs, C=1) of mine
     vs theirs on the rows where the square is occupied (the paper's "mine / theirs" decoding);
     ``three_way``: per square, multinomial empty / mine / theirs on every row. Inputs standardised with
-    the train rows' mean and std. ``hooks``: the resid_post hooks to probe (default: every layer's).
+    the train rows' mean and std. ``hooks``: the resid_post hooks to probe (default: every layer's);
+    ``n_jobs``: squares fitted at once (joblib processes; the figures do not depend on it).
     Returns ``{hook: {probe: accuracy over squares and rows}}``.
     """
-    from sklearn.linear_model import LogisticRegression
+    from joblib import Parallel, delayed
 
     hooks = hooks or [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
     tr, te = heldout(n_train, size, EVAL_SEED_BASE + 100 + seed), heldout(n_test, size, EVAL_SEED_BASE + 200 + seed)
@@ -261,23 +262,31 @@ def probe_report(model: Any, n_train: int, n_test: int, size: int, seed: int,
     for h in hooks:
         mu, sd = a[h].mean(0), a[h].std(0) + 1e-6
         x_tr, x_te = ((a[h] - mu) / sd).numpy(), ((b[h] - mu) / sd).numpy()
-        hits = {"mine_theirs_occupied": [0, 0], "three_way": [0, 0]}
-        for sq in range(size * size):
-            y_tr, y_te = tr["board"][:, sq], te["board"][:, sq]
-            for probe, rows_tr, rows_te in (("three_way", slice(None), slice(None)),
-                                            ("mine_theirs_occupied", y_tr != data.EMPTY, y_te != data.EMPTY)):  # fmt: skip
-                yt, ye = y_tr[rows_tr], y_te[rows_te]
-                if len(ye) == 0:
-                    continue
-                if len(np.unique(yt)) < 2:
-                    pred = np.full(len(ye), yt[0] if len(yt) else data.EMPTY)
-                else:
-                    pred = LogisticRegression(C=1.0, max_iter=500).fit(x_tr[rows_tr], yt).predict(x_te[rows_te])
-                hits[probe][0] += int((pred == ye).sum())
-                hits[probe][1] += len(ye)
-        out[h] = {k: c / max(1, n) for k, (c, n) in hits.items()}
+        per_square = Parallel(n_jobs=n_jobs)(delayed(_square_probes)(x_tr, x_te, tr["board"][:, sq], te["board"][:, sq])
+                                             for sq in range(size * size))  # fmt: skip
+        out[h] = {k: sum(hits[k][0] for hits in per_square) / max(1, sum(hits[k][1] for hits in per_square))
+                  for k in ("mine_theirs_occupied", "three_way")}  # fmt: skip
         logger.info("probes %s: %s", h, json.dumps(out[h]))
     return out
+
+
+def _square_probes(x_tr: np.ndarray, x_te: np.ndarray, y_tr: np.ndarray, y_te: np.ndarray) -> dict[str, tuple[int, int]]:
+    """:func:`probe_report`'s two probes of one square: ``{probe: (right, scored)}`` on the test rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    hits = {}
+    for probe, rows_tr, rows_te in (("three_way", slice(None), slice(None)),
+                                    ("mine_theirs_occupied", y_tr != data.EMPTY, y_te != data.EMPTY)):  # fmt: skip
+        yt, ye = y_tr[rows_tr], y_te[rows_te]
+        if len(ye) == 0:
+            hits[probe] = (0, 0)
+            continue
+        if len(np.unique(yt)) < 2:
+            pred = np.full(len(ye), yt[0] if len(yt) else data.EMPTY)
+        else:
+            pred = LogisticRegression(C=1.0, max_iter=500).fit(x_tr[rows_tr], yt).predict(x_te[rows_te])
+        hits[probe] = (int((pred == ye).sum()), len(ye))
+    return hits
 
 
 def choose_hook(report: dict[str, dict[str, float]]) -> str:
@@ -349,7 +358,7 @@ def train(out_dir: Any, seed: int = 0, tiny: bool = False, recipe: Recipe | None
     recipe = dataclasses.replace(recipe, steps=stats["steps"])
     work = lm.work_dir(NAME, run_key(recipe, seed))
     n_tr, n_te = (64, 32) if tiny else (PROBE_TRAIN_GAMES, PROBE_TEST_GAMES)
-    report = probe_report(model, n_tr, n_te, recipe.size, seed)
+    report = probe_report(model, n_tr, n_te, recipe.size, seed, n_jobs=recipe.threads)
     hook = choose_hook(report)
     saes, sae_q = saes_at(model, hook, recipe.sae_spec(), recipe.size, seed, work)
     legal = legal_top1(model, heldout(100 if tiny else 1000, recipe.size, EVAL_SEED_BASE + 50 + seed))
@@ -385,7 +394,7 @@ def train_random(out_dir: Any, seed: int = 0, tiny: bool = False, hook: str | No
     model = cards.round_weights(build_model(model_config(recipe, RANDOM_NAME, seed), recipe.size), recipe.weights_dtype)
     model.eval()
     n_tr, n_te = (64, 32) if tiny else (PROBE_TRAIN_GAMES, PROBE_TEST_GAMES)
-    report = probe_report(model, n_tr, n_te, recipe.size, seed)
+    report = probe_report(model, n_tr, n_te, recipe.size, seed, n_jobs=recipe.threads)
     spec = dc.replace(recipe.sae_spec(), archs=("standard",))
     saes, sae_q = saes_at(model, hook, spec, recipe.size, seed, None)
     legal = legal_top1(model, heldout(100 if tiny else 1000, recipe.size, EVAL_SEED_BASE + 50 + seed))

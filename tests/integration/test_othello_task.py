@@ -80,3 +80,13 @@ def test_probe_beats_random_directions_and_the_random_init_model(subjects, tmp_p
     rnd_init = _run(subjects, tmp_path, "othello-mini-random", ["probe"])
     assert _m(trained["probe"], "coverage") > _m(trained["random"], "coverage") + 0.1
     assert _m(trained["probe"], "coverage") > _m(rnd_init["probe"], "coverage") + 0.05
+
+
+def test_the_cards_probe_figures_do_not_depend_on_how_many_squares_are_fitted_at_once():
+    from deeprobe_bench.tasks.othello import recipe
+
+    model = recipe.build_model(recipe.model_config(recipe.TINY), recipe.TINY.size)
+    hooks = ["blocks.0.hook_resid_post"]
+    one = recipe.probe_report(model, 40, 20, recipe.TINY.size, 0, hooks)
+    assert recipe.probe_report(model, 40, 20, recipe.TINY.size, 0, hooks, n_jobs=2) == one
+    assert all(0 < v <= 1 for v in one[hooks[0]].values())
