@@ -5,7 +5,7 @@ d_mlp 1024), trained with next-move cross-entropy on uniformly random pass-free 
 every step (``engine.random_games`` seeded by ``(seed, chunk of steps)``: no game is seen twice and a
 step's games depend on its index only), under warmup-stable-decay (:class:`deeprobe_bench.zoo.lm.Schedule`).
 That recipe reached 0.03% illegal moves and more than 98% probe accuracy after 2M games; ours plans
-``steps * batch`` = 3.07M games (planned at 2.05M, extended: README). On the 2-core CPU machine it runs for hours in the background and resumes
+``steps * batch`` = 4.61M games (planned at 2.05M, extended twice: README). On the 2-core CPU machine it runs for hours in the background and resumes
 from its checkpoint (``python -m deeprobe_bench.tasks.othello.recipe --lm-only``).
 
 Monitoring (every ``eval_every`` steps, on held-out games of another seed): ``legal_top1`` (top-1
@@ -52,7 +52,7 @@ class Recipe(ZooRecipe):
 
 
 FULL = Recipe(
-    n_layers=8, d_model=256, n_heads=8, d_head=32, d_mlp=1024, batch=128, steps=24000,  # 3.07M games
+    n_layers=8, d_model=256, n_heads=8, d_head=32, d_mlp=1024, batch=128, steps=36000,  # 4.61M games
     lr=1e-3, warmup_steps=500, decay_steps=3000, min_lr=1e-5, weight_decay=0.05, threads=2,
     # SAEs: 8 x d_model latents (the paper: 8x-16x), TopK k = 48 (L0 <= 64), L1 / initial alpha 2.0
     d_sae=2048, k=48, l1=2.0, sae_steps=3000, sae_batch=1024, sae_lr=3e-4, weights_dtype="float16",
@@ -339,7 +339,7 @@ def _data_card(recipe: Recipe, games_seen: int | None) -> dict[str, Any]:
 WHY_6X6 = (
     "budget: a step of 128 6x6 games (36 moves) takes about 1 s on this machine's two cores (bf16 forward); "
     "the paper's 8x8 Othello-GPT (Li et al. 2023) learned from 20M synthetic games of 60 moves, which at this "
-    "width would be 156,250 such steps of about 1.7 s, some 74 hours, against 24,000 steps (about 7 hours) "
+    "width would be 156,250 such steps of about 1.7 s, some 74 hours, against 36,000 steps (about 10 hours) "
     "for the 6x6 recipe that reached > 98% probe accuracy with 2M games (alfredclwong/othello-gpt)"
 )
 
