@@ -289,6 +289,23 @@ def _square_probes(x_tr: np.ndarray, x_te: np.ndarray, y_tr: np.ndarray, y_te: n
     return hits
 
 
+def probe_checkpoint(path: Any, recipe: Recipe, seed: int = 0, n_train: int = PROBE_TRAIN_GAMES) -> dict[str, dict[str, float]]:
+    """The card's probes (:func:`probe_report`, every layer, ``n_train`` train games) of the model in a work
+    directory's checkpoint (``lm.safetensors``, float32 as trained): how a run is measured before it ends.
+
+    Raises:
+        UserError: the file is not a checkpoint of the kit.
+    """
+    from pathlib import Path
+
+    from deeprobe_bench.zoo import lm
+
+    model = build_model(model_config(recipe, NAME, seed), recipe.size)
+    lm.load_checkpoint(Path(path), model, lm.make_optimizer(model, recipe.schedule()))
+    model.eval()
+    return probe_report(model, n_train, PROBE_TEST_GAMES, recipe.size, seed, n_jobs=recipe.threads)
+
+
 def choose_hook(report: dict[str, dict[str, float]]) -> str:
     """The resid_post hook with the best mine/theirs decoding (ties: the earliest layer)."""
     return max(report, key=lambda h: (round(report[h]["mine_theirs_occupied"], 4), -int(h.split(".")[1])))
@@ -434,13 +451,18 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument("--threads", type=int, default=None,
                             help="torch threads (default: the recipe's 2; 1 is faster on a loaded machine); not part of the run's key")
         parser.add_argument("--model", default=NAME, choices=[NAME, RANDOM_NAME])
+        parser.add_argument("--probe-checkpoint", default=None, metavar="LM_SAFETENSORS",
+                            help="print the card's probes of every layer for a work directory's checkpoint, as JSON")
+        parser.add_argument("--probe-train-games", type=int, default=PROBE_TRAIN_GAMES)
 
     args, recipe, parser = recipe_args(__doc__.splitlines()[0], FULL, TINY, argv, out_required=False, options=options)
     if args.steps:
         recipe = dataclasses.replace(recipe, steps=args.steps)
     if args.threads:
         recipe = dataclasses.replace(recipe, threads=args.threads)
-    if args.lm_only:
+    if args.probe_checkpoint:
+        print(json.dumps(probe_checkpoint(args.probe_checkpoint, recipe, args.seed, args.probe_train_games)))
+    elif args.lm_only:
         _, stats = train_lm(recipe, args.seed, args.stop_after_s, keep_steps=not args.steps, stop_at_step=args.stop_at_step)
         logger.info("done: %s", json.dumps({k: v for k, v in stats.items() if k != "learning_curve"}))
         logger.info("recipe %s", json.dumps(asdict(recipe)))

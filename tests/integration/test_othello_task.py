@@ -90,3 +90,18 @@ def test_the_cards_probe_figures_do_not_depend_on_how_many_squares_are_fitted_at
     one = recipe.probe_report(model, 40, 20, recipe.TINY.size, 0, hooks)
     assert recipe.probe_report(model, 40, 20, recipe.TINY.size, 0, hooks, n_jobs=2) == one
     assert all(0 < v <= 1 for v in one[hooks[0]].values())
+
+
+def test_a_checkpoint_is_probed_as_the_card_probes_the_model_that_wrote_it(tmp_path, monkeypatch, capsys):
+    import json
+
+    from deeprobe_bench.tasks.othello import recipe
+    from deeprobe_bench.zoo import lm
+
+    monkeypatch.setenv("DEEPROBE_CACHE", str(tmp_path))
+    model, _ = recipe.train_lm(recipe.TINY, 0)
+    checkpoint = lm.work_dir(recipe.NAME, recipe.run_key(recipe.TINY, 0)) / lm.CHECKPOINT
+    recipe.main(["--tiny", "--probe-checkpoint", str(checkpoint), "--probe-train-games", "40"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == recipe.probe_report(model, 40, recipe.PROBE_TEST_GAMES, recipe.TINY.size, 0)
+    assert list(printed) == [f"blocks.{i}.hook_resid_post" for i in range(recipe.TINY.n_layers)]
