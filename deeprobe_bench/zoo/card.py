@@ -77,6 +77,19 @@ def make_card(
     return card
 
 
+def _torch_dtype(name: str) -> Any:
+    """The torch dtype of one of :data:`WEIGHTS_DTYPES`.
+
+    Raises:
+        ValueError: ``name`` is not one of them.
+    """
+    import torch
+
+    if name not in WEIGHTS_DTYPES:
+        raise ValueError(f"weights dtype {name!r} is not one of {', '.join(WEIGHTS_DTYPES)}")
+    return getattr(torch, name)
+
+
 def round_weights(model: Any, dtype: str) -> Any:
     """Round every floating-point parameter and buffer of ``model`` to ``dtype`` and back, in place; returns
     ``model``.
@@ -92,12 +105,11 @@ def round_weights(model: Any, dtype: str) -> Any:
 
     import torch
 
-    if dtype not in WEIGHTS_DTYPES:
-        raise ValueError(f"weights dtype {dtype!r} is not one of {', '.join(WEIGHTS_DTYPES)}")
+    to = _torch_dtype(dtype)
     with torch.no_grad():
         for t in itertools.chain(model.parameters(), model.buffers()):
             if t.is_floating_point():
-                rounded = t.to(getattr(torch, dtype)).to(t.dtype)
+                rounded = t.to(to).to(t.dtype)
                 if (torch.isfinite(t) & ~torch.isfinite(rounded)).any():
                     raise ValueError(f"a weight of magnitude {t.abs().max().item():.3g} overflows {dtype}")
                 t.copy_(rounded)
@@ -119,8 +131,7 @@ def write(out_dir: Path, model: Any, card: dict[str, Any], saes: dict[str, Any] 
 
     from deeprobe_bench.subject import CARD, SHA256, save_zoo_dir, zoo_file_digests
 
-    if weights_dtype not in WEIGHTS_DTYPES:
-        raise ValueError(f"weights dtype {weights_dtype!r} is not one of {', '.join(WEIGHTS_DTYPES)}")
+    _torch_dtype(weights_dtype)
     out_dir = Path(out_dir)
     card["weights_dtype"] = weights_dtype
     save_zoo_dir(out_dir, model, card, saes, weights_dtype)

@@ -187,8 +187,9 @@ def save_checkpoint(path: Path, model: Any, opt: Any, state: dict[str, Any]) -> 
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path, model: Any, opt: Any) -> dict[str, Any]:
-    """Restore what :func:`save_checkpoint` wrote into ``model`` and ``opt``; returns ``state``."""
+def load_checkpoint(path: Path, model: Any, opt: Any = None) -> dict[str, Any]:
+    """Restore what :func:`save_checkpoint` wrote into ``model`` and ``opt`` (``None``: the model only, to
+    measure it); returns ``state``."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -202,6 +203,8 @@ def load_checkpoint(path: Path, model: Any, opt: Any) -> dict[str, Any]:
         raise UserError(f"resume checkpoint {path} is not a checkpoint of this kit ({type(e).__name__}); "
                         "delete it to train from the start") from None
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if opt is None:
+        return state
     sd = opt.state_dict()
     for pid, name in enumerate(n for n, _ in model.named_parameters()):
         st = {k.rsplit(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"opt.{name}.") and

@@ -301,7 +301,7 @@ def probe_checkpoint(path: Any, recipe: Recipe, seed: int = 0, n_train: int = PR
     from deeprobe_bench.zoo import lm
 
     model = build_model(model_config(recipe, NAME, seed), recipe.size)
-    lm.load_checkpoint(Path(path), model, lm.make_optimizer(model, recipe.schedule()))
+    lm.load_checkpoint(Path(path), model)
     model.eval()
     return probe_report(model, n_train, PROBE_TEST_GAMES, recipe.size, seed, n_jobs=recipe.threads)
 
@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument("--steps", type=int, default=None, help="change the total (before the decay began)")
         parser.add_argument("--stop-after-s", type=float, default=None)
         parser.add_argument("--stop-at-step", type=int, default=None,
-                            help="stop (after a checkpoint) at this step: the decay's branch point is the total - 3000")
+                            help="stop (after a checkpoint) at this step: the decay's branch point is the total - decay_steps")
         parser.add_argument("--threads", type=int, default=None,
                             help="torch threads (default: the recipe's 2; 1 is faster on a loaded machine); not part of the run's key")
         parser.add_argument("--model", default=NAME, choices=[NAME, RANDOM_NAME])
