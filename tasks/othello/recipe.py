@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -461,7 +462,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         recipe = dataclasses.replace(recipe, threads=args.threads)
     if args.probe_checkpoint:
-        print(json.dumps(probe_checkpoint(args.probe_checkpoint, recipe, args.seed, args.probe_train_games)))
+        sys.stdout.write(json.dumps(probe_checkpoint(args.probe_checkpoint, recipe, args.seed, args.probe_train_games)) + "\n")
     elif args.lm_only:
         _, stats = train_lm(recipe, args.seed, args.stop_after_s, keep_steps=not args.steps, stop_at_step=args.stop_at_step)
         logger.info("done: %s", json.dumps({k: v for k, v in stats.items() if k != "learning_curve"}))
