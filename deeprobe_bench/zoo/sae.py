@@ -309,8 +309,10 @@ def sae_stage(
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Train one SAE per architecture of ``spec`` at ``hook_name`` and measure it on held-out rows.
 
-    Each finished SAE is stored under ``work/sae/<hook>@<arch>-<spec hash>/`` with its ``quality.json``
-    (sae_lens' own ``save_model`` files: safetensors + JSON), so a rerun skips it (resumable per SAE).
+    Each finished SAE is stored under ``work/sae/<hook>@<arch>-<key>/`` with its ``quality.json``
+    (sae_lens' own ``save_model`` files: safetensors + JSON), so a rerun skips it (resumable per SAE). The
+    key hashes the spec, the seed and the training rows' values: rows of other model weights (a work
+    directory restored to an earlier checkpoint and trained on) never reuse an SAE of the old ones.
 
     Args:
         acts: ``Float[Tensor, "n d_in"]`` training activations; eval_acts: ``Float[Tensor, "m d_in"]``
@@ -328,7 +330,8 @@ def sae_stage(
 
     from sae_lens import SAE
 
-    key = hashlib.sha256(json.dumps({**asdict(spec), "seed": seed, "n": len(acts)}, sort_keys=True).encode()).hexdigest()[:12]
+    rows = hashlib.sha256(memoryview(acts.detach().float().contiguous().numpy())).hexdigest()
+    key = hashlib.sha256(json.dumps({**asdict(spec), "seed": seed, "rows": rows}, sort_keys=True).encode()).hexdigest()[:12]
     saes, quality = {}, {}
     batch = min(spec.batch, len(acts))
     for arch in spec.archs:

@@ -73,3 +73,22 @@ def test_each_architecture_recovers_a_planted_dictionary_and_round_trips(arch, p
 def test_unknown_architecture_is_refused():
     with pytest.raises(ValueError, match="unknown SAE architecture"):
         train_sae(torch.zeros(10, 2), "h", "gated", 4, 0, steps=1, batch=2)
+
+
+def test_the_sae_stage_reuses_an_sae_of_the_same_rows_only(tmp_path, monkeypatch):
+    """A rerun on the same rows loads the stored SAE; rows of other weights (same count) train a new one."""
+    from deeprobe_bench.zoo import sae as kit
+
+    spec = kit.SAESpec(d_sae=8, steps=5, batch=32, archs=("topk",), k=2)
+    gen = torch.Generator().manual_seed(0)
+    acts, ev = torch.randn(64, 4, generator=gen), torch.randn(16, 4, generator=gen)
+    first, _ = kit.sae_stage(acts, ev, "blocks.0.hook_resid_post", spec, 0, tmp_path)
+    trained = []
+    real = kit.train_sae
+    monkeypatch.setattr(kit, "train_sae", lambda *a, **k: trained.append(1) or real(*a, **k))
+    again, _ = kit.sae_stage(acts.clone(), ev, "blocks.0.hook_resid_post", spec, 0, tmp_path)
+    assert trained == []
+    assert torch.equal(again["blocks.0.hook_resid_post@topk"].W_dec, first["blocks.0.hook_resid_post@topk"].W_dec)
+    kit.sae_stage(acts * 1.5, ev, "blocks.0.hook_resid_post", spec, 0, tmp_path)
+    assert trained == [1]
+    assert len(list((tmp_path / "sae").iterdir())) == 2
