@@ -54,7 +54,7 @@ class Recipe(ZooRecipe):
 
 FULL = Recipe(
     n_layers=8, d_model=256, n_heads=8, d_head=32, d_mlp=1024, batch=128, steps=36000,  # 4.61M games
-    lr=1e-3, warmup_steps=500, decay_steps=3000, min_lr=1e-5, weight_decay=0.05, threads=2,
+    lr=1e-3, warmup_steps=500, decay_steps=6000, min_lr=1e-5, weight_decay=0.05, threads=2,  # decay: the last 1/6
     # SAEs: 8 x d_model latents (the paper: 8x-16x), TopK k = 48 (L0 <= 64), L1 / initial alpha 2.0
     d_sae=2048, k=48, l1=2.0, sae_steps=3000, sae_batch=1024, sae_lr=3e-4, weights_dtype="float16",
 )  # fmt: skip

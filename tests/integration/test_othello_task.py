@@ -53,9 +53,11 @@ def test_methods_run_and_metrics_have_their_ranges(subjects, tmp_path):
         assert r.details["causal"]["n"] > 0 and 0 <= _m(r, "causal_success") <= 1
     assert res["neurons"].details["features"]["hook_name"].endswith("mlp.hook_post")
     curve = res["sae"].details["reconstruction_curve"]
-    # sae hands over all 512 latents: the curve's points are the top 1 .. 50 of them, against the whole set
+    # sae hands over every latent of the shipped SAE (the card's d_sae): the curve's points are the top
+    # 1 .. 50 of them, against the whole set
     assert curve["k"] == [1, 2, 5, 10, 20, 50] and len(curve["normalised"]) == 6
-    assert res["sae"].details["features"]["n"] == 512 and 0 <= _m(res["sae"], "reconstruction_cpr")
+    d_sae = subjects["othello-mini"].card["recipe"]["d_sae"]
+    assert res["sae"].details["features"]["n"] == d_sae and 0 <= _m(res["sae"], "reconstruction_cpr")
     res_rand = _run(subjects, tmp_path, "othello-mini-random", ["sae"], method_options={"arch": "standard"})
     assert res_rand["sae[arch=standard]"].ok
 
