@@ -313,13 +313,17 @@ def choose_hook(report: dict[str, dict[str, float]]) -> str:
 
 
 def sae_rows(model: Any, hook: str, d_sae: int, size: int, seed: int) -> tuple[Any, Any]:
-    """The SAE stage's rows at ``hook``: every position of ``SAE_GAMES`` fresh games (training) and the
-    probe test games (held out: the rows the task measures); a tiny SAE (< 256 latents) gets fewer."""
+    """The SAE stage's rows at ``hook``: every position of ``SAE_GAMES`` fresh games (training) and
+    :func:`sae_eval_rows` (held out); a tiny SAE (< 256 latents) gets fewer."""
     tiny = d_sae < 256
     acts = resid_rows(model, heldout(1024 if tiny else SAE_GAMES, size, TRAIN_SEED_BASE * 1000 + seed), [hook])[hook]
-    ev = resid_rows(model, heldout(PROBE_TEST_GAMES // (10 if tiny else 1), size,
-                                   EVAL_SEED_BASE + 300 + seed), [hook])[hook]  # fmt: skip
-    return acts, ev
+    return acts, sae_eval_rows(model, hook, size, seed, tiny)
+
+
+def sae_eval_rows(model: Any, hook: str, size: int, seed: int, tiny: bool = False) -> Any:
+    """``Float[Tensor, "rows d_model"]``: the measured positions of ``PROBE_TEST_GAMES`` held-out games (a tenth
+    for a tiny SAE), where the card's SAE figures (variance explained, L0) are measured."""
+    return resid_rows(model, heldout(PROBE_TEST_GAMES // (10 if tiny else 1), size, EVAL_SEED_BASE + 300 + seed), [hook])[hook]
 
 
 def saes_at(model: Any, hook: str, spec: Any, size: int, seed: int, work: Any) -> tuple[dict, dict]:
