@@ -240,6 +240,7 @@ def train_lm(recipe: Recipe, seed: int, stop_after_s: float | None = None, keep_
 # --------------------------------------------------------------------------- probes, SAEs, card
 
 PROBE_TRAIN_GAMES, PROBE_TEST_GAMES, SAE_GAMES = 1000, 500, 6000
+TINY_SAE = 256  # an SAE of fewer latents (the TINY recipe's) gets fewer rows: sae_rows, sae_eval_rows
 BAR = {"legal_top1": 0.95, "mine_theirs_occupied": 0.97}
 
 
@@ -314,16 +315,17 @@ def choose_hook(report: dict[str, dict[str, float]]) -> str:
 
 def sae_rows(model: Any, hook: str, d_sae: int, size: int, seed: int) -> tuple[Any, Any]:
     """The SAE stage's rows at ``hook``: every position of ``SAE_GAMES`` fresh games (training) and
-    :func:`sae_eval_rows` (held out); a tiny SAE (< 256 latents) gets fewer."""
-    tiny = d_sae < 256
+    :func:`sae_eval_rows` (held out); a tiny SAE (< ``TINY_SAE`` latents) gets fewer."""
+    tiny = d_sae < TINY_SAE
     acts = resid_rows(model, heldout(1024 if tiny else SAE_GAMES, size, TRAIN_SEED_BASE * 1000 + seed), [hook])[hook]
-    return acts, sae_eval_rows(model, hook, size, seed, tiny)
+    return acts, sae_eval_rows(model, hook, d_sae, size, seed)
 
 
-def sae_eval_rows(model: Any, hook: str, size: int, seed: int, tiny: bool = False) -> Any:
+def sae_eval_rows(model: Any, hook: str, d_sae: int, size: int, seed: int) -> Any:
     """``Float[Tensor, "rows d_model"]``: the measured positions of ``PROBE_TEST_GAMES`` held-out games (a tenth
-    for a tiny SAE), where the card's SAE figures (variance explained, L0) are measured."""
-    return resid_rows(model, heldout(PROBE_TEST_GAMES // (10 if tiny else 1), size, EVAL_SEED_BASE + 300 + seed), [hook])[hook]
+    for a tiny SAE, as in :func:`sae_rows`), where the card's SAE figures (variance explained, L0) are measured."""
+    games = PROBE_TEST_GAMES // (10 if d_sae < TINY_SAE else 1)
+    return resid_rows(model, heldout(games, size, EVAL_SEED_BASE + 300 + seed), [hook])[hook]
 
 
 def saes_at(model: Any, hook: str, spec: Any, size: int, seed: int, work: Any) -> tuple[dict, dict]:

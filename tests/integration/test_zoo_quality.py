@@ -30,7 +30,7 @@ def test_othello_mini_card_figures_are_reproduced():
     ev = recipe.heldout(q.get("legal_top1_games", 1000), size, recipe.EVAL_SEED_BASE + 50 + seed)
     assert recipe.legal_top1(subject.model, ev) == pytest.approx(q["legal_top1"], abs=0.02)
     measured = [arch for arch, sq in card["saes"].items() if "n_eval_rows" in sq]  # v1 cards do not say which rows
-    rows = recipe.sae_eval_rows(subject.model, hook, size, seed, card["tiny"]) if measured else None
+    rows = recipe.sae_eval_rows(subject.model, hook, card["recipe"]["d_sae"], size, seed) if measured else None
     for arch in measured:
         sq, got = card["saes"][arch], sae_quality(subject.saes[f"{hook}@{arch}"], rows)
         assert len(rows) == sq["n_eval_rows"]
